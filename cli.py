@@ -1,0 +1,304 @@
+"""The organizer's command line. Thin: parse, call one function of `scheduler`, print.
+
+Only this module knows about Typer, exit codes, stdout and the clock. Every error a user can act
+on arrives as a `SchedulerError` and leaves as one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from sqlmodel import Session
+from typer.core import TyperGroup
+
+from scheduler import calls, config, db, present
+from scheduler import log as log_setup
+from scheduler.errors import SchedulerError
+
+log = logging.getLogger("coalition")
+EXIT_USAGE = 2
+
+
+class OneLineErrors(TyperGroup):
+    """Turns every failure into one line on stderr, never a traceback (unless --verbose)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except SchedulerError as e:
+            for line in str(e).splitlines():
+                typer.echo(f"error: {line}", err=True)
+            sys.exit(EXIT_USAGE)
+        except typer.TyperException as e:  # usage errors: unknown option, bad integer, ...
+            typer.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        except Exception as e:
+            if _verbose:
+                raise
+            typer.echo(f"internal error: {type(e).__name__}: {e} (run with --verbose for the "
+                       "traceback, and please report it)", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+_verbose = False
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Recurring coalition calls: times in every zone, feeds and reminders.")
+call_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Add, change and look at recurring calls.")
+app.add_typer(call_app, name="call")
+# Piped output is not cut at 80 columns: slugs and times are meant to be copied.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+@dataclass
+class State:
+    config_path: Path
+
+
+def now() -> datetime:
+    """The clock: read here, at the edge, and handed to the library as `now`."""
+    return datetime.now(UTC)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config_file: Path | None = typer.Option(
+        None, "--config", envvar=config.ENV_CONFIG, show_envvar=True,
+        help="config file [default: ./config.toml]"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress; show tracebacks"),
+) -> None:
+    global _verbose
+    _verbose = verbose
+    log_setup.setup(verbose)
+    ctx.obj = State(config_path=config.config_path(config_file))
+
+
+def _settings(ctx: typer.Context) -> config.Settings:
+    state: State = ctx.obj
+    return config.load(state.config_path)
+
+
+@contextmanager
+def _session(ctx: typer.Context) -> Iterator[tuple[config.Settings, Session]]:
+    settings = _settings(ctx)
+    engine = db.open_database(settings.database_url())
+    try:
+        with Session(engine) as session:
+            yield settings, session
+    finally:
+        engine.dispose()
+
+
+def _json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# --- the database
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the database, or upgrade its schema to this version."""
+    settings = _settings(ctx)
+    engine = db.make_engine(settings.database_url())
+    state = db.migrate(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if state.before is None:
+        typer.echo(f"created database {where} (schema {state.after})")
+    elif state.changed:
+        typer.echo(f"upgraded database {where} from schema {state.before} to {state.after}")
+    else:
+        typer.echo(f"database {where} is up to date (schema {state.after})")
+
+
+@app.command()
+def upcoming(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
+    """The next occurrence of every call."""
+    with _session(ctx) as (settings, session):
+        rows = [(c, calls.next_occurrence(session, c, now())) for c in calls.list_calls(session)]
+        if json_out:
+            return _json([present.call_dict(c, settings, n) for c, n in rows])
+        if not rows:
+            typer.echo("no calls yet; add one with `coalition call add --help`")
+        else:
+            out.print(present.calls_table(rows))
+
+
+# --- calls
+
+TITLE = typer.Option(None, "--title", help="the call's name, as members see it")
+SLUG = typer.Option(None, "--slug", help="short name used in commands and URLs [default: from "
+                    "the title]")
+DESCRIPTION = typer.Option(None, "--description", help="agenda or other details")
+TZ = typer.Option(None, "--tz", "--timezone", help="IANA zone the start is in, e.g. "
+                  "America/New_York")
+START = typer.Option(None, "--start", help="wall time of the first occurrence in --tz, "
+                     "e.g. '2018-11-13 10:00'")
+DURATION = typer.Option(None, "--duration", help="minutes [default: from config.toml]")
+RRULE = typer.Option(None, "--rrule", help="RFC 5545 rule, e.g. 'FREQ=MONTHLY;BYDAY=2TU'; "
+                     "none (or '' in edit) for a one-off")
+REGISTER = typer.Option(None, "--register-url", help="registration page (http or https)")
+JOIN = typer.Option(None, "--join-url", help="where to join the call (http or https)")
+TOPIC = typer.Option(None, "--forum-topic", help="Discourse topic id (0 in edit removes it)")
+LANG = typer.Option(None, "--language", "--lang", help="language of the call's texts")
+ZONES = typer.Option(None, "--zones", help="comma-separated IANA zones to show times in "
+                     "[default: from config.toml; '' in edit restores it]")
+JSON = typer.Option(False, "--json", help="print JSON instead of a table")
+
+
+def _input(**fields: Any) -> calls.CallInput:
+    return calls.CallInput(**fields)
+
+
+@call_app.command("add")
+def call_add(ctx: typer.Context, title: str | None = TITLE, slug: str | None = SLUG,
+             description: str | None = DESCRIPTION, tz: str | None = TZ,
+             start: str | None = START, duration: int | None = DURATION,
+             rrule: str | None = RRULE, register_url: str | None = REGISTER,
+             join_url: str | None = JOIN, forum_topic: int | None = TOPIC,
+             language: str | None = LANG, zones: str | None = ZONES,
+             json_out: bool = JSON) -> None:
+    """Add a call: a first start in its zone, and a rule for the ones after it."""
+    data = _input(title=title, slug=slug, description=description, timezone=tz, start=start,
+                  duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
+                  forum_topic=forum_topic, language=language, zones=zones)
+    with _session(ctx) as (settings, session):
+        call = calls.add_call(session, settings, data, now=now())
+        _show_call(session, settings, call, json_out, f"added {call.slug}")
+
+
+@call_app.command("edit")
+def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG"),
+              title: str | None = TITLE, slug: str | None = SLUG,
+              description: str | None = DESCRIPTION, tz: str | None = TZ,
+              start: str | None = START, duration: int | None = DURATION,
+              rrule: str | None = RRULE, register_url: str | None = REGISTER,
+              join_url: str | None = JOIN, forum_topic: int | None = TOPIC,
+              language: str | None = LANG, zones: str | None = ZONES,
+              json_out: bool = JSON) -> None:
+    """Change any field of a call; moves and cancellations follow it by date."""
+    data = _input(title=title, slug=slug, description=description, timezone=tz, start=start,
+                  duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
+                  forum_topic=forum_topic, language=language, zones=zones)
+    with _session(ctx) as (settings, session):
+        call = calls.edit_call(session, settings, slug_, data, now=now())
+        _show_call(session, settings, call, json_out, f"changed {call.slug}")
+
+
+def _show_call(session: Session, settings: config.Settings, call: Any, json_out: bool,
+               headline: str | None = None) -> None:
+    next_one = calls.next_occurrence(session, call, now())
+    if json_out:
+        return _json(present.call_dict(call, settings, next_one))
+    if headline:
+        typer.echo(headline)
+    out.print(present.call_table(call, settings, next_one))
+
+
+@call_app.command("list")
+def call_list(ctx: typer.Context, json_out: bool = JSON) -> None:
+    """All calls, with their next occurrence."""
+    with _session(ctx) as (settings, session):
+        rows = [(c, calls.next_occurrence(session, c, now())) for c in calls.list_calls(session)]
+        if json_out:
+            return _json([present.call_dict(c, settings, n) for c, n in rows])
+        out.print(present.calls_table(rows) if rows else "no calls yet")
+
+
+@call_app.command("show")
+def call_show(ctx: typer.Context, slug: str, json_out: bool = JSON) -> None:
+    """One call's fields."""
+    with _session(ctx) as (settings, session):
+        _show_call(session, settings, calls.get_call(session, slug), json_out)
+
+
+@call_app.command("occurrences")
+def call_occurrences(
+    ctx: typer.Context, slug: str,
+    start: str | None = typer.Option(None, "--from", help="first date, in the call's zone "
+                                     "[default: now]"),
+    end: str | None = typer.Option(None, "--to", help="last date (inclusive)"),
+    count: int | None = typer.Option(None, "--count", help="at most this many [default: 10 "
+                                     "when --to is not given]"),
+    json_out: bool = JSON,
+) -> None:
+    """A call's occurrences, moved and cancelled ones marked, with local time and UTC."""
+    with _session(ctx) as (_, session):
+        call = calls.get_call(session, slug)
+        found = calls.call_occurrences(session, call, now=now(), start=start, end=end,
+                                       count=count)
+        if json_out:
+            return _json([present.occurrence_dict(o) for o in found])
+        out.print(present.occurrences_table(found) if found else "no occurrences in that window")
+
+
+ON = typer.Option(..., "--on", help="the occurrence's date in the call's zone, e.g. 2019-02-12")
+
+
+def _said(result: calls.OccurrenceResult, done: str, already: str) -> None:
+    o = result.occurrence
+    when = f"{o.original_local:%a %Y-%m-%d %H:%M %Z}"
+    typer.echo(f"{result.call.slug}: {when} {done if result.changed else already}")
+
+
+@call_app.command("move")
+def call_move(ctx: typer.Context, slug: str, on: str = ON,
+              to: str = typer.Option(..., "--to", help="new wall time in the call's zone"),
+              duration: int | None = typer.Option(None, "--duration", help="new length in "
+                                                  "minutes")) -> None:
+    """Move one occurrence; it keeps its id (its original start)."""
+    with _session(ctx) as (_, session):
+        result = calls.move_occurrence(session, slug, on=on, to=to, duration=duration, now=now())
+        o = result.occurrence
+        target = (f"moved to {o.local_start:%a %Y-%m-%d %H:%M %Z} ({present.iso_utc(o.start)})"
+                  if o.start != o.id or o.end - o.start != calls.series_of(result.call).duration
+                  else "is back at its usual time")
+        _said(result, target, "was already there")
+
+
+@call_app.command("cancel")
+def call_cancel(ctx: typer.Context, slug: str, on: str = ON) -> None:
+    """Cancel one occurrence."""
+    with _session(ctx) as (_, session):
+        _said(calls.cancel_occurrence(session, slug, on=on, now=now()), "cancelled",
+              "was already cancelled")
+
+
+@call_app.command("restore")
+def call_restore(ctx: typer.Context, slug: str, on: str = ON) -> None:
+    """Undo a move or cancellation of one occurrence."""
+    with _session(ctx) as (_, session):
+        _said(calls.restore_occurrence(session, slug, on=on, now=now()), "restored",
+              "was neither moved nor cancelled")
+
+
+@call_app.command("delete")
+def call_delete(ctx: typer.Context, slug: str,
+                yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")) -> None:
+    """Delete a call and its changes."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"delete {slug} and all its moves and cancellations?", abort=True)
+    with _session(ctx) as (_, session):
+        call = calls.delete_call(session, slug)
+        typer.echo(f"deleted {call.slug} ({call.title})")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,213 @@
+"""config.toml, read once with tomllib and checked against one schema into typed settings.
+
+Every error is reported, each on one line naming the file, the table and the key; unknown keys
+are errors too (a misspelled key would otherwise be silently ignored). Relative paths in the file
+are relative to the file's own folder, so the service behaves the same from any working folder.
+Secrets are never in the file: it names environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from scheduler.errors import ConfigError, InvalidZone
+from scheduler.zones import get_zone
+
+log = logging.getLogger(__name__)
+
+ENV_CONFIG = "COALITION_CONFIG"
+DEFAULT_CONFIG = Path("config.toml")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseSettings:
+    url: str
+    url_env: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallSettings:
+    default_zones: tuple[str, ...]
+    default_language: str
+    languages: tuple[str, ...]
+    default_duration: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    path: Path
+    database: DatabaseSettings
+    calls: CallSettings
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def database_url(self, environ: Mapping[str, str] | None = None) -> str:
+        """The SQLAlchemy URL: from the named environment variable if set, else from the file.
+
+        A relative SQLite path is taken relative to the config file; `postgresql://` URLs use
+        psycopg 3.
+        """
+        environ = os.environ if environ is None else environ
+        raw = environ.get(self.database.url_env, "") if self.database.url_env else ""
+        url = make_url(raw or self.database.url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+            path = Path(url.database)
+            if not path.is_absolute():
+                url = url.set(database=str(self.folder / path))
+        return url.render_as_string(hide_password=False)
+
+
+# --- converters: each takes the raw TOML value and returns the typed one or raises ValueError
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def env_name(value: Any) -> str:
+    text = string(value)
+    if text and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise ValueError(f"{text!r} is not an environment variable name")
+    return text
+
+
+def database_url(value: Any) -> str:
+    text = string(value)
+    try:
+        make_url(text)
+    except ArgumentError as e:
+        raise ValueError(f"{text!r} is not a database URL ({e})") from e
+    return text
+
+
+def positive_int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def language(value: Any) -> str:
+    text = string(value)
+    if not re.fullmatch(r"[a-z]{2,3}", text):
+        raise ValueError(f"{text!r} is not a two-letter language code such as 'en' or 'fr'")
+    return text
+
+
+def language_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of language codes")
+    return tuple(language(v) for v in value)
+
+
+def zone_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of IANA time zone names")
+    zones = []
+    for item in value:
+        try:
+            zones.append(get_zone(string(item)).key)
+        except InvalidZone as e:
+            raise ValueError(str(e)) from e
+    return tuple(zones)
+
+
+@dataclass(frozen=True)
+class Option:
+    convert: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+SCHEMA: dict[str, dict[str, Option]] = {
+    "database": {
+        "url": Option(database_url, "sqlite:///var/coalition.sqlite3",
+                      "SQLAlchemy URL; a relative SQLite path is relative to this file"),
+        "url_env": Option(env_name, "COALITION_DATABASE_URL",
+                          "environment variable that, when set, overrides url (for passwords)"),
+    },
+    "calls": {
+        "default_zones": Option(zone_list, ["America/New_York", "Europe/Brussels", "Africa/Cairo",
+                                            "Africa/Addis_Ababa", "Asia/Jakarta"],
+                                "zones shown for a call that names none"),
+        "default_language": Option(language, "en", "language of a call that names none"),
+        "languages": Option(language_list, ["en", "fr"], "languages calls may use"),
+        "default_duration": Option(positive_int, 60, "minutes, for a call that names none"),
+    },
+}
+
+SECTIONS: dict[str, type[Any]] = {"database": DatabaseSettings, "calls": CallSettings}
+
+
+def config_path(option: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """--config, else $COALITION_CONFIG, else ./config.toml."""
+    environ = os.environ if environ is None else environ
+    if option is not None:
+        return option
+    return Path(environ[ENV_CONFIG]) if environ.get(ENV_CONFIG) else DEFAULT_CONFIG
+
+
+def load(path: Path) -> Settings:
+    """Read and check the file; raise `ConfigError` listing every problem, one per line."""
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"{path}: no such config file (give --config PATH or set {ENV_CONFIG})"
+        ) from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return parse(raw, path.resolve())
+
+
+def parse(raw: Mapping[str, Any], path: Path) -> Settings:
+    errors: list[str] = []
+    sections: dict[str, Any] = {}
+    for name in raw:
+        if name not in SCHEMA:
+            errors.append(f"{path}: unknown table [{name}] (known: {', '.join(SCHEMA)})")
+    for section, options in SCHEMA.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            errors.append(f"{path}: {section} must be a table ([{section}])")
+            table = {}
+        for key in table:
+            if key not in options:
+                errors.append(f"{path}: [{section}] unknown key {key!r} "
+                              f"(known: {', '.join(options)})")
+        values = {}
+        for key, option in options.items():
+            try:
+                values[key] = option.convert(table.get(key, option.default))
+            except ValueError as e:
+                errors.append(f"{path}: [{section}] {key}: {e}")
+        if not any(e.startswith(f"{path}: [{section}] ") for e in errors):
+            sections[section] = SECTIONS[section](**values)
+    calls = sections.get("calls")
+    if calls is not None and calls.default_language not in calls.languages:
+        errors.append(f"{path}: [calls] default_language: {calls.default_language!r} "
+                      f"is not in languages {list(calls.languages)}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    log.info("loaded config %s", path)
+    return Settings(path=path, **sections)

@@ -1,0 +1,74 @@
+"""SQLModel tables. Instants are stored in UTC (`UTCDateTime`); a call's anchor is a wall time
+plus its IANA zone, because that, not an instant, is what the organizer decided."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime, stored as UTC; SQLite's naive values come back as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored as an instant")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Call(SQLModel, table=True):
+    __tablename__ = "call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, index=True, max_length=100)
+    title: str = Field(max_length=300)
+    description: str = ""
+    timezone: str = Field(max_length=64)
+    # Wall time of the first occurrence in `timezone`, "YYYY-MM-DDTHH:MM:SS".
+    start_local: str = Field(max_length=19)
+    duration_minutes: int
+    rrule: str | None = None
+    register_url: str | None = None
+    join_url: str | None = None
+    forum_topic: int | None = None
+    language: str = Field(max_length=8)
+    # None: follow [calls] default_zones in config.toml.
+    zones: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    sequence: int = 0
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class OccurrenceChange(SQLModel, table=True):
+    """One occurrence cancelled or moved, keyed by its original start."""
+
+    __tablename__ = "occurrence_change"
+    __table_args__ = (UniqueConstraint("call_id", "original_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False,
+                         index=True)
+    )
+    original_start: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    cancelled: bool = False
+    new_start: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    new_duration_minutes: int | None = None
+    changed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

@@ -1,0 +1,103 @@
+"""Calls and occurrences as JSON-ready dicts and as rich tables, for the CLI to print."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+
+from scheduler.calls import display_zones, series_of
+from scheduler.config import Settings
+from scheduler.models import Call
+from scheduler.recurrence import Occurrence, Status
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z: 2018-11-13T15:00:00Z."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None) -> dict[str, Any]:
+    start = series_of(call).start
+    return {
+        "slug": call.slug,
+        "title": call.title,
+        "description": call.description,
+        "timezone": call.timezone,
+        "start": start.isoformat(),
+        "start_utc": iso_utc(start),
+        "duration": call.duration_minutes,
+        "rrule": call.rrule,
+        "register_url": call.register_url,
+        "join_url": call.join_url,
+        "forum_topic": call.forum_topic,
+        "language": call.language,
+        "zones": display_zones(call, settings),
+        "zones_from_config": not call.zones,
+        "sequence": call.sequence,
+        "next": occurrence_dict(next_one) if next_one else None,
+        "created_at": iso_utc(call.created_at),
+        "updated_at": iso_utc(call.updated_at),
+    }
+
+
+def occurrence_dict(occurrence: Occurrence) -> dict[str, Any]:
+    return {
+        "id": iso_utc(occurrence.id),
+        "start": occurrence.local_start.isoformat(),
+        "end": occurrence.local_end.isoformat(),
+        "start_utc": iso_utc(occurrence.start),
+        "end_utc": iso_utc(occurrence.end),
+        "timezone": occurrence.zone.key,
+        "status": occurrence.status.value,
+        "original_start": occurrence.original_local.isoformat(),
+    }
+
+
+def _local(moment: datetime) -> str:
+    return f"{moment:%a %Y-%m-%d %H:%M} {moment.tzname()}"
+
+
+def calls_table(calls: list[tuple[Call, Occurrence | None]]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    table.add_column("slug", no_wrap=True)
+    for name in ("title", "schedule", "next"):
+        table.add_column(name)
+    for call, next_one in calls:
+        schedule = f"{series_of(call).start:%H:%M} {call.timezone}, {call.rrule or 'once'}"
+        table.add_row(call.slug, call.title, schedule, _local(next_one.local_start)
+                      if next_one else "-")
+    return table
+
+
+def call_table(call: Call, settings: Settings, next_one: Occurrence | None) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    series = series_of(call)
+    rows = [
+        ("slug", call.slug), ("title", call.title), ("description", call.description or "-"),
+        ("first start", f"{_local(series.start)} ({iso_utc(series.start)})"),
+        ("duration", f"{call.duration_minutes} min"), ("repeats", call.rrule or "once"),
+        ("register", call.register_url or "-"), ("join", call.join_url or "-"),
+        ("forum topic", str(call.forum_topic or "-")), ("language", call.language),
+        ("zones", ", ".join(display_zones(call, settings))
+         + (" (config default)" if not call.zones else "")),
+        ("next", f"{_local(next_one.local_start)} ({iso_utc(next_one.start)})"
+         if next_one else "-"),
+        ("sequence", str(call.sequence)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def occurrences_table(found: list[Occurrence]) -> Table:
+    table = Table("id (original start)", "local start", "UTC", "status", box=None,
+                  pad_edge=False)
+    for o in found:
+        status = o.status.value
+        if o.status is Status.MOVED:
+            status += f" (from {o.original_local:%a %Y-%m-%d %H:%M})"
+        table.add_row(iso_utc(o.id), _local(o.local_start), f"{o.start:%Y-%m-%d %H:%M}",
+                      status, style="dim" if o.status is Status.CANCELLED else None)
+    return table

@@ -1,0 +1,89 @@
+"""config.toml: the example runs as is; every mistake is one line naming file, table and key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scheduler import config
+from scheduler.errors import ConfigError
+
+ConfigCase = Callable[[str], Path]
+
+
+def test_example_config_loads_with_the_coalitions_five_zones(config_case: ConfigCase) -> None:
+    settings = config.load(config_case("example"))
+    assert settings.calls.default_zones == (
+        "America/New_York", "Europe/Brussels", "Africa/Cairo", "Africa/Addis_Ababa",
+        "Asia/Jakarta",
+    )
+    assert settings.calls.languages == ("en", "fr")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        pytest.param("unknown_key", "[database] unknown key 'ulr_env'", id="unknown-key"),
+        pytest.param("wrong_type", "[calls] default_duration: expected a whole number, got str",
+                     id="wrong-type"),
+        pytest.param("misspelled_zone", "did you mean Europe/Brussels", id="misspelled-zone"),
+        pytest.param("not_toml", "not valid TOML", id="syntax-error"),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_and_key(
+    config_case: ConfigCase, case: str, expected: str
+) -> None:
+    path = config_case(case)
+    with pytest.raises(ConfigError) as raised:
+        config.load(path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path.resolve()}: ")
+    assert expected in message
+
+
+def test_every_error_in_a_config_is_reported_at_once(config_case: ConfigCase) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config.load(config_case("several_errors"))
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 2
+    assert "unknown table [mail]" in lines[0]
+    assert "[calls] default_duration: must be positive, got -5" in lines[1]
+
+
+def test_default_language_must_be_among_the_languages(config_case: ConfigCase) -> None:
+    path = config_case("example")
+    path.write_text(path.read_text().replace('default_language = "en"',
+                                             'default_language = "de"'))
+    with pytest.raises(ConfigError, match=r"default_language: 'de' is not in languages"):
+        config.load(path)
+
+
+def test_missing_config_file_says_how_to_name_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no such config file.*--config.*COALITION_CONFIG"):
+        config.load(tmp_path / "absent.toml")
+
+
+def test_relative_sqlite_path_is_relative_to_the_config_file(config_case: ConfigCase) -> None:
+    path = config_case("relative_sqlite")
+    url = config.load(path).database_url(environ={})
+    assert url == f"sqlite:///{path.parent.resolve()}/state/calls.db"
+
+
+def test_database_url_from_the_named_environment_variable_wins(config_case: ConfigCase) -> None:
+    settings = config.load(config_case("relative_sqlite"))
+    url = settings.database_url(environ={"MY_DATABASE_URL": "postgresql://u:secret@db/calls"})
+    assert url == "postgresql+psycopg://u:secret@db/calls"
+
+
+def test_postgresql_url_uses_psycopg_3(config_case: ConfigCase) -> None:
+    url = config.load(config_case("postgres")).database_url(environ={})
+    assert url.startswith("postgresql+psycopg://")
+
+
+def test_config_path_comes_from_option_then_environment_then_default() -> None:
+    assert config.config_path(Path("a.toml"), {"COALITION_CONFIG": "b.toml"}) == Path("a.toml")
+    assert config.config_path(None, {"COALITION_CONFIG": "b.toml"}) == Path("b.toml")
+    assert config.config_path(None, {}) == Path("config.toml")
