@@ -21,7 +21,7 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from scheduler import calls, config, db, present
+from scheduler import calls, config, db, inputs, messages, present
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
 
@@ -298,6 +298,76 @@ def call_delete(ctx: typer.Context, slug: str,
     with _session(ctx) as (_, session):
         call = calls.delete_call(session, slug)
         typer.echo(f"deleted {call.slug} ({call.title})")
+
+
+# --- times and messages
+
+
+@app.command()
+def times(
+    ctx: typer.Context, slug: str, on: str = typer.Option(..., "--on", help="the occurrence's "
+                                                          "date, e.g. 2018-11-13"),
+    zones: str | None = typer.Option(None, "--zones", help="comma-separated IANA zones "
+                                     "[default: the call's]"),
+    lang: str | None = typer.Option(None, "--lang", help="language [default: the call's]"),
+    json_out: bool = JSON,
+) -> None:
+    """One occurrence's local time in several zones."""
+    with _session(ctx) as (settings, session):
+        rows = messages.zone_times(session, settings, slug, on=on, zones=zones, lang=lang)
+        if json_out:
+            return _json([row.as_dict() for row in rows])
+        out.print(present.zone_table(rows))
+
+
+@app.command()
+def render(
+    ctx: typer.Context, slug: str,
+    on: str = typer.Option(..., "--on", help="the occurrence's date, e.g. 2018-11-13"),
+    template: str = typer.Option(..., "--template", help="announcement, tomorrow, today, "
+                                 "starts-soon or followup"),
+    channel: str = typer.Option("forum", "--channel", help="forum or email"),
+    lang: str | None = typer.Option(None, "--lang", help="language [default: the call's]"),
+    tz: str | None = typer.Option(None, "--tz", help="the reader's zone, shown first "
+                                  "[default: the call's]"),
+    at: str | None = typer.Option(None, "--now", help="the moment of sending, e.g. "
+                                  "2018-11-13T14:30:00Z [default: now]"),
+    recording: str | None = typer.Option(None, "--recording", help="recording URL (followup)"),
+    notes: Path | None = typer.Option(None, "--notes", help="file with notes (followup)"),
+) -> None:
+    """Preview a message exactly as it would be sent."""
+    moment = inputs.instant(at, field="--now") if at else now()
+    notes_text = _read_text(notes, "--notes") if notes else None
+    with _session(ctx) as (settings, session):
+        message = messages.render_message(
+            session, settings, slug, on=on, template=template, channel=channel, now=moment,
+            lang=lang, reader_zone=tz, recording_url=recording, notes=notes_text)
+    if message.subject is None:
+        typer.echo(message.text, nl=False)
+    else:
+        typer.echo(f"Subject: {message.subject}\n\n{message.text}\n--- HTML ---\n{message.html}",
+                   nl=False)
+
+
+def _read_text(path: Path, field: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SchedulerError(f"{field} {path}: cannot read: {e}") from e
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Check config.toml and render every template in every language with sample data."""
+    settings = _settings(ctx)
+    typer.echo(f"{settings.path}: ok")
+    problems = messages.check_templates(settings)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
+    folders = ", ".join(str(f) for f in settings.template_folders)
+    typer.echo(f"templates in {folders}: ok")
 
 
 if __name__ == "__main__":

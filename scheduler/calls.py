@@ -259,7 +259,7 @@ def _row(call: Call, change: Change, now: datetime) -> OccurrenceChange:
 # --- changing one occurrence
 
 
-def _locate(session: Session, call: Call, on: str) -> tuple[datetime, dict[datetime, Change]]:
+def locate(session: Session, call: Call, on: str) -> tuple[datetime, dict[datetime, Change]]:
     """The original start (UTC) of the occurrence an organizer names by its date.
 
     The date is the occurrence's original date in the anchor zone; failing that, the date a
@@ -311,7 +311,7 @@ def move_occurrence(
     now: datetime,
 ) -> OccurrenceResult:
     call = get_call(session, slug)
-    original, changes = _locate(session, call, on)
+    original, changes = locate(session, call, on)
     new_start = to_utc(localize_strict(inputs.wall_time(to, field="--to"), zone_of(call),
                                        what="--to"))
     length = inputs.duration(duration) if duration is not None else None
@@ -333,7 +333,7 @@ def move_occurrence(
 
 def cancel_occurrence(session: Session, slug: str, *, on: str, now: datetime) -> OccurrenceResult:
     call = get_call(session, slug)
-    original, changes = _locate(session, call, on)
+    original, changes = locate(session, call, on)
     if original in changes and changes[original].cancelled:
         return _result(session, call, original, changed=False)
     _store(session, call, Change(original=original, cancelled=True), original, now)
@@ -342,7 +342,7 @@ def cancel_occurrence(session: Session, slug: str, *, on: str, now: datetime) ->
 
 def restore_occurrence(session: Session, slug: str, *, on: str, now: datetime) -> OccurrenceResult:
     call = get_call(session, slug)
-    original, changes = _locate(session, call, on)
+    original, changes = locate(session, call, on)
     if original not in changes:
         return _result(session, call, original, changed=False)
     _store(session, call, None, original, now)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -26,6 +27,7 @@ from scheduler.zones import get_zone
 log = logging.getLogger(__name__)
 
 ENV_CONFIG = "COALITION_CONFIG"
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULT_CONFIG = Path("config.toml")
 
 
@@ -44,10 +46,32 @@ class CallSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebSettings:
+    base_url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateSettings:
+    folder: str  # the organizers' own templates, searched before the built-in ones
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     path: Path
     database: DatabaseSettings
     calls: CallSettings
+    web: WebSettings
+    templates: TemplateSettings
+    labels: dict[str, str]
+
+    @property
+    def template_folders(self) -> list[Path]:
+        """The organizers' folder (if any, relative to this file), then the built-in one."""
+        own = [self.folder / self.templates.folder] if self.templates.folder else []
+        return [*own, BUILTIN_TEMPLATES]
+
+    def feed_url(self, slug: str) -> str:
+        return f"{self.web.base_url}/calendars/{slug}.ics"
 
     @property
     def folder(self) -> Path:
@@ -129,6 +153,31 @@ def zone_list(value: Any) -> tuple[str, ...]:
     return tuple(zones)
 
 
+def base_url(value: Any) -> str:
+    text = string(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} must be an http:// or https:// address")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{text!r} must not have a query or fragment")
+    return text
+
+
+def label_map(value: Any) -> dict[str, str]:
+    """{"America/New_York" = "NYC"}: city labels that replace CLDR's names."""
+    if not isinstance(value, dict):
+        raise ValueError("expected a table of zone = label")
+    labels = {}
+    for zone, label in value.items():
+        try:
+            labels[get_zone(zone).key] = string(label).strip()
+        except InvalidZone as e:
+            raise ValueError(str(e)) from e
+        if not labels[zone] or "\n" in labels[zone]:
+            raise ValueError(f"the label for {zone} must be one non-empty line")
+    return labels
+
+
 @dataclass(frozen=True)
 class Option:
     convert: Callable[[Any], Any]
@@ -151,9 +200,20 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "languages": Option(language_list, ["en", "fr"], "languages calls may use"),
         "default_duration": Option(positive_int, 60, "minutes, for a call that names none"),
     },
+    "web": {
+        "base_url": Option(base_url, "http://127.0.0.1:8080",
+                           "public address of the web server, used in links in every message"),
+    },
+    "templates": {
+        "folder": Option(string, "", "folder of your own templates, relative to this file; "
+                         "a template found there replaces the built-in one of the same name"),
+    },
 }
 
-SECTIONS: dict[str, type[Any]] = {"database": DatabaseSettings, "calls": CallSettings}
+SECTIONS: dict[str, type[Any]] = {
+    "database": DatabaseSettings, "calls": CallSettings, "web": WebSettings,
+    "templates": TemplateSettings,
+}
 
 
 def config_path(option: Path | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -184,8 +244,13 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     errors: list[str] = []
     sections: dict[str, Any] = {}
     for name in raw:
-        if name not in SCHEMA:
-            errors.append(f"{path}: unknown table [{name}] (known: {', '.join(SCHEMA)})")
+        if name not in SCHEMA and name != "labels":
+            errors.append(f"{path}: unknown table [{name}] (known: {', '.join(SCHEMA)}, labels)")
+    labels: dict[str, str] = {}
+    try:
+        labels = label_map(raw.get("labels", {}))
+    except ValueError as e:
+        errors.append(f"{path}: [labels] {e}")
     for section, options in SCHEMA.items():
         table = raw.get(section, {})
         if not isinstance(table, dict):
@@ -210,4 +275,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     if errors:
         raise ConfigError("\n".join(errors))
     log.info("loaded config %s", path)
-    return Settings(path=path, **sections)
+    folder = sections["templates"].folder
+    if folder and not (path.parent / folder).is_dir():
+        raise ConfigError(f"{path}: [templates] folder: {path.parent / folder} is not a folder")
+    return Settings(path=path, labels=labels, **sections)

@@ -11,6 +11,7 @@ from scheduler.calls import display_zones, series_of
 from scheduler.config import Settings
 from scheduler.models import Call
 from scheduler.recurrence import Occurrence, Status
+from scheduler.timetable import ZoneRow
 
 
 def iso_utc(moment: datetime) -> str:
@@ -100,4 +101,12 @@ def occurrences_table(found: list[Occurrence]) -> Table:
             status += f" (from {o.original_local:%a %Y-%m-%d %H:%M})"
         table.add_row(iso_utc(o.id), _local(o.local_start), f"{o.start:%Y-%m-%d %H:%M}",
                       status, style="dim" if o.status is Status.CANCELLED else None)
+    return table
+
+
+def zone_table(rows: list[ZoneRow]) -> Table:
+    table = Table("city", "time", "date", "offset", "zone", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(row.label, row.time, row.date + (" (another day)" if row.other_day else ""),
+                      row.offset, row.zone)
     return table
