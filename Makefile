@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean node-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,23 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed-run
 	$(BIN)/coalition init
-	$(BIN)/coalition upcoming
+	$(BIN)/coalition daemon
+
+# ical.js (Thunderbird's parser) reads our feeds in the tests. Node comes from Debian's packages
+# where it is missing and we may install it; without it those tests say why they skip.
+node-deps:
+	@if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+	    && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; fi
+	@if command -v npm >/dev/null 2>&1; then \
+	    npm install --prefix tests/js --no-audit --no-fund --silent; fi
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: lint node-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/js/node_modules

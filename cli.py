@@ -21,7 +21,7 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from scheduler import calls, config, db, inputs, messages, present
+from scheduler import calls, config, daemon, db, feeds, inputs, messages, present
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
 
@@ -62,6 +62,9 @@ app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
 call_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Add, change and look at recurring calls.")
 app.add_typer(call_app, name="call")
+feed_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="The .ics feeds members subscribe to.")
+app.add_typer(feed_app, name="feed")
 # Piped output is not cut at 80 columns: slugs and times are meant to be copied.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
@@ -104,6 +107,13 @@ def _session(ctx: typer.Context) -> Iterator[tuple[config.Settings, Session]]:
             yield settings, session
     finally:
         engine.dispose()
+
+
+def _rebuild_feeds(settings: config.Settings, session: Session) -> None:
+    """Calls changed: bring calendars/ up to date, and say so if something was written."""
+    result = feeds.build(session, settings)
+    if result.written or result.removed:
+        log.info("feeds: %d written, %d removed", len(result.written), len(result.removed))
 
 
 def _json(value: Any) -> None:
@@ -181,6 +191,7 @@ def call_add(ctx: typer.Context, title: str | None = TITLE, slug: str | None = S
                   forum_topic=forum_topic, language=language, zones=zones)
     with _session(ctx) as (settings, session):
         call = calls.add_call(session, settings, data, now=now())
+        _rebuild_feeds(settings, session)
         _show_call(session, settings, call, json_out, f"added {call.slug}")
 
 
@@ -199,6 +210,7 @@ def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG
                   forum_topic=forum_topic, language=language, zones=zones)
     with _session(ctx) as (settings, session):
         call = calls.edit_call(session, settings, slug_, data, now=now())
+        _rebuild_feeds(settings, session)
         _show_call(session, settings, call, json_out, f"changed {call.slug}")
 
 
@@ -264,8 +276,9 @@ def call_move(ctx: typer.Context, slug: str, on: str = ON,
               duration: int | None = typer.Option(None, "--duration", help="new length in "
                                                   "minutes")) -> None:
     """Move one occurrence; it keeps its id (its original start)."""
-    with _session(ctx) as (_, session):
+    with _session(ctx) as (settings, session):
         result = calls.move_occurrence(session, slug, on=on, to=to, duration=duration, now=now())
+        _rebuild_feeds(settings, session)
         o = result.occurrence
         target = (f"moved to {o.local_start:%a %Y-%m-%d %H:%M %Z} ({present.iso_utc(o.start)})"
                   if o.start != o.id or o.end - o.start != calls.series_of(result.call).duration
@@ -276,17 +289,19 @@ def call_move(ctx: typer.Context, slug: str, on: str = ON,
 @call_app.command("cancel")
 def call_cancel(ctx: typer.Context, slug: str, on: str = ON) -> None:
     """Cancel one occurrence."""
-    with _session(ctx) as (_, session):
+    with _session(ctx) as (settings, session):
         _said(calls.cancel_occurrence(session, slug, on=on, now=now()), "cancelled",
               "was already cancelled")
+        _rebuild_feeds(settings, session)
 
 
 @call_app.command("restore")
 def call_restore(ctx: typer.Context, slug: str, on: str = ON) -> None:
     """Undo a move or cancellation of one occurrence."""
-    with _session(ctx) as (_, session):
+    with _session(ctx) as (settings, session):
         _said(calls.restore_occurrence(session, slug, on=on, now=now()), "restored",
               "was neither moved nor cancelled")
+        _rebuild_feeds(settings, session)
 
 
 @call_app.command("delete")
@@ -295,9 +310,44 @@ def call_delete(ctx: typer.Context, slug: str,
     """Delete a call and its changes."""
     if not yes and sys.stdin.isatty():
         typer.confirm(f"delete {slug} and all its moves and cancellations?", abort=True)
-    with _session(ctx) as (_, session):
+    with _session(ctx) as (settings, session):
         call = calls.delete_call(session, slug)
         typer.echo(f"deleted {call.slug} ({call.title})")
+        _rebuild_feeds(settings, session)
+
+
+# --- feeds and the daemon
+
+
+@feed_app.command("build")
+def feed_build(ctx: typer.Context) -> None:
+    """Write calendars/<slug>.ics and calendars/all.ics (only files that changed)."""
+    with _session(ctx) as (settings, session):
+        result = feeds.build(session, settings)
+    for path in result.written:
+        typer.echo(f"wrote {path}")
+    for path in result.removed:
+        typer.echo(f"removed {path}")
+    typer.echo(f"{len(result.written)} written, {result.unchanged} unchanged, "
+               f"{len(result.removed)} removed, in {settings.calendars}")
+
+
+@app.command("daemon")
+def run_daemon(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, "--host", help="[default: [web] host in config]"),
+    port: int | None = typer.Option(None, "--port", help="[default: [web] port in config]"),
+) -> None:
+    """Run the service: serve the feeds until stopped (Ctrl-C or SIGTERM)."""
+    settings = _settings(ctx)
+    engine = db.open_database(settings.database_url())
+    listen_host, listen_port = host or settings.web.host, port or settings.web.port
+    try:
+        daemon.run(settings, engine, host=listen_host, port=listen_port,
+                   on_ready=lambda url: typer.echo(f"ready: listening on {url} (feeds from "
+                                                   f"{settings.calendars})", err=True))
+    finally:
+        engine.dispose()
 
 
 # --- times and messages

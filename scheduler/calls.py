@@ -228,6 +228,9 @@ def _free_slug(session: Session, call: Call, wanted: str | None) -> str:
                                                              word_boundary=True)
     if not slug:
         raise InvalidValue("the title has no letters or digits to make a slug from; give --slug")
+    if slug == "all":
+        raise InvalidValue("slug 'all' is taken by the feed of all calls (calendars/all.ics); "
+                           "give another with --slug")
     if not SLUG.fullmatch(slug) or len(slug) > 100:
         raise InvalidValue(f"slug {slug!r} must be lowercase letters, digits and single hyphens "
                            "(at most 100 characters)")

@@ -14,6 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +49,36 @@ class CallSettings:
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
     base_url: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedSettings:
+    folder: str
+    name: str
+    refresh_minutes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailSettings:
+    transport: str
+    sender: str
+    maildir: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str
+    username: str
+    password_env: str
+    timeout: int
+
+    def password(self, environ: Mapping[str, str] | None = None) -> str:
+        environ = os.environ if environ is None else environ
+        return environ.get(self.password_env, "") if self.password_env else ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +93,18 @@ class Settings:
     calls: CallSettings
     web: WebSettings
     templates: TemplateSettings
+    feeds: FeedSettings
+    email: EmailSettings
+    smtp: SmtpSettings
     labels: dict[str, str]
+
+    @property
+    def calendars(self) -> Path:
+        return self.folder / self.feeds.folder
+
+    @property
+    def maildir(self) -> Path:
+        return self.folder / self.email.maildir
 
     @property
     def template_folders(self) -> list[Path]:
@@ -126,6 +168,31 @@ def positive_int(value: Any) -> int:
     if value <= 0:
         raise ValueError(f"must be positive, got {value}")
     return value
+
+
+def port(value: Any) -> int:
+    number = positive_int(value)
+    if number > 65535:
+        raise ValueError(f"{number} is not a TCP port (1-65535)")
+    return number
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = string(value)
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(map(repr, choices))}")
+        return text
+    return convert
+
+
+def address(value: Any) -> str:
+    """'Coalition calls <calls@example.org>' or 'calls@example.org', on one line."""
+    text = string(value).strip()
+    _, mail = parseaddr(text)
+    if "@" not in mail or any(c in text for c in "\r\n"):
+        raise ValueError(f"{text!r} is not an email address like 'Calls <calls@example.org>'")
+    return text
 
 
 def language(value: Any) -> str:
@@ -203,6 +270,29 @@ SCHEMA: dict[str, dict[str, Option]] = {
     "web": {
         "base_url": Option(base_url, "http://127.0.0.1:8080",
                            "public address of the web server, used in links in every message"),
+        "host": Option(string, "127.0.0.1", "address the web server listens on"),
+        "port": Option(port, 8080, "port the web server listens on"),
+    },
+    "feeds": {
+        "folder": Option(string, "calendars", "where .ics feeds are written, relative to this "
+                         "file (a static web server can publish it)"),
+        "name": Option(string, "Coalition calls", "the name of the feed of all calls"),
+        "refresh_minutes": Option(positive_int, 360, "how often calendar apps should refresh "
+                                  "(REFRESH-INTERVAL; Google ignores it)"),
+    },
+    "email": {
+        "transport": Option(one_of("maildir", "smtp"), "maildir", "maildir or smtp"),
+        "from": Option(address, "Coalition calls <calls@example.org>", "sender and organizer"),
+        "maildir": Option(string, "var/mail", "the Maildir for transport = maildir"),
+    },
+    "email.smtp": {
+        "host": Option(string, "127.0.0.1", "SMTP server"),
+        "port": Option(port, 25, "SMTP port (587 for starttls, 465 for tls)"),
+        "security": Option(one_of("none", "starttls", "tls"), "none", "none, starttls or tls"),
+        "username": Option(string, "", "login, if the server needs one"),
+        "password_env": Option(env_name, "COALITION_SMTP_PASSWORD",
+                               "environment variable holding the SMTP password"),
+        "timeout": Option(positive_int, 30, "seconds"),
     },
     "templates": {
         "folder": Option(string, "", "folder of your own templates, relative to this file; "
@@ -210,10 +300,13 @@ SCHEMA: dict[str, dict[str, Option]] = {
     },
 }
 
-SECTIONS: dict[str, type[Any]] = {
-    "database": DatabaseSettings, "calls": CallSettings, "web": WebSettings,
-    "templates": TemplateSettings,
+SECTIONS: dict[str, tuple[str, type[Any]]] = {
+    "database": ("database", DatabaseSettings), "calls": ("calls", CallSettings),
+    "web": ("web", WebSettings), "templates": ("templates", TemplateSettings),
+    "feeds": ("feeds", FeedSettings), "email": ("email", EmailSettings),
+    "email.smtp": ("smtp", SmtpSettings),
 }
+RENAMED = {"from": "sender"}  # TOML keys that are Python keywords
 
 
 def config_path(option: Path | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -243,31 +336,37 @@ def load(path: Path) -> Settings:
 def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     errors: list[str] = []
     sections: dict[str, Any] = {}
+    top = {section.split(".")[0] for section in SCHEMA}
     for name in raw:
-        if name not in SCHEMA and name != "labels":
-            errors.append(f"{path}: unknown table [{name}] (known: {', '.join(SCHEMA)}, labels)")
+        if name not in top and name != "labels":
+            errors.append(f"{path}: unknown table [{name}] (known: {', '.join(sorted(top))}, "
+                          "labels)")
     labels: dict[str, str] = {}
     try:
         labels = label_map(raw.get("labels", {}))
     except ValueError as e:
         errors.append(f"{path}: [labels] {e}")
     for section, options in SCHEMA.items():
-        table = raw.get(section, {})
+        table: Any = raw
+        for part in section.split("."):
+            table = table.get(part, {}) if isinstance(table, dict) else None
         if not isinstance(table, dict):
             errors.append(f"{path}: {section} must be a table ([{section}])")
             table = {}
+        nested = {s.split(".", 1)[1] for s in SCHEMA if s.startswith(section + ".")}
         for key in table:
-            if key not in options:
+            if key not in options and key not in nested:
                 errors.append(f"{path}: [{section}] unknown key {key!r} "
                               f"(known: {', '.join(options)})")
         values = {}
         for key, option in options.items():
             try:
-                values[key] = option.convert(table.get(key, option.default))
+                values[RENAMED.get(key, key)] = option.convert(table.get(key, option.default))
             except ValueError as e:
                 errors.append(f"{path}: [{section}] {key}: {e}")
         if not any(e.startswith(f"{path}: [{section}] ") for e in errors):
-            sections[section] = SECTIONS[section](**values)
+            attribute, kind = SECTIONS[section]
+            sections[attribute] = kind(**values)
     calls = sections.get("calls")
     if calls is not None and calls.default_language not in calls.languages:
         errors.append(f"{path}: [calls] default_language: {calls.default_language!r} "

@@ -3,6 +3,7 @@ plus its IANA zone, because that, not an instant, is what the organizer decided.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,9 @@ class Call(SQLModel, table=True):
     __tablename__ = "call"
 
     id: int | None = Field(default=None, primary_key=True)
+    # The iCalendar UID: kept across renames, rebuilds and hosts. Imported calls keep theirs.
+    uid: str = Field(default_factory=lambda: f"{uuid.uuid4()}@coalition-calls",
+                     unique=True, max_length=255)
     slug: str = Field(unique=True, index=True, max_length=100)
     title: str = Field(max_length=300)
     description: str = ""
@@ -72,3 +76,20 @@ class OccurrenceChange(SQLModel, table=True):
     new_start: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     new_duration_minutes: int | None = None
     changed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Invitee(SQLModel, table=True):
+    """Someone sent a calendar invitation for a call; they get its updates and cancellations."""
+
+    __tablename__ = "invitee"
+    __table_args__ = (UniqueConstraint("call_id", "email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False,
+                         index=True)
+    )
+    email: str = Field(max_length=320)
+    sequence: int  # the call's SEQUENCE in the last message they were sent
+    invited_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

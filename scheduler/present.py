@@ -23,6 +23,7 @@ def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None
     start = series_of(call).start
     return {
         "slug": call.slug,
+        "uid": call.uid,
         "title": call.title,
         "description": call.description,
         "timezone": call.timezone,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -68,6 +69,20 @@ def coalition(
 
     run.config = config  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def organizer(coalition: Callable[..., Ran]) -> Callable[[str], Callable[..., Ran]]:
+    """Runs the commands of tests/data/calls/<name>.txt, one per line, and returns the runner."""
+
+    def run_script(name: str) -> Callable[..., Ran]:
+        for line in (DATA / "calls" / f"{name}.txt").read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                ran = coalition(*shlex.split(line))
+                assert ran.exit_code == 0, f"{line}: {ran.stderr}"
+        return coalition
+
+    return run_script
 
 
 def _postgres_reason() -> str | None:

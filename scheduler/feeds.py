@@ -1,0 +1,97 @@
+"""The .ics files in calendars/: rebuilt from the database, written atomically, only when changed.
+
+`calendars/all.ics` holds every call; `calendars/<slug>.ics` one call each. A file whose bytes
+would not change is not touched, so its modification time (the feed's Last-Modified) and its
+ETag move only when a calendar has something new to show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import Session
+
+from scheduler import ics
+from scheduler.calls import changes_of, list_calls, series_of
+from scheduler.config import Settings
+from scheduler.errors import SchedulerError
+from scheduler.models import Call
+
+log = logging.getLogger(__name__)
+ALL = "all"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildResult:
+    written: list[Path]
+    removed: list[Path]
+    unchanged: int
+
+
+def call_event(session: Session, call: Call) -> ics.CallEvent:
+    return ics.CallEvent(
+        uid=call.uid, title=call.title, description=call.description,
+        register_url=call.register_url, join_url=call.join_url, series=series_of(call),
+        changes=changes_of(session, call), sequence=call.sequence, created=call.created_at,
+        updated=call.updated_at,
+    )
+
+
+def render_all(session: Session, settings: Settings) -> dict[str, bytes]:
+    """File name to contents, for every feed."""
+    refresh = timedelta(minutes=settings.feeds.refresh_minutes)
+    calls = list_calls(session)
+    events = {call.slug: call_event(session, call) for call in calls}
+    files = {f"{ALL}.ics": ics.feed(list(events.values()), name=settings.feeds.name,
+                                    url=settings.feed_url(ALL), refresh=refresh,
+                                    timezone=settings.calls.default_zones[0])}
+    for call in calls:
+        files[f"{call.slug}.ics"] = ics.feed([events[call.slug]], name=call.title,
+                                             url=settings.feed_url(call.slug),
+                                             timezone=call.timezone, refresh=refresh)
+    return files
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(f.name, 0o644)  # a static web server must be able to read it
+    os.replace(f.name, path)
+
+
+def build(session: Session, settings: Settings) -> BuildResult:
+    folder = settings.calendars
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        files = render_all(session, settings)
+        written, unchanged = [], 0
+        for name, data in files.items():
+            path = folder / name
+            if path.exists() and path.read_bytes() == data:
+                unchanged += 1
+                continue
+            write_atomically(path, data)
+            written.append(path)
+            log.info("wrote feed %s", path)
+        removed = []
+        for path in folder.glob("*.ics"):
+            if path.name not in files and _is_ours(path):
+                path.unlink()
+                removed.append(path)
+                log.info("removed feed %s of a deleted call", path)
+    except OSError as e:
+        raise SchedulerError(f"cannot write feeds to {folder}: {e.strerror or e}") from e
+    return BuildResult(written=written, removed=removed, unchanged=unchanged)
+
+
+def _is_ours(path: Path) -> bool:
+    with path.open("rb") as f:
+        return ics.PRODID.encode() in f.read(512)

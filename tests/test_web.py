@@ -1,0 +1,110 @@
+"""Serving the feeds over HTTP: validators, 304s, HEAD, 404, and the real daemon process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from scheduler.web import create_app
+from tests.conftest import Ran
+from tests.test_cli_calls import ADD
+
+Coalition = Callable[..., Ran]
+FEED = "/calendars/justice-for-all-coalition-call.ics"
+
+
+@pytest.fixture
+def client(coalition: Coalition) -> Iterator[TestClient]:
+    assert coalition(*ADD).exit_code == 0
+    folder = Path(coalition.config).parent / "calendars"  # type: ignore[attr-defined]
+    with TestClient(create_app(folder)) as test_client:
+        yield test_client
+
+
+def test_feed_is_served_with_validators(client: TestClient) -> None:
+    response = client.get(FEED)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/calendar; charset=utf-8"
+    assert response.headers["etag"].startswith('"') and "W/" not in response.headers["etag"]
+    assert response.headers["last-modified"].endswith(" GMT")
+    assert "max-age" in response.headers["cache-control"]
+    assert response.text.startswith("BEGIN:VCALENDAR")
+
+
+def test_all_calls_feed_is_served(client: TestClient) -> None:
+    assert "Justice For All" in client.get("/calendars/all.ics").text
+
+
+def test_head_gives_the_headers_without_the_body(client: TestClient) -> None:
+    head, get = client.head(FEED), client.get(FEED)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == get.headers["etag"]
+
+
+def test_matching_etag_gives_304_and_a_stale_one_200(client: TestClient) -> None:
+    etag = client.get(FEED).headers["etag"]
+    assert client.get(FEED, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(FEED, headers={"If-None-Match": '"stale"'}).status_code == 200
+
+
+def test_if_modified_since_gives_304_until_the_file_changes(
+    client: TestClient, coalition: Coalition
+) -> None:
+    last_modified = client.get(FEED).headers["last-modified"]
+    assert client.get(FEED, headers={"If-Modified-Since": last_modified}).status_code == 304
+    long_ago = formatdate(0, usegmt=True)
+    assert client.get(FEED, headers={"If-Modified-Since": long_ago}).status_code == 200
+
+
+def test_changed_call_changes_the_etag(client: TestClient, coalition: Coalition) -> None:
+    before = client.get(FEED).headers["etag"]
+    assert coalition("call", "cancel", "justice-for-all-coalition-call", "--on",
+                     "2019-01-08").exit_code == 0
+    response = client.get(FEED, headers={"If-None-Match": before})
+    assert response.status_code == 200 and response.headers["etag"] != before
+    assert "EXDATE" in response.text
+
+
+@pytest.mark.parametrize("path", ["/calendars/nope.ics", "/calendars/..%2Fconfig.toml",
+                                  "/calendars/ALL.ics", "/calendars/all.ics.bak"])
+def test_unknown_or_malformed_feed_is_404(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_index_links_each_feed_as_webcal_and_https(client: TestClient) -> None:
+    page = client.get("/").text
+    assert 'href="webcal://testserver/calendars/justice-for-all-coalition-call.ics"' in page
+    assert 'href="http://testserver/calendars/all.ics"' in page
+
+
+def test_daemon_serves_feeds_until_sigterm(coalition: Coalition, tmp_path: Path) -> None:
+    """The real command, as `make run` starts it, on a port the system picks."""
+    assert coalition(*ADD).exit_code == 0
+    command = shutil.which("coalition", path=str(Path(sys.executable).parent))
+    assert command
+    config = str(coalition.config)  # type: ignore[attr-defined]
+    process = subprocess.Popen([command, "--config", config, "daemon", "--port", "0"],
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # blocks until the server listens (or dies)
+        assert line.startswith("ready: listening on http://127.0.0.1:"), line
+        url = line.split()[3].rstrip("/")
+        response = httpx.get(url + FEED)
+        assert response.status_code == 200 and "BEGIN:VCALENDAR" in response.text
+        assert httpx.get(url + FEED, headers={"If-None-Match": response.headers["etag"]}
+                         ).status_code == 304
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
