@@ -21,7 +21,7 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from scheduler import calls, config, daemon, db, feeds, inputs, messages, present
+from scheduler import calls, config, daemon, db, feeds, importer, inputs, messages, present
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
 
@@ -348,6 +348,26 @@ def run_daemon(
                                                    f"{settings.calendars})", err=True))
     finally:
         engine.dispose()
+
+
+@app.command("import")
+def import_ics(
+    ctx: typer.Context, file: Path = typer.Argument(..., help="an .ics file, e.g. a Google "
+                                                    "Calendar export"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and show, store nothing"),
+) -> None:
+    """Create calls from the events of an .ics file, with their moves and cancellations."""
+    with _session(ctx) as (settings, session):
+        planned = importer.import_file(session, settings, file, now=now(), dry_run=dry_run)
+        for item in planned:
+            moved = sum(1 for c in item.changes if not c.cancelled)
+            cancelled = len(item.changes) - moved
+            typer.echo(f"{'would import' if dry_run else 'imported'} "
+                       f"{item.call.slug or item.call.title}: {item.call.start_local[:16]} "
+                       f"{item.call.timezone}, {item.call.rrule or 'once'} ({moved} moved, "
+                       f"{cancelled} cancelled)")
+        if not dry_run:
+            _rebuild_feeds(settings, session)
 
 
 # --- times and messages

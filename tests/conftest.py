@@ -32,12 +32,13 @@ def new_york() -> ZoneInfo:
 
 
 @pytest.fixture
-def config_case(tmp_path: Path) -> Callable[[str], Path]:
-    """tests/data/config/<name>.toml copied into a fresh folder; 'example' is ./config.toml."""
+def config_case(tmp_path: Path) -> Callable[..., Path]:
+    """tests/data/config/<name>.toml copied into a fresh folder (named `folder`, default the
+    case's name); 'example' is ./config.toml. Each folder is a service of its own."""
 
-    def copy(name: str) -> Path:
+    def copy(name: str, folder: str | None = None) -> Path:
         source = ROOT / "config.toml" if name == "example" else DATA / "config" / f"{name}.toml"
-        target = tmp_path / name / "config.toml"
+        target = tmp_path / (folder or name) / "config.toml"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
         return target
