@@ -21,7 +21,18 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from scheduler import calls, config, daemon, db, feeds, importer, inputs, messages, present
+from scheduler import (
+    calls,
+    config,
+    daemon,
+    db,
+    feeds,
+    importer,
+    inputs,
+    invites,
+    messages,
+    present,
+)
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
 
@@ -114,6 +125,24 @@ def _rebuild_feeds(settings: config.Settings, session: Session) -> None:
     result = feeds.build(session, settings)
     if result.written or result.removed:
         log.info("feeds: %d written, %d removed", len(result.written), len(result.removed))
+
+
+def _tell_invitees(settings: config.Settings, session: Session, call: Any,
+                   change: invites.Change, original: datetime | None = None) -> None:
+    """Send the people invited to `call` the update its change owes them."""
+    pending = invites.prepare_update(session, settings, call, change, original=original,
+                                     now=now())
+    _report_invites(invites.send_update(session, settings, call, pending, now=now()))
+
+
+def _report_invites(report: invites.Report) -> None:
+    if report.sent:
+        typer.echo(f"calendar update sent to {len(report.sent)} invited")
+    for failure in report.failed:
+        typer.echo(f"error: calendar update not sent to {failure} (the change itself is saved)",
+                   err=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _json(value: Any) -> None:
@@ -209,9 +238,12 @@ def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG
                   duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
                   forum_topic=forum_topic, language=language, zones=zones)
     with _session(ctx) as (settings, session):
+        sequence = calls.get_call(session, slug_).sequence
         call = calls.edit_call(session, settings, slug_, data, now=now())
         _rebuild_feeds(settings, session)
         _show_call(session, settings, call, json_out, f"changed {call.slug}")
+        if call.sequence != sequence:
+            _tell_invitees(settings, session, call, invites.Change.SERIES)
 
 
 def _show_call(session: Session, settings: config.Settings, call: Any, json_out: bool,
@@ -279,6 +311,9 @@ def call_move(ctx: typer.Context, slug: str, on: str = ON,
     with _session(ctx) as (settings, session):
         result = calls.move_occurrence(session, slug, on=on, to=to, duration=duration, now=now())
         _rebuild_feeds(settings, session)
+        if result.changed:
+            _tell_invitees(settings, session, result.call, invites.Change.MOVED,
+                           result.occurrence.id)
         o = result.occurrence
         target = (f"moved to {o.local_start:%a %Y-%m-%d %H:%M %Z} ({present.iso_utc(o.start)})"
                   if o.start != o.id or o.end - o.start != calls.series_of(result.call).duration
@@ -290,18 +325,24 @@ def call_move(ctx: typer.Context, slug: str, on: str = ON,
 def call_cancel(ctx: typer.Context, slug: str, on: str = ON) -> None:
     """Cancel one occurrence."""
     with _session(ctx) as (settings, session):
-        _said(calls.cancel_occurrence(session, slug, on=on, now=now()), "cancelled",
-              "was already cancelled")
+        result = calls.cancel_occurrence(session, slug, on=on, now=now())
+        _said(result, "cancelled", "was already cancelled")
         _rebuild_feeds(settings, session)
+        if result.changed:
+            _tell_invitees(settings, session, result.call, invites.Change.CANCELLED,
+                           result.occurrence.id)
 
 
 @call_app.command("restore")
 def call_restore(ctx: typer.Context, slug: str, on: str = ON) -> None:
     """Undo a move or cancellation of one occurrence."""
     with _session(ctx) as (settings, session):
-        _said(calls.restore_occurrence(session, slug, on=on, now=now()), "restored",
-              "was neither moved nor cancelled")
+        result = calls.restore_occurrence(session, slug, on=on, now=now())
+        _said(result, "restored", "was neither moved nor cancelled")
         _rebuild_feeds(settings, session)
+        if result.changed:
+            _tell_invitees(settings, session, result.call, invites.Change.RESTORED,
+                           result.occurrence.id)
 
 
 @call_app.command("delete")
@@ -311,9 +352,14 @@ def call_delete(ctx: typer.Context, slug: str,
     if not yes and sys.stdin.isatty():
         typer.confirm(f"delete {slug} and all its moves and cancellations?", abort=True)
     with _session(ctx) as (settings, session):
+        target = calls.get_call(session, slug)
+        target.sequence += 1  # the cancellation must outrank every earlier message
+        farewell = invites.prepare_update(session, settings, target, invites.Change.DELETED,
+                                          now=now())
         call = calls.delete_call(session, slug)
         typer.echo(f"deleted {call.slug} ({call.title})")
         _rebuild_feeds(settings, session)
+        _report_invites(invites.send_update(session, settings, None, farewell, now=now()))
 
 
 # --- feeds and the daemon
@@ -348,6 +394,22 @@ def run_daemon(
                                                    f"{settings.calendars})", err=True))
     finally:
         engine.dispose()
+
+
+@app.command()
+def invite(
+    ctx: typer.Context, slug: str,
+    to: list[str] = typer.Option(..., "--to", help="an address to invite (repeat for more)"),
+) -> None:
+    """Email a calendar invitation for the whole series; later changes follow by themselves."""
+    with _session(ctx) as (settings, session):
+        report = invites.invite(session, settings, slug, to, now=now())
+        for address in report.sent:
+            typer.echo(f"invited {address}")
+        for failure in report.failed:
+            typer.echo(f"error: invitation not sent to {failure}", err=True)
+        if report.failed:
+            raise typer.Exit(1)
 
 
 @app.command("import")

@@ -49,7 +49,12 @@ from scheduler.timetable import (
 from scheduler.zones import get_zone
 
 TEMPLATES = ("announcement", "tomorrow", "today", "starts-soon", "followup")
+EMAIL_ONLY = ("invitation", "cancellation")  # the texts around a calendar invitation
 CHANNELS = ("forum", "email")
+
+
+def channels_of(name: str) -> tuple[str, ...]:
+    return ("email",) if name in EMAIL_ONLY else CHANNELS
 
 
 class RenderError(SchedulerError):
@@ -142,10 +147,13 @@ class Templates:
         )
 
     def render(self, name: str, channel: str, lang: str, context: Mapping[str, Any]) -> Message:
-        if name not in TEMPLATES:
-            raise InvalidValue(f"unknown template {name!r}; choose one of {', '.join(TEMPLATES)}")
+        if name not in TEMPLATES + EMAIL_ONLY:
+            raise InvalidValue(f"unknown template {name!r}; choose one of "
+                               f"{', '.join(TEMPLATES + EMAIL_ONLY)}")
         if channel not in CHANNELS:
             raise InvalidValue(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+        if channel not in channels_of(name):
+            raise InvalidValue(f"template {name!r} is for email only")
         context = {**context, "relative": self._run(f"_relative.{lang}.txt", context).strip()}
         if channel == "forum":
             return Message(subject=None, text=self._run(f"forum/{name}.{lang}.md", context),
@@ -193,8 +201,8 @@ class Templates:
         problems = []
         for lang in languages:
             context = sample(lang)
-            for name in TEMPLATES:
-                for channel in CHANNELS:
+            for name in TEMPLATES + EMAIL_ONLY:
+                for channel in channels_of(name):
                     try:
                         self.render(name, channel, lang, context)
                     except SchedulerError as e:
@@ -226,7 +234,9 @@ def sample_context(lang: str, labels: Mapping[str, str] | None = None) -> dict[s
                "Asia/Jakarta"),
         feed_url="https://calls.example.org/calendars/sample-call.ics",
     )
-    return message_context(call, occurrence, lang=lang, reader=new_york,
-                           now=start - timedelta(minutes=30), labels=labels,
-                           recording_url="https://example.org/recording",
-                           notes="We agreed to meet again next month.")
+    context = message_context(call, occurrence, lang=lang, reader=new_york,
+                              now=start - timedelta(minutes=30), labels=labels,
+                              recording_url="https://example.org/recording",
+                              notes="We agreed to meet again next month.")
+    context["invite"] = {"again": True, "one_occurrence": False, "change": "series"}
+    return context

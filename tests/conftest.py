@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -84,6 +89,50 @@ def organizer(coalition: Callable[..., Ran]) -> Callable[[str], Callable[..., Ra
         return coalition
 
     return run_script
+
+
+class SmtpSink:
+    """An SMTP server on 127.0.0.1 that keeps what it accepts and refuses chosen recipients."""
+
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+        self.refuse: dict[str, str] = {}  # address -> "550 ..." answer
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: Any) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+def use_smtp(config: Path, port: int) -> None:
+    """Point a copied config.toml at the test SMTP server."""
+    text = config.read_text()
+    text = text.replace('transport = "maildir"', 'transport = "smtp"', 1)
+    config.write_text(text.replace("port = 25", f"port = {port}", 1))
 
 
 def _postgres_reason() -> str | None:

@@ -75,7 +75,7 @@ def test_render_followup_with_recording_and_notes(with_call: Coalition, tmp_path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["--template", "invitation"], "unknown template 'invitation'",
+        pytest.param(["--template", "welcome"], "unknown template 'welcome'",
                      id="unknown-template"),
         pytest.param(["--template", "today", "--channel", "sms"], "unknown channel 'sms'",
                      id="unknown-channel"),

@@ -11,14 +11,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.config import BUILTIN_TEMPLATES
+from scheduler.errors import InvalidValue
 from scheduler.recurrence import Occurrence, Status
 from scheduler.render import (
     CHANNELS,
+    EMAIL_ONLY,
     TEMPLATES,
     CallFacts,
     Message,
     RenderError,
     Templates,
+    channels_of,
     message_context,
     sample_context,
 )
@@ -61,8 +64,8 @@ def snapshot_text(message: Message) -> str:
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
-@pytest.mark.parametrize("channel", CHANNELS)
-@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize(("name", "channel"), [(name, channel) for name in TEMPLATES + EMAIL_ONLY
+                                               for channel in channels_of(name)])
 def test_template_matches_its_snapshot(name: str, channel: str, lang: str) -> None:
     """The sample call 30 minutes before it starts. Refresh with UPDATE_SNAPSHOTS=1 after a
     deliberate change, and read the diff."""
@@ -174,3 +177,8 @@ def test_check_lists_every_broken_template_once() -> None:
     assert len(problems) == 4
     assert all(" line " in p or "line break" in p for p in problems)
     assert builtin().check(["en", "fr"], sample_context) == []
+
+
+def test_invitation_templates_are_for_email_only() -> None:
+    with pytest.raises(InvalidValue, match="is for email only"):
+        builtin().render("invitation", "forum", "en", sample_context("en"))

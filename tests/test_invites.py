@@ -1,0 +1,131 @@
+"""Calendar invitations by email (RFC 6047), and the updates that follow a call's changes."""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Callable
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from icalendar import Calendar
+
+from tests.conftest import Ran, SmtpSink, use_smtp
+from tests.test_cli_calls import ADD, SLUG
+
+Coalition = Callable[..., Ran]
+
+
+def maildir(coalition: Coalition) -> list[EmailMessage]:
+    folder = Path(coalition.config).parent / "var" / "mail"  # type: ignore[attr-defined]
+    """The messages in the Maildir, in the order they were written."""
+    box = mailbox.Maildir(folder, create=False)
+    keys = sorted(box.keys(), key=lambda k: (folder / "new" / k).stat().st_mtime_ns)
+    return [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in keys]
+
+
+def calendar_part(message: EmailMessage) -> tuple[str, Calendar]:
+    for part in message.walk():
+        if part.get_content_type() == "text/calendar":
+            return str(part.get_param("method")), Calendar.from_ical(part.get_content())
+    raise AssertionError("no text/calendar part")
+
+
+@pytest.fixture
+def invited(coalition: Coalition) -> Coalition:
+    assert coalition(*ADD).exit_code == 0
+    ran = coalition("invite", SLUG, "--to", "Ada Lovelace <ada@example.org>", "--to",
+                    "bea@example.org")
+    assert ran.exit_code == 0, ran.stderr
+    return coalition
+
+
+def test_invitation_is_what_gmail_and_outlook_recognise(invited: Coalition) -> None:
+    messages = maildir(invited)
+    assert [m["To"] for m in messages] == ["Ada Lovelace <ada@example.org>", "bea@example.org"]
+    message = messages[0]
+    assert message.get_content_type() == "multipart/mixed"
+    alternative = message.get_payload()[0]
+    assert [p.get_content_type() for p in alternative.iter_parts()] == [
+        "text/plain", "text/html", "text/calendar"]
+    assert message.get_payload()[1].get_content_type() == "application/ics"
+    method, calendar = calendar_part(message)
+    assert method == "REQUEST" and calendar["method"] == "REQUEST"
+    (event,) = calendar.walk("VEVENT")
+    assert str(event["organizer"]) == "mailto:calls@example.org"
+    assert str(event["attendee"]) == "mailto:ada@example.org"
+    assert event["attendee"].params["RSVP"] == "TRUE"
+    assert "RRULE" in event and [z["tzid"] for z in calendar.walk("VTIMEZONE")] == [
+        "America/New_York"]
+    assert message["Subject"] == "Invitation: Justice For All coalition call"
+
+
+def test_cancelled_occurrence_sends_cancel_with_its_recurrence_id(invited: Coalition) -> None:
+    sequence = int(next(iter(calendar_part(maildir(invited)[0])[1].walk("VEVENT")))["sequence"])
+    ran = invited("call", "cancel", SLUG, "--on", "2019-01-08")
+    assert ran.exit_code == 0 and "calendar update sent to 2 invited" in ran.stdout
+    method, calendar = calendar_part(maildir(invited)[-1])
+    (event,) = calendar.walk("VEVENT")
+    assert method == "CANCEL" and event["status"] == "CANCELLED"
+    assert event["recurrence-id"].to_ical() == b"20190108T100000"
+    assert event["recurrence-id"].params["TZID"] == "America/New_York"
+    assert int(event["sequence"]) > sequence
+
+
+def test_moved_occurrence_sends_a_request_for_that_occurrence(invited: Coalition) -> None:
+    assert invited("call", "move", SLUG, "--on", "2019-02-12", "--to",
+                   "2019-02-19 10:00").exit_code == 0
+    last = maildir(invited)[-1]
+    method, calendar = calendar_part(last)
+    (event,) = calendar.walk("VEVENT")
+    assert method == "REQUEST" and event["recurrence-id"].to_ical() == b"20190212T100000"
+    assert event["dtstart"].to_ical() == b"20190219T100000"
+    assert str(last["Subject"]).startswith("Moved: ")
+
+
+def test_edited_series_sends_an_update_with_a_higher_sequence(invited: Coalition) -> None:
+    assert invited("call", "edit", SLUG, "--title", "Justice For All monthly call").exit_code == 0
+    method, calendar = calendar_part(maildir(invited)[-1])
+    (event,) = calendar.walk("VEVENT")
+    assert method == "REQUEST" and "recurrence-id" not in event
+    assert str(event["summary"]) == "Justice For All monthly call"
+    assert int(event["sequence"]) == 1
+
+
+def test_deleted_call_cancels_the_whole_series(invited: Coalition) -> None:
+    assert invited("call", "delete", SLUG, "--yes").exit_code == 0
+    method, calendar = calendar_part(maildir(invited)[-1])
+    (event,) = calendar.walk("VEVENT")
+    assert method == "CANCEL" and "recurrence-id" not in event and "RRULE" in event
+    assert event["status"] == "CANCELLED"
+
+
+def test_same_invitation_keeps_its_message_id(invited: Coalition) -> None:
+    """A resend of the same invitation is recognisable by its Message-ID."""
+    first = {m["To"]: m["Message-ID"] for m in maildir(invited)}
+    assert invited("invite", SLUG, "--to", "bea@example.org").exit_code == 0
+    again = [m for m in maildir(invited) if m["To"] == "bea@example.org"]
+    assert [m["Message-ID"] for m in again] == [first["bea@example.org"]] * 2
+    assert again[-1]["Subject"] == "Updated invitation: Justice For All coalition call"
+
+
+def test_bad_address_is_refused_and_nothing_is_sent(coalition: Coalition) -> None:
+    assert coalition(*ADD).exit_code == 0
+    ran = coalition("invite", SLUG, "--to", "ada at example dot org")
+    assert ran.exit_code == 2 and "is not an email address" in ran.stderr
+
+
+def test_invitations_go_through_smtp_when_configured(
+    coalition: Coalition, smtp_sink: tuple[SmtpSink, int]
+) -> None:
+    sink, port = smtp_sink
+    use_smtp(Path(coalition.config), port)  # type: ignore[attr-defined]
+    sink.refuse["bea@example.org"] = "550 5.1.1 no such mailbox"
+    assert coalition(*ADD).exit_code == 0
+    ran = coalition("invite", SLUG, "--to", "ada@example.org", "--to", "bea@example.org")
+    assert ran.exit_code == 1
+    assert "invited ada@example.org" in ran.stdout
+    assert "invitation not sent to bea@example.org: 550" in ran.stderr
+    assert [m["To"] for m in sink.received] == ["ada@example.org"]
+    assert calendar_part(sink.received[0])[0] == "REQUEST"
