@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +34,8 @@ from scheduler import (
     invites,
     messages,
     present,
+    sender,
+    subscribers,
 )
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
@@ -73,6 +77,9 @@ app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
 call_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Add, change and look at recurring calls.")
 app.add_typer(call_app, name="call")
+subscriber_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                             help="The people who get reminders by email.")
+app.add_typer(subscriber_app, name="subscriber")
 feed_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="The .ics feeds members subscribe to.")
 app.add_typer(feed_app, name="feed")
@@ -430,6 +437,93 @@ def import_ics(
                        f"{cancelled} cancelled)")
         if not dry_run:
             _rebuild_feeds(settings, session)
+
+
+# --- subscribers and reminders
+
+
+@subscriber_app.command("add")
+def subscriber_add(
+    ctx: typer.Context, email: str,
+    name: str = typer.Option("", "--name"),
+    lang: str | None = typer.Option(None, "--lang", help="[default: from config.toml]"),
+    tz: str | None = typer.Option(None, "--tz", help="their IANA zone [default: the first of "
+                                  "[calls] default_zones]"),
+) -> None:
+    """Add someone who asked for reminders (confirmed at once)."""
+    with _session(ctx) as (settings, session):
+        added = subscribers.add(session, settings, subscribers.NewSubscriber(
+            email=email, name=name, language=lang, timezone=tz), now=now())
+        typer.echo(f"subscribed {added.email} ({added.language}, {added.timezone})")
+
+
+@subscriber_app.command("import")
+def subscriber_import(ctx: typer.Context, file: Path) -> None:
+    """Add everyone in a CSV file of email,name,language,timezone (all of them, or none)."""
+    with _session(ctx) as (settings, session):
+        count = subscribers.import_csv(session, settings, file, now=now())
+        typer.echo(f"subscribed {count} from {file}")
+
+
+@subscriber_app.command("list")
+def subscriber_list(
+    ctx: typer.Context, status: str | None = typer.Option(None, "--status"),
+    json_out: bool = JSON,
+) -> None:
+    """Everyone who subscribed, with their language, zone and status."""
+    with _session(ctx) as (_, session):
+        found = [subscribers.as_dict(s) for s in subscribers.listing(session, status)]
+    if json_out:
+        return _json(found)
+    out.print(present.dict_table(found, ["email", "name", "language", "timezone", "status"])
+              if found else "no subscribers yet")
+
+
+@subscriber_app.command("remove")
+def subscriber_remove(ctx: typer.Context, email: str) -> None:
+    """Stop all reminders to an address; what was still to be sent is cancelled."""
+    with _session(ctx) as (_, session):
+        removed = subscribers.unsubscribe(session, email, now=now())
+        typer.echo(f"unsubscribed {removed.email}")
+
+
+@app.command("run-once")
+def run_once(
+    ctx: typer.Context,
+    at: str | None = typer.Option(None, "--now", help="pretend it is this moment, e.g. "
+                                  "2019-03-12T13:31:00Z [default: now]"),
+) -> None:
+    """One planning and sending pass (for cron, or to preview a moment)."""
+    moment = inputs.instant(at, field="--now") if at else now()
+    with _session(ctx) as (settings, session):
+        report = sender.run_once(session, settings, now=moment, worker=_worker())
+    for line in report.lines():
+        typer.echo(line)
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@app.command()
+def deliveries(
+    ctx: typer.Context,
+    status: str | None = typer.Option(None, "--status", help="pending, sent, failed, missed "
+                                      "or cancelled"),
+    json_out: bool = JSON,
+) -> None:
+    """The outbox: every reminder owed, and what became of it."""
+    with _session(ctx) as (_, session):
+        rows = present.deliveries(session, status)
+    if json_out:
+        return _json(rows)
+    if not rows:
+        typer.echo("no deliveries")
+        return
+    out.print(present.dict_table(rows, ["call", "occurrence_id", "rule", "channel", "recipient",
+                                        "status", "due", "attempts", "last_error"]))
+    for line in present.delivery_summary(rows):
+        typer.echo(line)
 
 
 # --- times and messages

@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from scheduler.errors import ConfigError, InvalidZone
+from scheduler.plan import Rule, parse_offset
+from scheduler.render import CHANNELS, TEMPLATES
 from scheduler.zones import get_zone
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,12 @@ class EmailSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ForumSettings:
+    transport: str
+    folder: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SmtpSettings:
     host: str
     port: int
@@ -96,7 +104,9 @@ class Settings:
     feeds: FeedSettings
     email: EmailSettings
     smtp: SmtpSettings
+    forum: ForumSettings
     labels: dict[str, str]
+    reminders: tuple[Rule, ...]
 
     @property
     def calendars(self) -> Path:
@@ -105,6 +115,10 @@ class Settings:
     @property
     def maildir(self) -> Path:
         return self.folder / self.email.maildir
+
+    @property
+    def forum_folder(self) -> Path:
+        return self.folder / self.forum.folder
 
     @property
     def template_folders(self) -> list[Path]:
@@ -245,6 +259,47 @@ def label_map(value: Any) -> dict[str, str]:
     return labels
 
 
+DEFAULT_REMINDERS = [
+    {"name": "announcement", "before": "7d", "channels": ["forum", "email"],
+     "template": "announcement"},
+    {"name": "tomorrow", "before": "1d", "channels": ["email"], "template": "tomorrow"},
+    {"name": "starts-soon", "before": "30m", "channels": ["forum", "email"],
+     "template": "starts-soon"},
+]
+
+
+def reminder_rules(value: Any) -> tuple[Rule, ...]:
+    """[[reminders]] tables: name, before ("7d", "2h", "30m"), channels, template."""
+    if not isinstance(value, list):
+        raise ValueError("expected [[reminders]] tables")
+    rules = []
+    for number, table in enumerate(value, 1):
+        where = f"#{number}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: expected a table")
+        unknown = set(table) - {"name", "before", "channels", "template"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: name, before, "
+                             "channels, template)")
+        name = string(table.get("name", ""))
+        if not re.fullmatch(r"[a-z0-9-]+", name):
+            raise ValueError(f"{where}: name {name!r} must be lowercase letters, digits, hyphens")
+        days, delta = parse_offset(string(table.get("before", "")))
+        channels = table.get("channels", [])
+        if not isinstance(channels, list) or not channels or any(
+                c not in CHANNELS for c in channels):
+            raise ValueError(f"{where} ({name}): channels must be a list of {', '.join(CHANNELS)}")
+        template = string(table.get("template", name))
+        if template not in TEMPLATES:
+            raise ValueError(f"{where} ({name}): unknown template {template!r} (known: "
+                             f"{', '.join(TEMPLATES)})")
+        rules.append(Rule(name=name, days=days, delta=delta, channels=tuple(channels),
+                          template=template))
+    if len({r.name for r in rules}) != len(rules):
+        raise ValueError("two rules have the same name")
+    return tuple(rules)
+
+
 @dataclass(frozen=True)
 class Option:
     convert: Callable[[Any], Any]
@@ -285,6 +340,11 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "from": Option(address, "Coalition calls <calls@example.org>", "sender and organizer"),
         "maildir": Option(string, "var/mail", "the Maildir for transport = maildir"),
     },
+    "forum": {
+        # Discourse's API is the other transport to come (issue 5); only files exist so far.
+        "transport": Option(one_of("files"), "files", "files: posts written as Markdown"),
+        "folder": Option(string, "var/forum", "where forum posts are written"),
+    },
     "email.smtp": {
         "host": Option(string, "127.0.0.1", "SMTP server"),
         "port": Option(port, 25, "SMTP port (587 for starttls, 465 for tls)"),
@@ -304,7 +364,7 @@ SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "database": ("database", DatabaseSettings), "calls": ("calls", CallSettings),
     "web": ("web", WebSettings), "templates": ("templates", TemplateSettings),
     "feeds": ("feeds", FeedSettings), "email": ("email", EmailSettings),
-    "email.smtp": ("smtp", SmtpSettings),
+    "email.smtp": ("smtp", SmtpSettings), "forum": ("forum", ForumSettings),
 }
 RENAMED = {"from": "sender"}  # TOML keys that are Python keywords
 
@@ -338,7 +398,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     sections: dict[str, Any] = {}
     top = {section.split(".")[0] for section in SCHEMA}
     for name in raw:
-        if name not in top and name != "labels":
+        if name not in top and name not in ("labels", "reminders"):
             errors.append(f"{path}: unknown table [{name}] (known: {', '.join(sorted(top))}, "
                           "labels)")
     labels: dict[str, str] = {}
@@ -346,6 +406,11 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
         labels = label_map(raw.get("labels", {}))
     except ValueError as e:
         errors.append(f"{path}: [labels] {e}")
+    reminders: tuple[Rule, ...] = ()
+    try:
+        reminders = reminder_rules(raw.get("reminders", DEFAULT_REMINDERS))
+    except ValueError as e:
+        errors.append(f"{path}: [[reminders]] {e}")
     for section, options in SCHEMA.items():
         table: Any = raw
         for part in section.split("."):
@@ -377,4 +442,4 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     folder = sections["templates"].folder
     if folder and not (path.parent / folder).is_dir():
         raise ConfigError(f"{path}: [templates] folder: {path.parent / folder} is not a folder")
-    return Settings(path=path, labels=labels, **sections)
+    return Settings(path=path, labels=labels, reminders=reminders, **sections)

@@ -93,3 +93,54 @@ class Invitee(SQLModel, table=True):
     sequence: int  # the call's SEQUENCE in the last message they were sent
     invited_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Subscriber(SQLModel, table=True):
+    """Someone who gets reminders by email, in their language and time zone."""
+
+    __tablename__ = "subscriber"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True, index=True)  # lower case
+    name: str = ""
+    language: str = Field(max_length=8)
+    timezone: str = Field(max_length=64)
+    status: str = Field(max_length=16)  # pending, confirmed, unsubscribed
+    # The calls they follow by slug; None: every call.
+    calls: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    token: str = Field(max_length=64, unique=True)  # secret in their unsubscribe link
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    confirmed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    unsubscribed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+class Delivery(SQLModel, table=True):
+    """One message owed to one recipient: the outbox. The unique key makes it happen once."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("call_id", "occurrence_id", "rule", "channel", "recipient",
+                         name="uq_delivery_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False,
+                         index=True)
+    )
+    occurrence_id: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    rule: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
+    recipient: str = Field(max_length=320)  # an email address, or "topic" for the forum
+    due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False, index=True))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    status: str = Field(max_length=16, index=True)  # pending sent failed missed cancelled
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    leased_by: str | None = Field(default=None, max_length=128)
+    last_error: str | None = None
+    message_id: str | None = Field(default=None, max_length=255)
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
+from sqlmodel import Session, col, select
 
 from scheduler.calls import display_zones, series_of
 from scheduler.config import Settings
-from scheduler.models import Call
+from scheduler.errors import InvalidValue
+from scheduler.models import Call, Delivery
 from scheduler.recurrence import Occurrence, Status
 from scheduler.timetable import ZoneRow
 
@@ -111,3 +114,35 @@ def zone_table(rows: list[ZoneRow]) -> Table:
         table.add_row(row.label, row.time, row.date + (" (another day)" if row.other_day else ""),
                       row.offset, row.zone)
     return table
+
+
+def dict_table(rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(*columns, box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    return table
+
+
+def deliveries(session: Session, status: str | None) -> list[dict[str, Any]]:
+    statuses = ("pending", "sent", "failed", "missed", "cancelled")
+    if status is not None and status not in statuses:
+        raise InvalidValue(f"unknown status {status!r}; choose one of {', '.join(statuses)}")
+    slugs = {c.id: c.slug for c in session.exec(select(Call)).all()}
+    query = select(Delivery).order_by(col(Delivery.due_at), col(Delivery.id))
+    if status is not None:
+        query = query.where(Delivery.status == status)
+    return [{"call": slugs.get(d.call_id, "?"), "occurrence_id": iso_utc(d.occurrence_id),
+             "rule": d.rule, "channel": d.channel, "recipient": d.recipient,
+             "status": d.status, "due": iso_utc(d.due_at), "expires": iso_utc(d.expires_at),
+             "attempts": d.attempts, "last_error": d.last_error,
+             "sent_at": iso_utc(d.sent_at) if d.sent_at else None,
+             "message_id": d.message_id} for d in session.exec(query).all()]
+
+
+def delivery_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per occurrence: how many sent, pending, failed, missed."""
+    by_occurrence: dict[tuple[str, str], Counter[str]] = {}
+    for row in rows:
+        by_occurrence.setdefault((row["call"], row["occurrence_id"]), Counter())[row["status"]] += 1
+    return [f"{call} {occurrence}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            for (call, occurrence), counts in sorted(by_occurrence.items())]

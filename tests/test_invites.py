@@ -21,7 +21,7 @@ def maildir(coalition: Coalition) -> list[EmailMessage]:
     folder = Path(coalition.config).parent / "var" / "mail"  # type: ignore[attr-defined]
     """The messages in the Maildir, in the order they were written."""
     box = mailbox.Maildir(folder, create=False)
-    keys = sorted(box.keys(), key=lambda k: (folder / "new" / k).stat().st_mtime_ns)
+    keys = sorted(box.iterkeys(), key=lambda k: (folder / "new" / k).stat().st_mtime_ns)
     return [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in keys]
 
 

@@ -1,0 +1,152 @@
+"""The outbox: the only code that moves a delivery from one state to the next.
+
+    pending --claim (lease)--> sent | pending (retry later) | failed (permanent) | missed
+    pending --occurrence cancelled, subscriber gone--> cancelled
+
+The unique key (call, occurrence, rule, channel, recipient) makes a delivery exist once however
+many planners run. A claim takes due rows with a lease (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL), so two daemons never hold the same row; a daemon that dies leaves rows whose lease
+runs out, and the next claim takes them. Between the server's acceptance and `mark_sent` a crash
+can repeat one message: that window is one send, and the message keeps its Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from scheduler.models import Delivery
+from scheduler.plan import Planned
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+FIRST_RETRY = timedelta(seconds=30)
+LAST_RETRY = timedelta(minutes=30)
+OPEN = ("pending",)
+
+
+def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
+    return (row.call_id, row.occurrence_id, row.rule, row.channel, row.recipient)
+
+
+def sync(session: Session, planned: Sequence[Planned], *,
+         covered: set[tuple[int, datetime]], now: datetime) -> dict[str, int]:
+    """Make the outbox match the plan for the occurrences in `covered` (call id, occurrence id).
+
+    New deliveries are added (as missed if already expired); pending ones follow their
+    occurrence when it moved; pending ones no longer owed (the occurrence was cancelled, the
+    subscriber left) are cancelled. Occurrences not covered are left alone.
+    """
+    counts = {"added": 0, "retimed": 0, "cancelled": 0}
+    if not covered:
+        return counts
+    ids = [occurrence for _, occurrence in covered]
+    rows = {_key(r): r for r in session.exec(select(Delivery).where(
+        col(Delivery.occurrence_id) >= min(ids), col(Delivery.occurrence_id) <= max(ids)))
+        if (r.call_id, r.occurrence_id) in covered}
+    new = [p for p in planned if p.owed and p.key not in rows]
+    if new:
+        insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
+                  else sqlite.insert)
+        statement = insert(Delivery).values([{
+            "call_id": p.call_id, "occurrence_id": p.occurrence_id, "rule": p.rule,
+            "channel": p.channel, "recipient": p.recipient, "due_at": p.due,
+            "expires_at": p.expires, "status": "missed" if p.expires <= now else "pending",
+            "attempts": 0, "created_at": now, "updated_at": now,
+        } for p in new]).on_conflict_do_nothing(
+            index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
+        counts["added"] = session.exec(statement).rowcount
+    wanted = {p.key: p for p in planned}
+    for key, row in rows.items():
+        if row.status not in OPEN:
+            continue
+        plan = wanted.get(key)
+        if plan is None:
+            row.status, row.last_error = "cancelled", "no longer owed"
+            counts["cancelled"] += 1
+        elif (row.due_at, row.expires_at) != (plan.due, plan.expires):
+            row.due_at, row.expires_at, row.next_attempt_at = plan.due, plan.expires, None
+            counts["retimed"] += 1
+        else:
+            continue
+        row.updated_at = now
+        session.add(row)
+        log.info("delivery %s %s", _key(row), row.status if plan is None else "re-timed")
+    session.commit()
+    return counts
+
+
+def expire(session: Session, *, now: datetime) -> int:
+    """Pending deliveries whose moment has passed are recorded as missed, never sent."""
+    result = session.exec(update(Delivery).where(
+        col(Delivery.status) == "pending", col(Delivery.expires_at) <= now,
+        or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
+    ).values(status="missed", updated_at=now, lease_until=None))
+    session.commit()
+    return int(result.rowcount)
+
+
+def claim(session: Session, *, now: datetime, worker: str, limit: int = 500,
+          lease: timedelta = LEASE) -> list[Delivery]:
+    """Take up to `limit` due deliveries for `worker` until the lease runs out."""
+    query = (select(Delivery.id).where(
+        col(Delivery.status) == "pending", col(Delivery.due_at) <= now,
+        col(Delivery.expires_at) > now,
+        or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
+        or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
+    ).order_by(col(Delivery.due_at)).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.exec(query).all())
+    if not ids:
+        session.commit()
+        return []
+    session.exec(update(Delivery).where(
+        and_(col(Delivery.id).in_(ids))
+    ).values(lease_until=now + lease, leased_by=worker, attempts=Delivery.attempts + 1,
+             updated_at=now))
+    session.commit()
+    claimed = list(session.exec(select(Delivery).where(col(Delivery.id).in_(ids),
+                                                       Delivery.leased_by == worker)).all())
+    return sorted(claimed, key=lambda d: (d.due_at, d.id or 0))
+
+
+def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: datetime) -> None:
+    delivery.status, delivery.sent_at, delivery.message_id = "sent", now, message_id
+    delivery.lease_until, delivery.last_error, delivery.updated_at = None, None, now
+    session.add(delivery)
+    log.info("delivery %s sent as %s", _key(delivery), message_id)
+
+
+def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: bool,
+                now: datetime, retry_after: timedelta | None = None,
+                jitter: random.Random | None = None) -> None:
+    """A permanent failure is final; a temporary one is tried again, with exponential backoff
+    and jitter (or the server's Retry-After), while the delivery is still valid."""
+    delivery.last_error, delivery.lease_until, delivery.updated_at = error, None, now
+    if permanent:
+        delivery.status = "failed"
+    else:
+        backoff = min(LAST_RETRY, FIRST_RETRY * 2 ** max(delivery.attempts - 1, 0))
+        wait = retry_after or backoff * (0.5 + (jitter or random).random())
+        delivery.next_attempt_at = now + wait
+        if delivery.next_attempt_at >= delivery.expires_at:
+            delivery.status = "missed"
+    session.add(delivery)
+    log.info("delivery %s %s: %s", _key(delivery), delivery.status
+             if delivery.status != "pending" else "will be retried", error)
+
+
+def release(session: Session, deliveries: Iterable[Delivery]) -> None:
+    """Give leased rows back untouched (shutting down before sending them)."""
+    for delivery in deliveries:
+        delivery.lease_until, delivery.leased_by = None, None
+        session.add(delivery)
+    session.commit()

@@ -1,0 +1,196 @@
+"""One pass of the reminder service: plan, expire, claim, send, mark. `now` is a parameter.
+
+`coalition run-once` is one pass; the daemon runs passes when something falls due.
+Email goes to each subscriber in their language, their own zone first, with a Message-ID
+derived from the delivery's key (a repeat after a crash is recognisable) and RFC 8058
+one-click unsubscribe headers. Forum posts are written as Markdown files, each carrying a
+hidden marker of its delivery key, so a post already written is never written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+
+from sqlmodel import Session, select
+
+from scheduler import mail, outbox
+from scheduler.calls import changes_of, list_calls, series_of
+from scheduler.config import Settings
+from scheduler.feeds import write_atomically
+from scheduler.messages import facts
+from scheduler.models import Call, Delivery, Subscriber
+from scheduler.plan import EMAIL, FORUM, CallOccurrences, Recipient, Rule, plan
+from scheduler.recurrence import Occurrence, Status, occurrence_at, occurrences
+from scheduler.render import Message, Templates, message_context
+from scheduler.zones import get_zone
+
+log = logging.getLogger(__name__)
+LOOK_BACK = timedelta(days=2)  # occurrences this far back still get their "missed" records
+
+
+@dataclass
+class PassReport:
+    planned: dict[str, int] = field(default_factory=dict)
+    expired: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def lines(self) -> list[str]:
+        planned = ", ".join(f"{v} {k}" for k, v in self.planned.items())
+        outcome = ", ".join(f"{v} {k}" for k, v in sorted(self.outcomes.items())) or "none due"
+        return [f"planned: {planned}", f"expired as missed: {self.expired}", f"sent: {outcome}"]
+
+
+def _horizon(rules: tuple[Rule, ...]) -> timedelta:
+    return max((timedelta(days=r.days + 1) + r.delta for r in rules), default=timedelta(0))
+
+
+def plan_pass(session: Session, settings: Settings, *, now: datetime) -> dict[str, int]:
+    start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + timedelta(days=1)
+    calls, covered = [], set()
+    for call in list_calls(session):
+        assert call.id is not None
+        found = occurrences(series_of(call), changes_of(session, call), start=start, end=end)
+        calls.append(CallOccurrences(call_id=call.id, slug=call.slug,
+                                     created=min(call.created_at, now), occurrences=found))
+        covered |= {(call.id, o.id) for o in found}
+    # A pass at a moment before someone subscribed (a preview with --now) counts them as
+    # subscribed by that moment: they get what is still ahead of it.
+    recipients = [Recipient(address=s.email, since=min(s.confirmed_at or s.created_at, now),
+                            calls=frozenset(s.calls) if s.calls is not None else None)
+                  for s in session.exec(select(Subscriber).where(
+                      Subscriber.status == "confirmed")).all()]
+    planned = plan(calls, settings.reminders, recipients)
+    return outbox.sync(session, planned, covered=covered, now=now)
+
+
+def message_id(settings: Settings, delivery: Delivery) -> str:
+    key = "|".join(map(str, (delivery.call_id, delivery.occurrence_id.isoformat(),
+                             delivery.rule, delivery.channel, delivery.recipient)))
+    domain = parseaddr(settings.email.sender)[1].partition("@")[2] or "coalition-calls"
+    return f"<reminder.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """A claimed delivery with what rendering it needs."""
+
+    delivery: Delivery
+    call: Call
+    occurrence: Occurrence
+    rule: Rule
+
+
+def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zone: str,
+            now: datetime) -> Message:
+    context = message_context(facts(job.call, settings), job.occurrence, lang=lang,
+                              reader=get_zone(zone), now=now, labels=settings.labels)
+    return templates.render(job.rule.template, job.delivery.channel, lang, context)
+
+
+def email_for(settings: Settings, templates: Templates, job: Job, subscriber: Subscriber,
+              now: datetime) -> EmailMessage:
+    rendered = _render(settings, templates, job, lang=subscriber.language,
+                       zone=subscriber.timezone, now=now)
+    assert rendered.subject is not None and rendered.html is not None
+    message = EmailMessage()
+    message["From"] = settings.email.sender
+    message["To"] = formataddr((subscriber.name, subscriber.email))
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id(settings, job.delivery)
+    unsubscribe = f"{settings.web.base_url}/unsubscribe/{subscriber.token}"
+    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(rendered.text + f"\nUnsubscribe: {unsubscribe}\n")
+    message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+def post_path(call: Call, delivery: Delivery) -> str:
+    return os.path.join(call.slug, f"{delivery.occurrence_id:%Y%m%dT%H%MZ}-{delivery.rule}.md")
+
+
+def write_post(settings: Settings, templates: Templates, job: Job, now: datetime) -> str:
+    """The forum post as a Markdown file; a file already carrying its marker is kept."""
+    call = job.call
+    marker = f"<!-- coalition-delivery {message_id(settings, job.delivery)} -->"
+    path = settings.forum_folder / post_path(call, job.delivery)
+    if path.exists() and marker in path.read_text(encoding="utf-8"):
+        return marker
+    rendered = _render(settings, templates, job, lang=call.language, zone=job.occurrence.zone.key,
+                       now=now)
+    topic = f"topic {call.forum_topic}" if call.forum_topic else "a new topic"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, f"{rendered.text}\n{marker}\n<!-- for {topic} -->\n".encode())
+    return marker
+
+
+def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
+              templates: Templates | None = None) -> Counter[str]:
+    """Claim what is due and send it; return how many ended in each state."""
+    templates = templates or Templates(settings.template_folders)
+    rules = {rule.name: rule for rule in settings.reminders}
+    outcomes: Counter[str] = Counter()
+    claimed = outbox.claim(session, now=now, worker=worker)
+    if not claimed:
+        return outcomes
+    calls = {c.id: c for c in list_calls(session)}
+    changes = {call_id: changes_of(session, call) for call_id, call in calls.items()}
+    subscribers = {s.email: s for s in session.exec(select(Subscriber)).all()}
+    emails: list[tuple[Delivery, EmailMessage]] = []
+    for delivery in claimed:
+        call, rule = calls.get(delivery.call_id), rules.get(delivery.rule)
+        if call is None or rule is None:
+            outbox.mark_failed(session, delivery, error="no such call or rule any more",
+                               permanent=True, now=now)
+            outcomes["failed"] += 1
+            continue
+        current = occurrence_at(delivery.occurrence_id, series_of(call),
+                                changes[delivery.call_id].get(delivery.occurrence_id))
+        if current.status is Status.CANCELLED:
+            outbox.mark_failed(session, delivery, error="the occurrence is cancelled",
+                               permanent=True, now=now)
+            outcomes["failed"] += 1
+            continue
+        job = Job(delivery=delivery, call=call, occurrence=current, rule=rule)
+        if delivery.channel == FORUM:
+            marker = write_post(settings, templates, job, now)
+            outbox.mark_sent(session, delivery, message_id=marker, now=now)
+            outcomes["sent"] += 1
+        elif delivery.channel == EMAIL:
+            subscriber = subscribers.get(delivery.recipient)
+            if subscriber is None or subscriber.status != "confirmed":
+                outbox.mark_failed(session, delivery, error="not subscribed", permanent=True,
+                                   now=now)
+                outcomes["failed"] += 1
+                continue
+            emails.append((delivery, email_for(settings, templates, job, subscriber, now)))
+    session.commit()
+    results = {r.message_id: r for r in mail.send(settings, [m for _, m in emails])}
+    for delivery, message in emails:
+        result = results[str(message["Message-ID"])]
+        if result.ok:
+            outbox.mark_sent(session, delivery, message_id=result.message_id, now=now)
+            outcomes["sent"] += 1
+        else:
+            outbox.mark_failed(session, delivery, error=result.error or "unknown",
+                               permanent=result.permanent, now=now)
+            outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
+    session.commit()
+    return outcomes
+
+
+def run_once(session: Session, settings: Settings, *, now: datetime,
+             worker: str) -> PassReport:
+    report = PassReport()
+    report.planned = plan_pass(session, settings, now=now)
+    report.expired = outbox.expire(session, now=now)
+    report.outcomes = send_pass(session, settings, now=now, worker=worker)
+    return report

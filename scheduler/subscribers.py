@@ -1,0 +1,132 @@
+"""The people who get reminders by email: added by organizers (confirmed at once) or, later,
+signing up on the members' page (pending until they confirm)."""
+
+from __future__ import annotations
+
+import csv
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from scheduler import inputs
+from scheduler.config import Settings
+from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
+from scheduler.invites import check_address
+from scheduler.models import Delivery, Subscriber
+from scheduler.zones import get_zone
+
+STATUSES = ("pending", "confirmed", "unsubscribed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewSubscriber:
+    email: str
+    name: str = ""
+    language: str | None = None
+    timezone: str | None = None
+
+
+def _checked(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, str]:
+    address = check_address(data.email.strip())
+    email = address.rsplit("<", 1)[-1].rstrip(">").lower()
+    language = inputs.language(data.language or settings.calls.default_language,
+                               settings.calls.languages)
+    zone = get_zone((data.timezone or settings.calls.default_zones[0]).strip()).key
+    name = " ".join(data.name.split())
+    if "\n" in name or len(name) > 200:
+        raise InvalidValue("name must be one line of at most 200 characters")
+    return email, name, language, zone
+
+
+def add(session: Session, settings: Settings, data: NewSubscriber, *, now: datetime,
+        commit: bool = True) -> Subscriber:
+    """An organizer adds someone: confirmed at once (they asked the organizer)."""
+    email, name, language, zone = _checked(settings, data)
+    existing = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+    if existing is not None and existing.status != "unsubscribed":
+        raise Conflict(f"{email} is already subscribed ({existing.status})")
+    subscriber = existing or Subscriber(email=email, token=secrets.token_urlsafe(24),
+                                        created_at=now, language=language, timezone=zone,
+                                        status="confirmed")
+    subscriber.name, subscriber.language, subscriber.timezone = name, language, zone
+    subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = "confirmed", now, None
+    session.add(subscriber)
+    if commit:
+        session.commit()
+        session.refresh(subscriber)
+    return subscriber
+
+
+def import_csv(session: Session, settings: Settings, path: Path, *, now: datetime) -> int:
+    """email,name,language,timezone per line (a header line is optional); all rows or none."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError as e:
+        raise SchedulerError(f"{path}: no such file") from e
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SchedulerError(f"{path}: cannot read: {e}") from e
+    if rows and rows[0] and rows[0][0].strip().lower() == "email":
+        rows = rows[1:]
+    seen: set[str] = set()
+    count = 0
+    try:
+        for number, row in enumerate(rows, 1):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > 4:
+                raise InvalidValue(f"has {len(row)} columns; expected email,name,language,"
+                                   "timezone")
+            cells = [*row, "", "", ""][:4]
+            data = NewSubscriber(email=cells[0], name=cells[1], language=cells[2] or None,
+                                 timezone=cells[3] or None)
+            try:
+                subscriber = add(session, settings, data, now=now, commit=False)
+            except SchedulerError as e:
+                raise SchedulerError(f"{path} line {number}: {e}") from e
+            if subscriber.email in seen:
+                raise SchedulerError(f"{path} line {number}: {subscriber.email} appears twice")
+            seen.add(subscriber.email)
+            count += 1
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return count
+
+
+def listing(session: Session, status: str | None = None) -> list[Subscriber]:
+    query = select(Subscriber).order_by(Subscriber.email)
+    if status is not None:
+        if status not in STATUSES:
+            raise InvalidValue(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+        query = query.where(Subscriber.status == status)
+    return list(session.exec(query).all())
+
+
+def as_dict(subscriber: Subscriber) -> dict[str, Any]:
+    return {"email": subscriber.email, "name": subscriber.name,
+            "language": subscriber.language, "timezone": subscriber.timezone,
+            "status": subscriber.status, "calls": subscriber.calls}
+
+
+def unsubscribe(session: Session, email: str, *, now: datetime) -> Subscriber:
+    """They get nothing more: status unsubscribed, and their pending deliveries cancelled."""
+    subscriber = session.exec(select(Subscriber).where(
+        Subscriber.email == email.strip().lower())).first()
+    if subscriber is None:
+        raise NotFound(f"no subscriber {email.strip()!r}")
+    subscriber.status, subscriber.unsubscribed_at = "unsubscribed", now
+    session.add(subscriber)
+    for delivery in session.exec(select(Delivery).where(
+            Delivery.recipient == subscriber.email, Delivery.channel == "email",
+            col(Delivery.status) == "pending")):
+        delivery.status, delivery.updated_at = "cancelled", now
+        delivery.last_error = "unsubscribed"
+        session.add(delivery)
+    session.commit()
+    return subscriber

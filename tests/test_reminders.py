@@ -1,0 +1,180 @@
+"""Reminders by email and on the forum: due on time, valid until the next one, each once."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from collections import Counter
+from collections.abc import Callable
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DATA, Ran, SmtpSink, use_smtp
+
+Coalition = Callable[..., Ran]
+SLUG = "justice-for-all-coalition-call"
+ANNOUNCE = "2019-03-05T15:00:00Z"  # a week before 10:00 EDT on 12 March is 10:00 EST
+SOON = "2019-03-12T13:31:00Z"
+
+
+def folder(coalition: Coalition) -> Path:
+    return Path(coalition.config).parent  # type: ignore[attr-defined]
+
+
+def inbox(coalition: Coalition) -> list[EmailMessage]:
+    box = mailbox.Maildir(folder(coalition) / "var" / "mail", create=True)
+    return [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
+
+
+def outbox(coalition: Coalition, *args: str) -> list[dict[str, Any]]:
+    ran = coalition("deliveries", "--json", *args)
+    assert ran.exit_code == 0, ran.stderr
+    return json.loads(ran.stdout)  # type: ignore[no-any-return]
+
+
+def run(coalition: Coalition, moment: str) -> str:
+    ran = coalition("run-once", "--now", moment)
+    assert ran.exit_code == 0, ran.stderr
+    return ran.stdout
+
+
+@pytest.fixture
+def members(organizer: Callable[[str], Coalition]) -> Coalition:
+    return organizer("reminders")
+
+
+def test_announcement_goes_out_a_week_before_at_the_anchor_wall_time(members: Coalition) -> None:
+    run(members, "2019-03-05T14:59:00Z")
+    assert inbox(members) == []
+    run(members, ANNOUNCE)
+    subjects = sorted(str(m["Subject"]) for m in inbox(members))
+    assert subjects == [
+        "Justice For All coalition call : mardi 12 mars 2019, 15:00 (Kinshasa)",
+        "Justice For All coalition call: Tuesday, March 12, 2019, 9:00 PM Jakarta",
+    ]
+    post = (folder(members) / "var" / "forum" / SLUG / "20190312T1400Z-announcement.md").read_text()
+    assert "10:00 AM New York // 3:00 PM Brussels // 4:00 PM Cairo" in post
+
+
+def test_after_downtime_the_stale_reminder_is_missed_and_the_valid_one_sent(
+    members: Coalition,
+) -> None:
+    run(members, ANNOUNCE)
+    run(members, SOON)  # nobody ran the service on the 11th
+    statuses = {(d["rule"], d["channel"], d["recipient"]): d["status"] for d in outbox(members)}
+    assert statuses[("tomorrow", "email", "ada@example.org")] == "missed"
+    assert statuses[("starts-soon", "email", "ada@example.org")] == "sent"
+    soon = [m for m in inbox(members) if "29" in str(m["Subject"])]
+    assert sorted(str(m["Subject"]) for m in soon) == [
+        "Justice For All coalition call : début dans 29 minutes",
+        "Justice For All coalition call starts in 29 minutes",
+    ]
+
+
+def test_running_again_sends_nothing_twice(members: Coalition) -> None:
+    for moment in (ANNOUNCE, ANNOUNCE, SOON, SOON, "2019-03-12T14:30:00Z"):
+        run(members, moment)
+    per_person = Counter((m["To"], str(m["Subject"])) for m in inbox(members))
+    assert set(per_person.values()) == {1} and len(per_person) == 4
+    posts = list((folder(members) / "var" / "forum" / SLUG).glob("*.md"))
+    assert sorted(p.name for p in posts) == ["20190312T1400Z-announcement.md",
+                                             "20190312T1400Z-starts-soon.md"]
+
+
+def test_each_email_can_be_unsubscribed_in_one_click(members: Coalition) -> None:
+    run(members, ANNOUNCE)
+    for message in inbox(members):
+        assert str(message["List-Unsubscribe"]).startswith("<http://127.0.0.1:8080/unsubscribe/")
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message.get_content_type() == "multipart/alternative"
+
+
+def test_moved_occurrence_takes_its_reminders_along(members: Coalition) -> None:
+    run(members, "2019-03-05T14:00:00Z")  # planned, nothing due yet
+    assert members("call", "move", SLUG, "--on", "2019-03-12", "--to",
+                   "2019-03-14 10:00").exit_code == 0
+    run(members, "2019-03-05T14:30:00Z")
+    due = {(d["rule"], d["recipient"]): d["due"] for d in outbox(members, "--status", "pending")}
+    assert due[("starts-soon", "ada@example.org")] == "2019-03-14T13:30:00Z"
+    assert due[("announcement", "ada@example.org")] == "2019-03-07T15:00:00Z"
+
+
+def test_cancelled_occurrence_cancels_its_reminders(members: Coalition) -> None:
+    run(members, "2019-03-05T14:00:00Z")
+    assert members("call", "cancel", SLUG, "--on", "2019-03-12").exit_code == 0
+    run(members, ANNOUNCE)
+    assert {d["status"] for d in outbox(members) if d["occurrence_id"].startswith("2019-03-12")} \
+        == {"cancelled"}
+    assert inbox(members) == []
+
+
+def test_unsubscribed_member_gets_nothing_more(members: Coalition) -> None:
+    run(members, ANNOUNCE)
+    assert members("subscriber", "remove", "ada@example.org").exit_code == 0
+    run(members, SOON)
+    assert [str(m["Subject"]) for m in inbox(members) if m["To"] == "Ada <ada@example.org>"] \
+        == ["Justice For All coalition call : mardi 12 mars 2019, 15:00 (Kinshasa)"]
+
+
+def test_deliveries_json_gives_the_key_status_and_attempts(members: Coalition) -> None:
+    run(members, ANNOUNCE)
+    row = next(d for d in outbox(members, "--status", "sent") if d["channel"] == "email")
+    assert set(row) >= {"call", "occurrence_id", "rule", "channel", "recipient", "status", "due",
+                        "attempts", "last_error"}
+    assert (row["occurrence_id"], row["attempts"]) == ("2019-03-12T14:00:00Z", 1)
+
+
+def test_smtp_answers_permanent_and_temporary_failures_differently(
+    members: Coalition, smtp_sink: tuple[SmtpSink, int]
+) -> None:
+    sink, port = smtp_sink
+    use_smtp(Path(members.config), port)  # type: ignore[attr-defined]
+    sink.refuse = {"ada@example.org": "550 5.1.1 no such mailbox",
+                   "bea@example.org": "451 4.3.2 try again later"}
+    run(members, ANNOUNCE)
+    rows = {d["recipient"]: d for d in outbox(members) if d["rule"] == "announcement"}
+    assert rows["ada@example.org"]["status"] == "failed"
+    assert rows["ada@example.org"]["last_error"].startswith("550")
+    assert rows["bea@example.org"]["status"] == "pending"
+    assert rows["bea@example.org"]["last_error"].startswith("451")
+    sink.refuse = {}
+    run(members, "2019-03-05T16:00:00Z")  # the server takes mail again
+    rows = {d["recipient"]: d for d in outbox(members) if d["rule"] == "announcement"}
+    assert (rows["bea@example.org"]["status"], rows["bea@example.org"]["attempts"]) == ("sent", 2)
+    assert rows["ada@example.org"]["status"] == "failed"  # never retried
+    assert [m["To"] for m in sink.received] == ["Bea <bea@example.org>"]
+
+
+def test_subscribers_from_a_csv_file(coalition: Coalition) -> None:
+    ran = coalition("subscriber", "import", str(DATA / "csv" / "members.csv"))
+    assert ran.exit_code == 0 and "subscribed 3" in ran.stdout
+    found = json.loads(coalition("subscriber", "list", "--json").stdout)
+    assert [(s["email"], s["language"], s["timezone"], s["status"]) for s in found] == [
+        ("ada@example.org", "fr", "Africa/Kinshasa", "confirmed"),
+        ("bea@example.org", "en", "Asia/Jakarta", "confirmed"),
+        ("carl@example.org", "en", "America/New_York", "confirmed"),
+    ]
+
+
+def test_csv_with_a_bad_line_names_it_and_adds_nobody(coalition: Coalition) -> None:
+    ran = coalition("subscriber", "import", str(DATA / "csv" / "members_bad_zone.csv"))
+    assert ran.exit_code == 2
+    assert "members_bad_zone.csv line 2: unknown time zone 'Europe/Lodnon'" in ran.stderr
+    assert json.loads(coalition("subscriber", "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["subscriber", "add", "not-an-address"], "is not an email address"),
+    (["subscriber", "add", "x@example.org", "--tz", "Mars/Olympus"], "unknown time zone"),
+    (["subscriber", "add", "x@example.org", "--lang", "de"], "language 'de' is not one of"),
+    (["subscriber", "remove", "nobody@example.org"], "no subscriber"),
+    (["run-once", "--now", "yesterday"], "--now 'yesterday'"),
+    (["deliveries", "--status", "lost"], "unknown status 'lost'"),
+])
+def test_bad_input_is_one_line(coalition: Coalition, args: list[str], message: str) -> None:
+    ran = coalition(*args)
+    assert ran.exit_code == 2 and ran.stderr.count("\n") == 1 and message in ran.stderr
