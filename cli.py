@@ -121,7 +121,8 @@ def _session(ctx: typer.Context) -> Iterator[tuple[config.Settings, Session]]:
     settings = _settings(ctx)
     engine = db.open_database(settings.database_url())
     try:
-        with Session(engine) as session:
+        # Objects stay readable after a commit; a pass commits once per message it sends.
+        with Session(engine, expire_on_commit=False) as session:
             yield settings, session
     finally:
         engine.dispose()
@@ -391,12 +392,15 @@ def run_daemon(
     host: str | None = typer.Option(None, "--host", help="[default: [web] host in config]"),
     port: int | None = typer.Option(None, "--port", help="[default: [web] port in config]"),
 ) -> None:
-    """Run the service: serve the feeds until stopped (Ctrl-C or SIGTERM)."""
+    """Run the service: send reminders when due and serve the feeds, until Ctrl-C or SIGTERM
+    (which let the messages being sent finish first)."""
     settings = _settings(ctx)
+    log_setup.for_daemon()
     engine = db.open_database(settings.database_url())
-    listen_host, listen_port = host or settings.web.host, port or settings.web.port
+    listen_host = host if host is not None else settings.web.host
+    listen_port = port if port is not None else settings.web.port
     try:
-        daemon.run(settings, engine, host=listen_host, port=listen_port,
+        daemon.run(settings, engine, host=listen_host, port=listen_port, worker=_worker(),
                    on_ready=lambda url: typer.echo(f"ready: listening on {url} (feeds from "
                                                    f"{settings.calendars})", err=True))
     finally:

@@ -70,6 +70,13 @@ class EmailSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DaemonSettings:
+    interval_seconds: int
+    lease_seconds: int
+    batch: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ForumSettings:
     transport: str
     folder: str
@@ -105,6 +112,7 @@ class Settings:
     email: EmailSettings
     smtp: SmtpSettings
     forum: ForumSettings
+    daemon: DaemonSettings
     labels: dict[str, str]
     reminders: tuple[Rule, ...]
 
@@ -345,6 +353,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "transport": Option(one_of("files"), "files", "files: posts written as Markdown"),
         "folder": Option(string, "var/forum", "where forum posts are written"),
     },
+    "daemon": {
+        "interval_seconds": Option(positive_int, 60, "how often the daemon looks for new calls, "
+                                   "subscribers and expired leases (it also wakes when "
+                                   "something falls due)"),
+        "lease_seconds": Option(positive_int, 300, "how long a claimed delivery is held; a "
+                                "daemon that died releases its claims after this"),
+        "batch": Option(positive_int, 500, "deliveries claimed at a time"),
+    },
     "email.smtp": {
         "host": Option(string, "127.0.0.1", "SMTP server"),
         "port": Option(port, 25, "SMTP port (587 for starttls, 465 for tls)"),
@@ -365,6 +381,7 @@ SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "web": ("web", WebSettings), "templates": ("templates", TemplateSettings),
     "feeds": ("feeds", FeedSettings), "email": ("email", EmailSettings),
     "email.smtp": ("smtp", SmtpSettings), "forum": ("forum", ForumSettings),
+    "daemon": ("daemon", DaemonSettings),
 }
 RENAMED = {"from": "sender"}  # TOML keys that are Python keywords
 

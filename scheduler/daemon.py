@@ -1,4 +1,10 @@
-"""The long-running service: the web server (and, later, the reminder scheduler) in one loop."""
+"""The long-running service: the web server and the reminder timer in one asyncio loop.
+
+APScheduler (3.x, `AsyncIOScheduler`) is only the timer: it wakes the loop when the outbox says
+the next delivery is due, and every `interval_seconds` to notice new calls and subscribers. The
+outbox in the database is the truth, so a restart loses nothing. On SIGINT or SIGTERM the
+daemon stops taking work, lets the pass that is sending finish, then exits.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from scheduler import feeds
+from scheduler import feeds, outbox, sender
 from scheduler.config import Settings
 from scheduler.errors import SchedulerError
 from scheduler.web import create_app
@@ -24,8 +32,50 @@ log = logging.getLogger(__name__)
 Ready = Callable[[str], None]
 
 
+class Reminders:
+    """Runs passes one at a time, in a worker thread (database and SMTP block)."""
+
+    def __init__(self, settings: Settings, engine: Engine, scheduler: AsyncIOScheduler,
+                 worker: str) -> None:
+        self.settings, self.engine = settings, engine
+        self.scheduler, self.worker = scheduler, worker
+        self.lock = asyncio.Lock()
+        self.stopping = False
+        self.last_pass: datetime | None = None
+
+    def _pass(self) -> datetime | None:
+        now = datetime.now(UTC)
+        with Session(self.engine, expire_on_commit=False) as session:
+            report = sender.run_once(session, self.settings, now=now, worker=self.worker)
+            if report.outcomes or report.expired:
+                log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
+                         "; ".join(report.lines()))
+            self.last_pass = now
+            return outbox.next_wakeup(session)
+
+    async def tick(self) -> None:
+        if self.stopping or self.lock.locked():
+            return
+        async with self.lock:
+            try:
+                wakeup = await asyncio.to_thread(self._pass)
+            except Exception:
+                log.exception("reminder pass failed; the next one retries")
+                return
+        if wakeup is not None and not self.stopping:
+            when = max(wakeup, datetime.now(UTC)) + timedelta(milliseconds=50)
+            self.scheduler.add_job(self.tick, "date", run_date=when, id="wake",
+                                   replace_existing=True, misfire_grace_time=None)
+
+    async def stop(self) -> None:
+        """No new pass; wait for the one that is sending."""
+        self.stopping = True
+        async with self.lock:
+            pass
+
+
 async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
-                on_ready: Ready | None = None) -> None:
+                on_ready: Ready | None = None, worker: str = "daemon") -> None:
     """Build the feeds, then serve until SIGINT or SIGTERM; open requests are finished first."""
     with Session(engine) as session:
         result = feeds.build(session, settings)
@@ -42,10 +92,18 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    reminders = Reminders(settings, engine, scheduler, worker)
+    scheduler.add_job(reminders.tick, "interval", seconds=settings.daemon.interval_seconds,
+                      id="look", next_run_time=datetime.now(UTC), coalesce=True,
+                      max_instances=1, misfire_grace_time=None)
+    scheduler.start()
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     stop = asyncio.create_task(stopping.wait())
     await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping")
+    log.info("stopping: finishing the pass in progress")
+    scheduler.shutdown(wait=False)
+    await reminders.stop()
     server.should_exit = True
     await serving
     stop.cancel()
@@ -71,5 +129,6 @@ class _Server(uvicorn.Server):
 
 
 def run(settings: Settings, engine: Engine, *, host: str, port: int,
-        on_ready: Ready | None = None) -> None:
-    asyncio.run(serve(settings, engine, host=host, port=port, on_ready=on_ready))
+        on_ready: Ready | None = None, worker: str = "daemon") -> None:
+    asyncio.run(serve(settings, engine, host=host, port=port, on_ready=on_ready,
+                      worker=worker))

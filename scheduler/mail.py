@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -38,10 +38,29 @@ def _ids(message: EmailMessage) -> tuple[str, str]:
     return str(message["Message-ID"]), str(message["To"])
 
 
-def to_maildir(folder: Path, messages: Sequence[EmailMessage]) -> list[Sent]:
+OnResult = Callable[[Sent], None]
+
+
+class _Results(list[Sent]):
+    """The results so far; each one is also handed to `on_result` as soon as it is known, so
+    the caller can record it before the next message goes (a crash then repeats one message,
+    not a batch)."""
+
+    def __init__(self, on_result: OnResult | None) -> None:
+        super().__init__()
+        self.on_result = on_result
+
+    def append(self, result: Sent) -> None:
+        super().append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+
+def to_maildir(folder: Path, messages: Sequence[EmailMessage],
+               on_result: OnResult | None = None) -> list[Sent]:
     """Each message becomes a file in folder/new (written to tmp/ first, then moved)."""
     box = mailbox.Maildir(folder, create=True)
-    results = []
+    results = _Results(on_result)
     for message in messages:
         message_id, recipient = _ids(message)
         try:
@@ -52,23 +71,25 @@ def to_maildir(folder: Path, messages: Sequence[EmailMessage]) -> list[Sent]:
             continue
         log.info("mail %s to %s written to %s", message_id, recipient, folder)
         results.append(Sent(message_id=message_id, recipient=recipient))
-    return results
+    return list(results)
 
 
-async def to_smtp(settings: Settings, messages: Sequence[EmailMessage]) -> list[Sent]:
+async def to_smtp(settings: Settings, messages: Sequence[EmailMessage],
+                  on_result: OnResult | None = None) -> list[Sent]:
     smtp = settings.smtp
     client = aiosmtplib.SMTP(
         hostname=smtp.host, port=smtp.port, timeout=smtp.timeout,
         use_tls=smtp.security == "tls", start_tls=smtp.security == "starttls",
         username=smtp.username or None, password=smtp.password() or None,
     )
-    results: list[Sent] = []
+    results = _Results(on_result)
     try:
         await client.connect()
     except (aiosmtplib.SMTPException, OSError) as e:
         reason = f"cannot reach {smtp.host}:{smtp.port}: {e}"
-        return [Sent(message_id=_ids(m)[0], recipient=_ids(m)[1], error=reason)
-                for m in messages]
+        for m in messages:
+            results.append(Sent(message_id=_ids(m)[0], recipient=_ids(m)[1], error=reason))
+        return list(results)
     try:
         for message in messages:
             message_id, recipient = _ids(message)
@@ -100,15 +121,18 @@ async def to_smtp(settings: Settings, messages: Sequence[EmailMessage]) -> list[
         except (aiosmtplib.SMTPException, OSError):
             client.close()
     sent = {r.message_id for r in results}
-    results += [Sent(message_id=_ids(m)[0], recipient=_ids(m)[1], error="connection lost")
-                for m in messages if _ids(m)[0] not in sent]
-    return results
+    for m in messages:
+        if _ids(m)[0] not in sent:
+            results.append(Sent(message_id=_ids(m)[0], recipient=_ids(m)[1],
+                                error="connection lost"))
+    return list(results)
 
 
-def send(settings: Settings, messages: Sequence[EmailMessage]) -> list[Sent]:
+def send(settings: Settings, messages: Sequence[EmailMessage],
+         on_result: OnResult | None = None) -> list[Sent]:
     """Send through the transport config.toml names."""
     if not messages:
         return []
     if settings.email.transport == "maildir":
-        return to_maildir(settings.maildir, messages)
-    return asyncio.run(to_smtp(settings, messages))
+        return to_maildir(settings.maildir, messages, on_result)
+    return asyncio.run(to_smtp(settings, messages, on_result))

@@ -118,6 +118,17 @@ def claim(session: Session, *, now: datetime, worker: str, limit: int = 500,
     return sorted(claimed, key=lambda d: (d.due_at, d.id or 0))
 
 
+def next_wakeup(session: Session) -> datetime | None:
+    """When the next pending delivery can be sent: its due time, retry time or lease expiry."""
+    moments = []
+    for delivery in session.exec(select(Delivery).where(col(Delivery.status) == "pending")
+                                 .order_by(col(Delivery.due_at)).limit(1000)):
+        moments.append(max(m for m in (delivery.due_at, delivery.next_attempt_at,
+                                       delivery.lease_until) if m is not None))
+    session.commit()
+    return min(moments, default=None)
+
+
 def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: datetime) -> None:
     delivery.status, delivery.sent_at, delivery.message_id = "sent", now, message_id
     delivery.lease_until, delivery.last_error, delivery.updated_at = None, None, now

@@ -138,7 +138,8 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
     templates = templates or Templates(settings.template_folders)
     rules = {rule.name: rule for rule in settings.reminders}
     outcomes: Counter[str] = Counter()
-    claimed = outbox.claim(session, now=now, worker=worker)
+    claimed = outbox.claim(session, now=now, worker=worker, limit=settings.daemon.batch,
+                           lease=timedelta(seconds=settings.daemon.lease_seconds))
     if not claimed:
         return outcomes
     calls = {c.id: c for c in list_calls(session)}
@@ -173,9 +174,11 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                 continue
             emails.append((delivery, email_for(settings, templates, job, subscriber, now)))
     session.commit()
-    results = {r.message_id: r for r in mail.send(settings, [m for _, m in emails])}
-    for delivery, message in emails:
-        result = results[str(message["Message-ID"])]
+    by_id = {str(message["Message-ID"]): delivery for delivery, message in emails}
+
+    def record(result: mail.Sent) -> None:
+        """Right after the server answers: the window for a repeat is this one message."""
+        delivery = by_id[result.message_id]
         if result.ok:
             outbox.mark_sent(session, delivery, message_id=result.message_id, now=now)
             outcomes["sent"] += 1
@@ -183,7 +186,9 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             outbox.mark_failed(session, delivery, error=result.error or "unknown",
                                permanent=result.permanent, now=now)
             outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
-    session.commit()
+        session.commit()
+
+    mail.send(settings, [m for _, m in emails], on_result=record)
     return outcomes
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -97,6 +100,24 @@ class SmtpSink:
     def __init__(self) -> None:
         self.received: list[EmailMessage] = []
         self.refuse: dict[str, str] = {}  # address -> "550 ..." answer
+        # Holding: after `hold_after` messages, DATA waits until `release()`, so that a test
+        # can act (kill a daemon) while a message is in flight. `reached` is set then.
+        self.hold_after: int | None = None
+        self.reached = threading.Event()
+        self._gate: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # `all_in` is set once every address in `expected` has received something.
+        self.expected: set[str] = set()
+        self.all_in = threading.Event()
+        self._to: list[str] = []  # each message's recipient, parsed once
+
+    def release(self) -> None:
+        self.hold_after = None
+        if self._gate is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._gate.set)
+
+    def recipients(self) -> list[str]:
+        return list(self._to)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: Any) -> str:
@@ -106,7 +127,16 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(message_from_bytes(envelope.content, policy=policy.default))
+        if self.hold_after is not None and len(self.received) >= self.hold_after:
+            self._loop = asyncio.get_running_loop()
+            self._gate = self._gate or asyncio.Event()
+            self.reached.set()
+            await self._gate.wait()
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.received.append(message)
+        self._to.append(parseaddr(str(message["To"]))[1])
+        if self.expected and not self.all_in.is_set() and self.expected <= set(self._to):
+            self.all_in.set()
         return "250 Message accepted"
 
 

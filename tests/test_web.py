@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from pathlib import Path
@@ -17,6 +12,7 @@ from starlette.testclient import TestClient
 
 from scheduler.web import create_app
 from tests.conftest import Ran
+from tests.daemon_process import start, stop
 from tests.test_cli_calls import ADD
 
 Coalition = Callable[..., Ran]
@@ -87,24 +83,16 @@ def test_index_links_each_feed_as_webcal_and_https(client: TestClient) -> None:
     assert 'href="http://testserver/calendars/all.ics"' in page
 
 
-def test_daemon_serves_feeds_until_sigterm(coalition: Coalition, tmp_path: Path) -> None:
+def test_daemon_serves_feeds_until_sigterm(coalition: Coalition) -> None:
     """The real command, as `make run` starts it, on a port the system picks."""
     assert coalition(*ADD).exit_code == 0
-    command = shutil.which("coalition", path=str(Path(sys.executable).parent))
-    assert command
-    config = str(coalition.config)  # type: ignore[attr-defined]
-    process = subprocess.Popen([command, "--config", config, "daemon", "--port", "0"],
-                               stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = start(Path(coalition.config))  # type: ignore[attr-defined]
     try:
-        assert process.stderr is not None
-        line = process.stderr.readline()  # blocks until the server listens (or dies)
-        assert line.startswith("ready: listening on http://127.0.0.1:"), line
-        url = line.split()[3].rstrip("/")
+        ready = next(line for line in process.log if line.startswith("ready:"))  # type: ignore[attr-defined]
+        url = ready.split()[3].rstrip("/")
         response = httpx.get(url + FEED)
         assert response.status_code == 200 and "BEGIN:VCALENDAR" in response.text
         assert httpx.get(url + FEED, headers={"If-None-Match": response.headers["etag"]}
                          ).status_code == 304
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        assert stop(process) == 0
