@@ -85,7 +85,7 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
         listener = socket.create_server((host, port), reuse_port=False)
     except OSError as e:
         raise SchedulerError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
-    config = uvicorn.Config(create_app(settings.calendars), log_level="warning",
+    config = uvicorn.Config(create_app(settings.calendars, engine), log_level="warning",
                             access_log=False, lifespan="off")
     server = _Server(config, on_ready)
     stopping = asyncio.Event()

@@ -120,6 +120,20 @@ def unsubscribe(session: Session, email: str, *, now: datetime) -> Subscriber:
         Subscriber.email == email.strip().lower())).first()
     if subscriber is None:
         raise NotFound(f"no subscriber {email.strip()!r}")
+    return _unsubscribe(session, subscriber, now)
+
+
+def unsubscribe_by_token(session: Session, token: str, *, now: datetime) -> Subscriber:
+    """The one-click link in every email (RFC 8058); doing it twice is harmless."""
+    subscriber = session.exec(select(Subscriber).where(Subscriber.token == token)).first()
+    if subscriber is None:
+        raise NotFound("this unsubscribe link is not valid")
+    if subscriber.status == "unsubscribed":
+        return subscriber
+    return _unsubscribe(session, subscriber, now)
+
+
+def _unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> Subscriber:
     subscriber.status, subscriber.unsubscribed_at = "unsubscribed", now
     session.add(subscriber)
     for delivery in session.exec(select(Delivery).where(

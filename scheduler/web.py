@@ -1,4 +1,5 @@
-"""The HTTP side of the daemon: the .ics feeds, with validators so that polling is cheap.
+"""The HTTP side of the daemon: the .ics feeds, with validators so that polling is cheap, and
+the one-click unsubscribe link of every email.
 
 Feeds are served from the files in calendars/ (the same files a static server could publish),
 read again only when their modification time or size changes.
@@ -6,17 +7,25 @@ read again only when their modification time or size changes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from html import escape
 from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from scheduler import subscribers
+from scheduler.errors import NotFound
 
 FEED_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\.ics")
 CACHE_CONTROL = "public, max-age=300"
@@ -69,7 +78,20 @@ def _not_modified(request: Request, feed: FeedFile) -> bool:
     return False
 
 
-def create_app(calendars: Path) -> Starlette:
+UNSUBSCRIBE_PAGE = """<!DOCTYPE html><html lang=en><meta charset=utf-8>
+<meta name=viewport content="width=device-width, initial-scale=1"><title>{title}</title>
+<body style="font-family: sans-serif; max-width: 32em; margin: 2em auto; padding: 0 1em">
+<h1>{title}</h1>{body}</body></html>"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(UNSUBSCRIBE_PAGE.format(title=escape(title), body=body),
+                        status_code=status, headers={**SECURITY_HEADERS,
+                                                     "Cache-Control": "no-store"})
+
+
+def create_app(calendars: Path, engine: Engine | None = None,
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Starlette:
     cache = FeedCache(calendars)
 
     async def calendar(request: Request) -> Response:
@@ -96,7 +118,29 @@ def create_app(calendars: Path) -> Starlette:
                 "<h1>Coalition calls</h1><ul>" + "".join(items) + "</ul></html>")
         return HTMLResponse(body, headers=SECURITY_HEADERS)
 
+    async def unsubscribe(request: Request) -> Response:
+        """GET: a page with one button. POST: unsubscribe; a mail provider's RFC 8058 one-click
+        POST (List-Unsubscribe=One-Click) lands here too and gets the same 200."""
+        token = request.path_params["token"]
+        if engine is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", token):
+            return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
+        if request.method == "GET":
+            return _page("Unsubscribe", '<p>Stop all reminders about coalition calls to this '
+                         'address?</p><form method="post"><button type="submit" style="font-size:'
+                         '1.1em; padding: .5em 1em">Unsubscribe</button></form>')
+        def act() -> str | None:
+            with Session(engine, expire_on_commit=False) as session:
+                try:
+                    return subscribers.unsubscribe_by_token(session, token, now=clock()).email
+                except NotFound:
+                    return None
+        email = await asyncio.to_thread(act)
+        if email is None:
+            return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
+        return _page("Unsubscribed", f"<p>{escape(email)} will get no more reminders.</p>")
+
     return Starlette(routes=[
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/calendars/{name}", calendar, methods=["GET", "HEAD"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
     ])
