@@ -29,6 +29,7 @@ from scheduler import (
     daemon,
     db,
     feeds,
+    followups,
     importer,
     inputs,
     invites,
@@ -503,6 +504,22 @@ def run_once(
         report = sender.run_once(session, settings, now=moment, worker=_worker())
     for line in report.lines():
         typer.echo(line)
+
+
+@app.command()
+def followup(
+    ctx: typer.Context, slug: str,
+    on: str = typer.Option(..., "--on", help="the occurrence's date, e.g. 2019-03-12"),
+    recording: str | None = typer.Option(None, "--recording", help="the recording's URL"),
+    notes: Path | None = typer.Option(None, "--notes", help="a file with the notes (Markdown)"),
+) -> None:
+    """After a call: send its recording and notes to the forum and to the members."""
+    notes_text = _read_text(notes, "--notes") if notes else ""
+    with _session(ctx) as (_, session):
+        count = followups.add(session, slug, on=on, recording=recording, notes=notes_text,
+                              now=now())
+    typer.echo(f"follow-up queued: {count} messages (the forum post and {count - 1} emails); "
+               "the daemon or `coalition run-once` sends them")
 
 
 def _worker() -> str:

@@ -144,3 +144,19 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Followup(SQLModel, table=True):
+    """After an occurrence: its recording and notes, sent once to everyone it was announced to."""
+
+    __tablename__ = "followup"
+    __table_args__ = (UniqueConstraint("call_id", "occurrence_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False)
+    )
+    occurrence_id: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    recording_url: str | None = None
+    notes: str = ""
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

@@ -36,13 +36,14 @@ def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
     return (row.call_id, row.occurrence_id, row.rule, row.channel, row.recipient)
 
 
-def sync(session: Session, planned: Sequence[Planned], *,
+def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
          covered: set[tuple[int, datetime]], now: datetime) -> dict[str, int]:
     """Make the outbox match the plan for the occurrences in `covered` (call id, occurrence id).
 
     New deliveries are added (as missed if already expired); pending ones follow their
     occurrence when it moved; pending ones no longer owed (the occurrence was cancelled, the
-    subscriber left) are cancelled. Occurrences not covered are left alone.
+    subscriber left) are cancelled. Occurrences not covered, and deliveries of other rules
+    than `rules` (follow-ups an organizer asked for), are left alone.
     """
     counts = {"added": 0, "retimed": 0, "cancelled": 0}
     if not covered:
@@ -50,7 +51,7 @@ def sync(session: Session, planned: Sequence[Planned], *,
     ids = [occurrence for _, occurrence in covered]
     rows = {_key(r): r for r in session.exec(select(Delivery).where(
         col(Delivery.occurrence_id) >= min(ids), col(Delivery.occurrence_id) <= max(ids)))
-        if (r.call_id, r.occurrence_id) in covered}
+        if (r.call_id, r.occurrence_id) in covered and r.rule in rules}
     new = [p for p in planned if p.owed and p.key not in rows]
     if new:
         insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"

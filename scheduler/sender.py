@@ -20,7 +20,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 from sqlmodel import Session, select
 
-from scheduler import mail, outbox
+from scheduler import followups, mail, outbox
 from scheduler.calls import changes_of, list_calls, series_of
 from scheduler.config import Settings
 from scheduler.feeds import write_atomically
@@ -67,7 +67,8 @@ def plan_pass(session: Session, settings: Settings, *, now: datetime) -> dict[st
                   for s in session.exec(select(Subscriber).where(
                       Subscriber.status == "confirmed")).all()]
     planned = plan(calls, settings.reminders, recipients)
-    return outbox.sync(session, planned, covered=covered, now=now)
+    return outbox.sync(session, planned, rules={r.name for r in settings.reminders},
+                       covered=covered, now=now)
 
 
 def message_id(settings: Settings, delivery: Delivery) -> str:
@@ -85,12 +86,15 @@ class Job:
     call: Call
     occurrence: Occurrence
     rule: Rule
+    extras: dict[str, str | None] = field(default_factory=dict)  # a follow-up's recording
 
 
 def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zone: str,
             now: datetime) -> Message:
     context = message_context(facts(job.call, settings), job.occurrence, lang=lang,
-                              reader=get_zone(zone), now=now, labels=settings.labels)
+                              reader=get_zone(zone), now=now, labels=settings.labels,
+                              recording_url=job.extras.get("recording_url"),
+                              notes=job.extras.get("notes"))
     return templates.render(job.rule.template, job.delivery.channel, lang, context)
 
 
@@ -136,7 +140,7 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
               templates: Templates | None = None) -> Counter[str]:
     """Claim what is due and send it; return how many ended in each state."""
     templates = templates or Templates(settings.template_folders)
-    rules = {rule.name: rule for rule in settings.reminders}
+    rules = {rule.name: rule for rule in (*settings.reminders, followups.RULE)}
     outcomes: Counter[str] = Counter()
     claimed = outbox.claim(session, now=now, worker=worker, limit=settings.daemon.batch,
                            lease=timedelta(seconds=settings.daemon.lease_seconds))
@@ -160,7 +164,9 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                                permanent=True, now=now)
             outcomes["failed"] += 1
             continue
-        job = Job(delivery=delivery, call=call, occurrence=current, rule=rule)
+        extras = (followups.extras(session, delivery.call_id, delivery.occurrence_id)
+                  if rule is followups.RULE else {})
+        job = Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras)
         if delivery.channel == FORUM:
             marker = write_post(settings, templates, job, now)
             outbox.mark_sent(session, delivery, message_id=marker, now=now)
