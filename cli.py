@@ -34,6 +34,7 @@ from scheduler import (
     inputs,
     invites,
     messages,
+    notices,
     present,
     sender,
     subscribers,
@@ -142,6 +143,13 @@ def _tell_invitees(settings: config.Settings, session: Session, call: Any,
     pending = invites.prepare_update(session, settings, call, change, original=original,
                                      now=now())
     _report_invites(invites.send_update(session, settings, call, pending, now=now()))
+
+
+def _late_notice(session: Session, result: calls.OccurrenceResult) -> None:
+    count = notices.queue(session, result.call, result.occurrence, now=now())
+    if count:
+        typer.echo(f"less than 48 hours ahead: change notice queued for the forum and "
+                   f"{count - 1} members")
 
 
 def _report_invites(report: invites.Report) -> None:
@@ -321,6 +329,7 @@ def call_move(ctx: typer.Context, slug: str, on: str = ON,
         result = calls.move_occurrence(session, slug, on=on, to=to, duration=duration, now=now())
         _rebuild_feeds(settings, session)
         if result.changed:
+            _late_notice(session, result)
             _tell_invitees(settings, session, result.call, invites.Change.MOVED,
                            result.occurrence.id)
         o = result.occurrence
@@ -338,6 +347,7 @@ def call_cancel(ctx: typer.Context, slug: str, on: str = ON) -> None:
         _said(result, "cancelled", "was already cancelled")
         _rebuild_feeds(settings, session)
         if result.changed:
+            _late_notice(session, result)
             _tell_invitees(settings, session, result.call, invites.Change.CANCELLED,
                            result.occurrence.id)
 

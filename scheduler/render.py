@@ -48,7 +48,7 @@ from scheduler.timetable import (
 )
 from scheduler.zones import get_zone
 
-TEMPLATES = ("announcement", "tomorrow", "today", "starts-soon", "followup")
+TEMPLATES = ("announcement", "tomorrow", "today", "starts-soon", "followup", "changed")
 EMAIL_ONLY = ("invitation", "cancellation")  # the texts around a calendar invitation
 CHANNELS = ("forum", "email")
 

@@ -20,7 +20,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 from sqlmodel import Session, select
 
-from scheduler import followups, mail, outbox
+from scheduler import followups, mail, notices, outbox
 from scheduler.calls import changes_of, list_calls, series_of
 from scheduler.config import Settings
 from scheduler.feeds import write_atomically
@@ -151,7 +151,8 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
     subscribers = {s.email: s for s in session.exec(select(Subscriber)).all()}
     emails: list[tuple[Delivery, EmailMessage]] = []
     for delivery in claimed:
-        call, rule = calls.get(delivery.call_id), rules.get(delivery.rule)
+        call = calls.get(delivery.call_id)
+        rule = rules.get(delivery.rule) or notices.rule_for(delivery.rule)
         if call is None or rule is None:
             outbox.mark_failed(session, delivery, error="no such call or rule any more",
                                permanent=True, now=now)
@@ -159,7 +160,7 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             continue
         current = occurrence_at(delivery.occurrence_id, series_of(call),
                                 changes[delivery.call_id].get(delivery.occurrence_id))
-        if current.status is Status.CANCELLED:
+        if current.status is Status.CANCELLED and not delivery.rule.startswith(notices.PREFIX):
             outbox.mark_failed(session, delivery, error="the occurrence is cancelled",
                                permanent=True, now=now)
             outcomes["failed"] += 1

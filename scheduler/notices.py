@@ -1,0 +1,44 @@
+"""Late changes: a move or cancellation less than 48 hours ahead also goes out by email and on
+the forum, because Google refreshes subscribed calendars only every 8 to 24 hours.
+
+The notice is a delivery like any other, due at once, valid until the later of the old and the
+new time. Its rule is named after the call's sequence (`changed-7`), so a second late change
+of the same occurrence gets a notice of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from scheduler import outbox
+from scheduler.models import Call, Subscriber
+from scheduler.plan import EMAIL, FORUM, TOPIC, Planned, Rule
+from scheduler.recurrence import Occurrence
+
+WITHIN = timedelta(hours=48)
+PREFIX = "changed-"
+
+
+def rule_for(name: str) -> Rule | None:
+    if not name.startswith(PREFIX):
+        return None
+    return Rule(name=name, channels=(FORUM, EMAIL), template="changed")
+
+
+def queue(session: Session, call: Call, occurrence: Occurrence, *, now: datetime) -> int:
+    """Queue the notice a change owes, if the occurrence is less than 48 hours ahead (where it
+    was, or where it is now). Return how many messages that is."""
+    ahead = [moment for moment in (occurrence.id, occurrence.start) if moment > now]
+    if not ahead or min(ahead) >= now + WITHIN:
+        return 0
+    assert call.id is not None
+    name = f"{PREFIX}{call.sequence}"
+    members = [s.email for s in session.exec(select(Subscriber).where(
+        Subscriber.status == "confirmed")).all() if s.calls is None or call.slug in s.calls]
+    planned = [Planned(call_id=call.id, occurrence_id=occurrence.id, rule=name, channel=channel,
+                       recipient=recipient, due=now, expires=max(ahead))
+               for channel, recipient in [(FORUM, TOPIC), *((EMAIL, m) for m in members)]]
+    outbox.sync(session, planned, rules={name}, covered={(call.id, occurrence.id)}, now=now)
+    return len(planned)

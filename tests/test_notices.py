@@ -1,0 +1,76 @@
+"""A move or cancellation less than 48 hours ahead reaches members by email and the forum."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import time_machine
+
+from tests.conftest import Ran
+
+Coalition = Callable[..., Ran]
+SLUG = "justice-for-all-coalition-call"
+DAY_BEFORE = datetime(2019, 3, 11, 12, tzinfo=UTC)  # 26 hours before 10:00 EDT on 12 March
+
+
+@pytest.fixture
+def members(organizer: Callable[[str], Coalition]) -> Coalition:
+    return organizer("reminders")
+
+
+def inbox(coalition: Coalition) -> list[EmailMessage]:
+    folder = Path(coalition.config).parent / "var" / "mail"  # type: ignore[attr-defined]
+    box = mailbox.Maildir(folder, create=True)
+    return [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
+
+
+@time_machine.travel(DAY_BEFORE, tick=False)
+def test_late_cancellation_is_announced_and_its_reminders_are_not(members: Coalition) -> None:
+    ran = members("call", "cancel", SLUG, "--on", "2019-03-12")
+    assert "change notice queued for the forum and 2 members" in ran.stdout
+    members("run-once")
+    subjects = sorted(str(m["Subject"]) for m in inbox(members))
+    assert subjects == [
+        "Annulé : Justice For All coalition call du mardi 12 mars 2019",
+        "Cancelled: Justice For All coalition call of Tuesday, March 12, 2019",
+    ]
+    forum = Path(members.config).parent / "var" / "forum" / SLUG  # type: ignore[attr-defined]
+    (post,) = forum.glob("*changed*.md")
+    assert "**Cancelled:** the Justice For All coalition call of Tuesday, March 12, 2019" \
+        in post.read_text()
+    owed = json.loads(members("deliveries", "--json", "--status", "pending").stdout)
+    assert owed == []
+
+
+@time_machine.travel(DAY_BEFORE, tick=False)
+def test_late_move_gives_the_new_time_in_each_members_zone(members: Coalition) -> None:
+    members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-14 11:00")
+    members("run-once")
+    ada = next(m for m in inbox(members) if m["To"] == "Ada <ada@example.org>")
+    assert str(ada["Subject"]) == "Déplacé : Justice For All coalition call du mardi 12 mars 2019"
+    body = ada.get_body(("plain",))
+    assert body is not None and "le jeudi 14 mars 2019, à 16:00 chez vous (Kinshasa)" in \
+        body.get_content()
+
+
+@time_machine.travel(DAY_BEFORE, tick=False)
+def test_each_late_change_gets_its_own_notice(members: Coalition) -> None:
+    members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-12 11:00")
+    members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-12 12:00")
+    members("run-once")
+    assert len([m for m in inbox(members) if m["To"] == "Bea <bea@example.org>"]) == 2
+
+
+@time_machine.travel(DAY_BEFORE, tick=False)
+def test_change_further_ahead_needs_no_notice(members: Coalition) -> None:
+    ran = members("call", "cancel", SLUG, "--on", "2019-04-09")
+    assert ran.exit_code == 0 and "change notice" not in ran.stdout
+    members("run-once")
+    assert inbox(members) == []
