@@ -80,6 +80,14 @@ class DaemonSettings:
 class ForumSettings:
     transport: str
     folder: str
+    url: str
+    api_username: str
+    api_key_env: str
+    category: int
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str:
+        environ = os.environ if environ is None else environ
+        return environ.get(self.api_key_env, "")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,6 +197,12 @@ def positive_int(value: Any) -> int:
         raise ValueError(f"expected a whole number, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def non_negative_int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"expected a whole number of 0 or more, got {value!r}")
     return value
 
 
@@ -349,9 +363,15 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "maildir": Option(string, "var/mail", "the Maildir for transport = maildir"),
     },
     "forum": {
-        # Discourse's API is the other transport to come (issue 5); only files exist so far.
-        "transport": Option(one_of("files"), "files", "files: posts written as Markdown"),
-        "folder": Option(string, "var/forum", "where forum posts are written"),
+        "transport": Option(one_of("files", "discourse"), "files",
+                            "files (Markdown files in folder) or discourse (its API)"),
+        "folder": Option(string, "var/forum", "where forum posts are written (files)"),
+        "url": Option(base_url, "https://forum.example.org", "the Discourse forum"),
+        "api_username": Option(string, "system", "the user the API posts as"),
+        "api_key_env": Option(env_name, "COALITION_DISCOURSE_API_KEY",
+                              "environment variable holding the Discourse API key"),
+        "category": Option(non_negative_int, 0, "category for new topics (calls without a "
+                           "topic)"),
     },
     "daemon": {
         "interval_seconds": Option(positive_int, 60, "how often the daemon looks for new calls, "

@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 from scheduler import followups, mail, notices, outbox
 from scheduler.calls import changes_of, list_calls, series_of
 from scheduler.config import Settings
+from scheduler.discourse import Discourse
 from scheduler.feeds import write_atomically
 from scheduler.messages import facts
 from scheduler.models import Call, Delivery, Subscriber
@@ -136,6 +137,40 @@ def write_post(settings: Settings, templates: Templates, job: Job, now: datetime
     return marker
 
 
+def post_to_discourse(session: Session, settings: Settings, templates: Templates,
+                      forum: Discourse | None, job: Job, now: datetime) -> str:
+    """One reply (or new topic) through Discourse's API; returns the delivery's new status."""
+    delivery, call = job.delivery, job.call
+    if forum is None:
+        outbox.mark_failed(session, delivery, now=now, permanent=False,
+                           error=f"{settings.forum.api_key_env} is not set: no Discourse API key")
+        return delivery.status
+    rendered = _render(settings, templates, job, lang=call.language, zone=job.occurrence.zone.key,
+                       now=now)
+    result = forum.post(key=message_id(settings, delivery), raw=rendered.text,
+                        topic_id=call.forum_topic, title=call.title,
+                        retry=delivery.attempts > 1)
+    if result.ok:
+        if call.forum_topic is None and result.topic_id is not None:
+            call.forum_topic = result.topic_id  # later posts reply in the topic just made
+            session.add(call)
+        outbox.mark_sent(session, delivery, now=now,
+                         message_id=f"post {result.post_id}" if result.post_id else "queued")
+    else:
+        outbox.mark_failed(session, delivery, error=result.error or "error", now=now,
+                           permanent=result.permanent, retry_after=result.retry_after)
+    session.commit()
+    return delivery.status
+
+
+def _forum_client(settings: Settings) -> Discourse | None:
+    key = settings.forum.api_key()
+    if not key:
+        return None
+    return Discourse(settings.forum.url, api_key=key, api_username=settings.forum.api_username,
+                     category=settings.forum.category)
+
+
 def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
               templates: Templates | None = None) -> Counter[str]:
     """Claim what is due and send it; return how many ended in each state."""
@@ -150,6 +185,8 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
     changes = {call_id: changes_of(session, call) for call_id, call in calls.items()}
     subscribers = {s.email: s for s in session.exec(select(Subscriber)).all()}
     emails: list[tuple[Delivery, EmailMessage]] = []
+    forum: Discourse | None = None
+    forum_tried = False
     for delivery in claimed:
         call = calls.get(delivery.call_id)
         rule = rules.get(delivery.rule) or notices.rule_for(delivery.rule)
@@ -168,7 +205,12 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
         extras = (followups.extras(session, delivery.call_id, delivery.occurrence_id)
                   if rule is followups.RULE else {})
         job = Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras)
-        if delivery.channel == FORUM:
+        if delivery.channel == FORUM and settings.forum.transport == "discourse":
+            if forum is None and not forum_tried:
+                forum, forum_tried = _forum_client(settings), True
+            status = post_to_discourse(session, settings, templates, forum, job, now)
+            outcomes[status if status != "pending" else "to retry"] += 1
+        elif delivery.channel == FORUM:
             marker = write_post(settings, templates, job, now)
             outbox.mark_sent(session, delivery, message_id=marker, now=now)
             outcomes["sent"] += 1
@@ -195,7 +237,11 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
         session.commit()
 
-    mail.send(settings, [m for _, m in emails], on_result=record)
+    try:
+        mail.send(settings, [m for _, m in emails], on_result=record)
+    finally:
+        if forum is not None:
+            forum.close()
     return outcomes
 
 

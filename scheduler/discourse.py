@@ -1,0 +1,140 @@
+"""Posting to a Discourse forum through its API (httpx).
+
+A reminder is a reply in the call's topic (`POST /posts.json` with `topic_id` and `raw`), or,
+for a call without a topic, a new topic in the configured category with an `external_id`
+derived from the delivery, which `GET /t/external_id/{id}.json` finds again. Every post's raw
+text ends with a hidden marker of its delivery key. Before a retry, the topic's latest posts
+are searched for that marker, so a post whose answer was lost (timeout, 502 after the post was
+made) is not made twice.
+
+Answers: 429 is temporary and its Retry-After is honoured; other 5xx and network errors are
+temporary; 4xx are permanent, with Discourse's own error text; `{"action": "enqueued"}` means
+the post waits for a moderator, which counts as delivered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+RECENT = 20  # how many of the topic's latest posts to search for a marker
+
+
+@dataclass(frozen=True, kw_only=True)
+class Posted:
+    topic_id: int | None = None
+    post_id: int | None = None
+    error: str | None = None
+    permanent: bool = False
+    retry_after: timedelta | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def marker(key: str) -> str:
+    return f"<!-- coalition-delivery {key} -->"
+
+
+def external_id(key: str) -> str:
+    return "coalition-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+class Discourse:
+    def __init__(self, url: str, *, api_key: str, api_username: str, category: int,
+                 timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.category, self.api_username = category, api_username
+        self.client = httpx.Client(
+            base_url=url.rstrip("/"), timeout=timeout, transport=transport,
+            headers={"Api-Key": api_key, "Api-Username": api_username,
+                     "Accept": "application/json"})
+
+    def close(self) -> None:
+        self.client.close()
+
+    def post(self, *, key: str, raw: str, topic_id: int | None, title: str,
+             retry: bool) -> Posted:
+        """Post `raw` once: a reply in `topic_id`, or a new topic titled `title`."""
+        body = f"{raw.rstrip()}\n\n{marker(key)}\n"
+        try:
+            if retry:
+                found = self._find(key, topic_id)
+                if found is not None:
+                    log.info("forum post for %s was already made (post %s)", key, found.post_id)
+                    return found
+            payload: dict[str, Any] = {"raw": body}
+            if topic_id is not None:
+                payload["topic_id"] = topic_id
+            else:
+                payload |= {"title": title, "category": self.category,
+                            "external_id": external_id(key)}
+            response = self.client.post("/posts.json", json=payload)
+        except httpx.HTTPError as e:
+            return Posted(error=f"{type(e).__name__}: {e}")
+        return self._answer(response)
+
+    def _answer(self, response: httpx.Response) -> Posted:
+        if response.status_code == 200:
+            data = response.json()
+            if data.get("action") == "enqueued":
+                return Posted()  # held for review: delivered, a moderator publishes it
+            return Posted(topic_id=data.get("topic_id"), post_id=data.get("id"))
+        reason = _errors(response)
+        if response.status_code == 429:
+            return Posted(error=f"429 {reason}", retry_after=_retry_after(response))
+        permanent = 400 <= response.status_code < 500
+        return Posted(error=f"{response.status_code} {reason}", permanent=permanent)
+
+    def _find(self, key: str, topic_id: int | None) -> Posted | None:
+        """The post this delivery made on an earlier attempt, if any."""
+        if topic_id is None:
+            response = self.client.get(f"/t/external_id/{external_id(key)}.json")
+            if response.status_code == 200:
+                return Posted(topic_id=response.json().get("id"))
+            return None
+        response = self.client.get(f"/t/{topic_id}.json")
+        if response.status_code != 200:
+            return None
+        stream = response.json().get("post_stream", {}).get("stream", [])
+        for post_id in reversed(stream[-RECENT:]):
+            post = self.client.get(f"/posts/{post_id}.json")
+            if post.status_code == 200 and marker(key) in post.json().get("raw", ""):
+                return Posted(topic_id=topic_id, post_id=post_id)
+        return None
+
+    def check(self) -> str | None:
+        """None when the key and user are accepted, else what Discourse said."""
+        try:
+            response = self.client.get(f"/u/{self.api_username}.json")
+        except httpx.HTTPError as e:
+            return f"cannot reach {self.client.base_url}: {e}"
+        if response.status_code == 200:
+            return None
+        return f"{response.status_code} {_errors(response)}"
+
+
+def _errors(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.reason_phrase or "error"
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return "; ".join(map(str, errors)) if errors else str(data.get("error_type", "error"))
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    header = response.headers.get("Retry-After", "")
+    if header.isdigit():
+        return timedelta(seconds=int(header))
+    try:
+        wait = response.json().get("extras", {}).get("wait_seconds")
+    except ValueError:
+        return None
+    return timedelta(seconds=float(wait)) if wait else None
