@@ -39,6 +39,7 @@ from scheduler import (
     sender,
     subscribers,
 )
+from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
 
@@ -406,6 +407,11 @@ def run_daemon(
     """Run the service: send reminders when due and serve the feeds, until Ctrl-C or SIGTERM
     (which let the messages being sent finish first)."""
     settings = _settings(ctx)
+    problems = messages.check_templates(settings)  # fail now, not when a reminder is due
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(EXIT_USAGE)
     log_setup.for_daemon()
     engine = db.open_database(settings.database_url())
     listen_host = host if host is not None else settings.web.host
@@ -611,6 +617,18 @@ def _read_text(path: Path, field: str) -> str:
         return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as e:
         raise SchedulerError(f"{field} {path}: cannot read: {e}") from e
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check config, database, templates, the mail server login and the forum's API key."""
+    failed = False
+    for result in doctor_checks.run(_settings(ctx)):
+        failed |= not result.ok
+        line = f"{result.name}: {'ok' if result.ok else 'error'}: {result.detail}"
+        typer.echo(line, err=not result.ok)
+    if failed:
+        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()

@@ -114,3 +114,34 @@ def test_killed_mid_fan_out_then_restarted_every_member_gets_one_message(
         assert len(ids) == 1, "a repeat must carry the same Message-ID"
     emails = [d for d in outbox(path) if d["channel"] == "email"]
     assert len(emails) == members and {d["status"] for d in emails} == {"sent"}
+
+
+def test_sigterm_in_a_fan_out_lets_the_messages_in_flight_finish(
+    config_case: object, sink: object
+) -> None:
+    """Stopping mid-send: the daemon finishes the batch it claimed, then exits 0; nothing is
+    left half-done and nothing goes twice."""
+    handler, port = sink  # type: ignore[misc]
+    path = service(config_case, port, members=200)
+    handler.expected = {f"member{n}@example.org" for n in range(200)}
+    handler.hold_after = 50
+    process = start(path)
+    assert handler.reached.wait(timeout=120)
+    process.send_signal(signal.SIGTERM)
+    handler.release()
+    assert process.wait(timeout=120) == 0
+    assert sorted(Counter(handler.recipients()).values()) == [1] * 200
+    assert {d["status"] for d in outbox(path) if d["channel"] == "email"} == {"sent"}
+
+
+def test_daemon_refuses_to_start_with_a_broken_template(config_case: object) -> None:
+    path: Path = config_case("example", "broken")  # type: ignore[operator]
+    shutil.copytree(Path(__file__).parent / "data" / "templates" / "misspelled",
+                    path.parent / "mine")
+    path.write_text(path.read_text().replace('folder = ""', 'folder = "mine"'))
+    command = shutil.which("coalition", path=str(Path(sys.executable).parent))
+    assert command
+    ran = subprocess.run([command, "--config", str(path), "daemon", "--port", "0"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 2
+    assert "mine/forum/tomorrow.fr.md line 2:" in ran.stderr
