@@ -67,6 +67,7 @@ class EmailSettings:
     transport: str
     sender: str
     maildir: str
+    unsubscribe_mailto: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +232,10 @@ def address(value: Any) -> str:
     return text
 
 
+def optional_address(value: Any) -> str:
+    return address(value) if string(value).strip() else ""
+
+
 def language(value: Any) -> str:
     text = string(value)
     if not re.fullmatch(r"[a-z]{2,3}", text):
@@ -361,6 +366,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "transport": Option(one_of("maildir", "smtp"), "maildir", "maildir or smtp"),
         "from": Option(address, "Coalition calls <calls@example.org>", "sender and organizer"),
         "maildir": Option(string, "var/mail", "the Maildir for transport = maildir"),
+        "unsubscribe_mailto": Option(optional_address, "", "an address that unsubscribes "
+                                     "whoever writes to it, offered in List-Unsubscribe too"),
     },
     "forum": {
         "transport": Option(one_of("files", "discourse"), "files",

@@ -86,12 +86,17 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
 
 def expire(session: Session, *, now: datetime) -> int:
     """Pending deliveries whose moment has passed are recorded as missed, never sent."""
-    result = session.exec(update(Delivery).where(
+    stale = list(session.exec(select(Delivery).where(
         col(Delivery.status) == "pending", col(Delivery.expires_at) <= now,
         or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
-    ).values(status="missed", updated_at=now, lease_until=None))
+    )).all())
+    for delivery in stale:
+        delivery.status, delivery.updated_at, delivery.lease_until = "missed", now, None
+        session.add(delivery)
+        log.info("delivery %s missed: not sent before %s", _key(delivery),
+                 delivery.expires_at.isoformat())
     session.commit()
-    return int(result.rowcount)
+    return len(stale)
 
 
 def claim(session: Session, *, now: datetime, worker: str, limit: int = 500,

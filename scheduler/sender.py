@@ -111,7 +111,9 @@ def email_for(settings: Settings, templates: Templates, job: Job, subscriber: Su
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id(settings, job.delivery)
     unsubscribe = f"{settings.web.base_url}/unsubscribe/{subscriber.token}"
-    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    mailto = parseaddr(settings.email.unsubscribe_mailto)[1]
+    message["List-Unsubscribe"] = f"<{unsubscribe}>" + (
+        f", <mailto:{mailto}?subject=unsubscribe>" if mailto else "")
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text + f"\nUnsubscribe: {unsubscribe}\n")
     message.add_alternative(rendered.html, subtype="html")

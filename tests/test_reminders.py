@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DATA, Ran, SmtpSink, use_smtp
+from tests.conftest import DATA, Ran, SmtpSink, free_port, use_smtp
 
 Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
@@ -178,3 +178,44 @@ def test_csv_with_a_bad_line_names_it_and_adds_nobody(coalition: Coalition) -> N
 def test_bad_input_is_one_line(coalition: Coalition, args: list[str], message: str) -> None:
     ran = coalition(*args)
     assert ran.exit_code == 2 and ran.stderr.count("\n") == 1 and message in ran.stderr
+
+
+def test_mailto_is_offered_beside_the_link_when_configured(members: Coalition) -> None:
+    config = Path(members.config)  # type: ignore[attr-defined]
+    config.write_text(config.read_text().replace('unsubscribe_mailto = ""',
+                                                 'unsubscribe_mailto = "leave@example.org"'))
+    run(members, ANNOUNCE)
+    header = str(inbox(members)[0]["List-Unsubscribe"])
+    assert header.startswith("<http://127.0.0.1:8080/unsubscribe/")
+    assert header.endswith(", <mailto:leave@example.org?subject=unsubscribe>")
+
+
+def test_421_answer_is_temporary(members: Coalition, smtp_sink: tuple[SmtpSink, int]) -> None:
+    sink, port = smtp_sink
+    use_smtp(Path(members.config), port)  # type: ignore[attr-defined]
+    sink.refuse = {"ada@example.org": "421 4.7.0 try again later"}
+    run(members, ANNOUNCE)
+    row = next(d for d in outbox(members) if d["recipient"] == "ada@example.org")
+    assert (row["status"], str(row["last_error"])[:3]) == ("pending", "421")
+
+
+def test_mail_server_down_then_back_loses_nothing(members: Coalition) -> None:
+    """Nothing listens on the port at first; when a server does, the retry delivers."""
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    use_smtp(Path(members.config), port)  # type: ignore[attr-defined]
+    run(members, ANNOUNCE)
+    rows = [d for d in outbox(members) if d["channel"] == "email" and d["rule"] == "announcement"]
+    assert [d["status"] for d in rows] == ["pending", "pending"]
+    assert all("cannot reach 127.0.0.1" in str(d["last_error"]) for d in rows)
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        run(members, "2019-03-05T15:30:00Z")
+    finally:
+        controller.stop()
+    assert sorted(sink.recipients()) == ["ada@example.org", "bea@example.org"]
+    assert {d["status"] for d in outbox(members)
+            if d["channel"] == "email" and d["rule"] == "announcement"} == {"sent"}
