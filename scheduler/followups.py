@@ -14,9 +14,10 @@ from scheduler import inputs, outbox
 from scheduler.calls import get_call
 from scheduler.errors import Conflict, InvalidValue
 from scheduler.messages import find_occurrence
-from scheduler.models import Followup, Subscriber
-from scheduler.plan import EMAIL, FORUM, TOPIC, Planned, Rule
+from scheduler.models import Followup
+from scheduler.plan import EMAIL, FORUM, Rule
 from scheduler.recurrence import Status
+from scheduler.subscribers import following
 
 RULE = Rule(name="followup", channels=(FORUM, EMAIL), template="followup")
 VALID_FOR = timedelta(days=14)
@@ -40,15 +41,10 @@ def add(session: Session, slug: str, *, on: str, recording: str | None, notes: s
         raise Conflict(f"{slug}: the occurrence of {on} already has a follow-up")
     session.add(Followup(call_id=call.id, occurrence_id=occurrence.id, recording_url=url,
                          notes=notes.strip(), created_at=now))
-    members = [s.email for s in session.exec(select(Subscriber).where(
-        Subscriber.status == "confirmed")).all() if s.calls is None or call.slug in s.calls]
-    planned = [Planned(call_id=call.id, occurrence_id=occurrence.id, rule=RULE.name,
-                       channel=channel, recipient=recipient, due=now, expires=now + VALID_FOR)
-               for channel, recipient in [(FORUM, TOPIC), *((EMAIL, m) for m in members)]]
     session.commit()
-    outbox.sync(session, planned, rules={RULE.name},
-                covered={(call.id, occurrence.id)}, now=now)
-    return len(planned)
+    return outbox.queue(session, call_id=call.id, occurrence_id=occurrence.id, rule=RULE.name,
+                        members=following(session, call.slug), expires=now + VALID_FOR,
+                        now=now)
 
 
 def extras(session: Session, call_id: int, occurrence_id: datetime) -> dict[str, str | None]:

@@ -4,6 +4,7 @@ naming the field. They run once, on the way in; nothing after them handles raw s
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -123,3 +124,12 @@ def language(code: str, allowed: tuple[str, ...]) -> str:
         raise InvalidValue(f"language {code!r} is not one of {', '.join(allowed)} "
                            "(see [calls] languages in config.toml)")
     return code
+
+
+def email_address(text: str) -> str:
+    """'Ada <ada@example.org>' or 'ada@example.org', checked; returned as given, trimmed."""
+    name, address = parseaddr(text.strip())
+    local, _, domain = address.partition("@")
+    if not local or "." not in domain or any(c.isspace() or c in "<>\r\n" for c in address):
+        raise InvalidValue(f"{text!r} is not an email address")
+    return f"{name} <{address}>" if name else address

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, select
 
-from scheduler import ics, mail
+from scheduler import ics, inputs, mail
 from scheduler.calls import changes_of, get_call, series_of
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue
@@ -46,14 +46,6 @@ class Change(StrEnum):
 class Report:
     sent: list[str]
     failed: list[str]  # "address: reason"
-
-
-def check_address(text: str) -> str:
-    name, address = parseaddr(text)
-    local, _, domain = address.partition("@")
-    if not local or "." not in domain or any(c.isspace() or c in "<>\r\n" for c in address):
-        raise InvalidValue(f"{text!r} is not an email address")
-    return f"{name} <{address}>" if name else address
 
 
 def _message_id(settings: Settings, *parts: object) -> str:
@@ -121,7 +113,7 @@ def invite(session: Session, settings: Settings, slug: str, addresses: list[str]
            now: datetime) -> Report:
     """Send the series, and each moved occurrence ahead, to each address; remember them."""
     call = get_call(session, slug)
-    attendees = list(dict.fromkeys(check_address(a) for a in addresses))
+    attendees = list(dict.fromkeys(inputs.email_address(a) for a in addresses))
     if not attendees:
         raise InvalidValue("give at least one --to address")
     moved = [o for o, c in changes_of(session, call).items()

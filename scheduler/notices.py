@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from scheduler import outbox
-from scheduler.models import Call, Subscriber
-from scheduler.plan import EMAIL, FORUM, TOPIC, Planned, Rule
+from scheduler.models import Call
+from scheduler.plan import EMAIL, FORUM, Rule
 from scheduler.recurrence import Occurrence
+from scheduler.subscribers import following
 
 WITHIN = timedelta(hours=48)
 PREFIX = "changed-"
@@ -34,11 +35,6 @@ def queue(session: Session, call: Call, occurrence: Occurrence, *, now: datetime
     if not ahead or min(ahead) >= now + WITHIN:
         return 0
     assert call.id is not None
-    name = f"{PREFIX}{call.sequence}"
-    members = [s.email for s in session.exec(select(Subscriber).where(
-        Subscriber.status == "confirmed")).all() if s.calls is None or call.slug in s.calls]
-    planned = [Planned(call_id=call.id, occurrence_id=occurrence.id, rule=name, channel=channel,
-                       recipient=recipient, due=now, expires=max(ahead))
-               for channel, recipient in [(FORUM, TOPIC), *((EMAIL, m) for m in members)]]
-    outbox.sync(session, planned, rules={name}, covered={(call.id, occurrence.id)}, now=now)
-    return len(planned)
+    return outbox.queue(session, call_id=call.id, occurrence_id=occurrence.id,
+                        rule=f"{PREFIX}{call.sequence}", members=following(session, call.slug),
+                        expires=max(ahead), now=now)

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from scheduler.models import Delivery
-from scheduler.plan import Planned
+from scheduler.plan import EMAIL, FORUM, TOPIC, Planned
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,18 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
         log.info("delivery %s %s", _key(row), row.status if plan is None else "re-timed")
     session.commit()
     return counts
+
+
+def queue(session: Session, *, call_id: int, occurrence_id: datetime, rule: str,
+          members: Sequence[str], expires: datetime, now: datetime) -> int:
+    """Owe one message now to the forum and to each of `members` (a follow-up, a change
+    notice); return how many that is. Queueing the same rule twice adds nothing."""
+    targets = [(FORUM, TOPIC), *((EMAIL, member) for member in members)]
+    planned = [Planned(call_id=call_id, occurrence_id=occurrence_id, rule=rule, channel=channel,
+                       recipient=recipient, due=now, expires=expires)
+               for channel, recipient in targets]
+    sync(session, planned, rules={rule}, covered={(call_id, occurrence_id)}, now=now)
+    return len(planned)
 
 
 def expire(session: Session, *, now: datetime) -> int:

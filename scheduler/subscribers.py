@@ -15,7 +15,6 @@ from sqlmodel import Session, col, select
 from scheduler import inputs
 from scheduler.config import Settings
 from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
-from scheduler.invites import check_address
 from scheduler.models import Delivery, Subscriber
 from scheduler.zones import get_zone
 
@@ -31,7 +30,7 @@ class NewSubscriber:
 
 
 def _checked(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, str]:
-    address = check_address(data.email.strip())
+    address = inputs.email_address(data.email)
     email = address.rsplit("<", 1)[-1].rstrip(">").lower()
     language = inputs.language(data.language or settings.calls.default_language,
                                settings.calls.languages)
@@ -144,3 +143,9 @@ def _unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> Sub
         session.add(delivery)
     session.commit()
     return subscriber
+
+
+def following(session: Session, slug: str) -> list[str]:
+    """The confirmed addresses that get messages about the call `slug`."""
+    return [s.email for s in session.exec(select(Subscriber).where(
+        Subscriber.status == "confirmed")).all() if s.calls is None or slug in s.calls]
