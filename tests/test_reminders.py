@@ -219,3 +219,19 @@ def test_mail_server_down_then_back_loses_nothing(members: Coalition) -> None:
     assert sorted(sink.recipients()) == ["ada@example.org", "bea@example.org"]
     assert {d["status"] for d in outbox(members)
             if d["channel"] == "email" and d["rule"] == "announcement"} == {"sent"}
+
+
+@pytest.mark.postgres
+def test_reminders_on_postgresql(organizer: Callable[[str], Coalition], postgres_url: str,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox's PostgreSQL path: INSERT .. ON CONFLICT on the key, SKIP LOCKED claims."""
+    monkeypatch.setenv("COALITION_DATABASE_URL", postgres_url)
+    members = organizer("reminders")
+    for moment in (ANNOUNCE, ANNOUNCE, SOON, SOON):
+        run(members, moment)
+    statuses = {(d["rule"], d["channel"], d["recipient"]): d["status"] for d in outbox(members)}
+    assert statuses[("announcement", "email", "ada@example.org")] == "sent"
+    assert statuses[("tomorrow", "email", "bea@example.org")] == "missed"
+    assert statuses[("starts-soon", "forum", "topic")] == "sent"
+    assert len(inbox(members)) == 4
+    assert not (folder(members) / "var" / "coalition.sqlite3").exists()
