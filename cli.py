@@ -42,6 +42,7 @@ from scheduler import (
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
+from scheduler.models import Call
 
 log = logging.getLogger("coalition")
 EXIT_USAGE = 2
@@ -138,7 +139,7 @@ def _rebuild_feeds(settings: config.Settings, session: Session) -> None:
         log.info("feeds: %d written, %d removed", len(result.written), len(result.removed))
 
 
-def _tell_invitees(settings: config.Settings, session: Session, call: Any,
+def _tell_invitees(settings: config.Settings, session: Session, call: Call,
                    change: invites.Change, original: datetime | None = None) -> None:
     """Send the people invited to `call` the update its change owes them."""
     pending = invites.prepare_update(session, settings, call, change, original=original,
@@ -220,10 +221,6 @@ ZONES = typer.Option(None, "--zones", help="comma-separated IANA zones to show t
 JSON = typer.Option(False, "--json", help="print JSON instead of a table")
 
 
-def _input(**fields: Any) -> calls.CallInput:
-    return calls.CallInput(**fields)
-
-
 @call_app.command("add")
 def call_add(ctx: typer.Context, title: str | None = TITLE, slug: str | None = SLUG,
              description: str | None = DESCRIPTION, tz: str | None = TZ,
@@ -233,9 +230,10 @@ def call_add(ctx: typer.Context, title: str | None = TITLE, slug: str | None = S
              language: str | None = LANG, zones: str | None = ZONES,
              json_out: bool = JSON) -> None:
     """Add a call: a first start in its zone, and a rule for the ones after it."""
-    data = _input(title=title, slug=slug, description=description, timezone=tz, start=start,
-                  duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
-                  forum_topic=forum_topic, language=language, zones=zones)
+    data = calls.CallInput(
+        title=title, slug=slug, description=description, timezone=tz, start=start,
+        duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
+        forum_topic=forum_topic, language=language, zones=zones)
     with _session(ctx) as (settings, session):
         call = calls.add_call(session, settings, data, now=now())
         _rebuild_feeds(settings, session)
@@ -252,9 +250,10 @@ def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG
               language: str | None = LANG, zones: str | None = ZONES,
               json_out: bool = JSON) -> None:
     """Change any field of a call; moves and cancellations follow it by date."""
-    data = _input(title=title, slug=slug, description=description, timezone=tz, start=start,
-                  duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
-                  forum_topic=forum_topic, language=language, zones=zones)
+    data = calls.CallInput(
+        title=title, slug=slug, description=description, timezone=tz, start=start,
+        duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
+        forum_topic=forum_topic, language=language, zones=zones)
     with _session(ctx) as (settings, session):
         sequence = calls.get_call(session, slug_).sequence
         call = calls.edit_call(session, settings, slug_, data, now=now())
@@ -264,7 +263,7 @@ def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG
             _tell_invitees(settings, session, call, invites.Change.SERIES)
 
 
-def _show_call(session: Session, settings: config.Settings, call: Any, json_out: bool,
+def _show_call(session: Session, settings: config.Settings, call: Call, json_out: bool,
                headline: str | None = None) -> None:
     next_one = calls.next_occurrence(session, call, now())
     if json_out:
