@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -85,15 +88,16 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
         listener = socket.create_server((host, port), reuse_port=False)
     except OSError as e:
         raise SchedulerError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
-    config = uvicorn.Config(create_app(settings.calendars, engine), log_level="warning",
-                            access_log=False, lifespan="off")
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    reminders = Reminders(settings, engine, scheduler, worker)
+    app = create_app(settings.calendars, engine, health=lambda: {
+        "alive": scheduler.running and not reminders.stopping, "last_pass": reminders.last_pass})
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = _Server(config, on_ready)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    scheduler = AsyncIOScheduler(timezone=UTC)
-    reminders = Reminders(settings, engine, scheduler, worker)
     scheduler.add_job(reminders.tick, "interval", seconds=settings.daemon.interval_seconds,
                       id="look", next_run_time=datetime.now(UTC), coalesce=True,
                       max_instances=1, misfire_grace_time=None)
@@ -128,7 +132,40 @@ class _Server(uvicorn.Server):
             self.on_ready(f"http://{host}:{port}/")
 
 
+@contextlib.contextmanager
+def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
+    """SQLite serves one daemon: a second one on the same file is refused, with a clear line.
+
+    An exclusive lock on `<database>.daemon.lock`, held while the daemon runs, says so; the
+    operating system releases it when the process ends, however it ends. PostgreSQL needs no
+    such lock: there, daemons share the work through leases.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        yield
+        return
+    path = Path(f"{database}.daemon.lock")
+    with path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise SchedulerError(
+                f"another daemon ({holder}) is running on {database}; SQLite serves one daemon "
+                "at a time: run several on PostgreSQL ([database] url)") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run(settings: Settings, engine: Engine, *, host: str, port: int,
         on_ready: Ready | None = None, worker: str = "daemon") -> None:
-    asyncio.run(serve(settings, engine, host=host, port=port, on_ready=on_ready,
-                      worker=worker))
+    with only_daemon_on_sqlite(engine):
+        asyncio.run(serve(settings, engine, host=host, port=port, on_ready=on_ready,
+                          worker=worker))

@@ -21,6 +21,7 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from scheduler import metrics
 from scheduler.models import Delivery
 from scheduler.plan import EMAIL, FORUM, TOPIC, Planned
 
@@ -151,6 +152,8 @@ def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: dat
     delivery.status, delivery.sent_at, delivery.message_id = "sent", now, message_id
     delivery.lease_until, delivery.last_error, delivery.updated_at = None, None, now
     session.add(delivery)
+    metrics.LATENESS.labels(channel=delivery.channel).observe(
+        max((now - delivery.due_at).total_seconds(), 0))
     log.info("delivery %s sent as %s", _key(delivery), message_id)
 
 
@@ -160,6 +163,8 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
     """A permanent failure is final; a temporary one is tried again, with exponential backoff
     and jitter (or the server's Retry-After), while the delivery is still valid."""
     delivery.last_error, delivery.lease_until, delivery.updated_at = error, None, now
+    metrics.SEND_ERRORS.labels(channel=delivery.channel,
+                               kind="permanent" if permanent else "temporary").inc()
     if permanent:
         delivery.status = "failed"
     else:

@@ -16,15 +16,18 @@ from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from html import escape
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from scheduler import subscribers
+from scheduler import metrics, subscribers
 from scheduler.errors import NotFound
 
 FEED_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\.ics")
@@ -90,21 +93,52 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                                                      "Cache-Control": "no-store"})
 
 
+Health = Callable[[], dict[str, Any]]
+
+
 def create_app(calendars: Path, engine: Engine | None = None,
-               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Starlette:
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+               health: Health | None = None) -> Starlette:
+    """`health` reports the reminder scheduler ({"alive": bool, "last_pass": datetime|None})."""
     cache = FeedCache(calendars)
 
     async def calendar(request: Request) -> Response:
         name = request.path_params["name"]
         feed = cache.get(name) if FEED_NAME.fullmatch(name) else None
         if feed is None:
+            metrics.FEED_REQUESTS.labels(status="404").inc()
             return PlainTextResponse(f"no calendar {name}\n", status_code=404,
                                      headers=SECURITY_HEADERS)
         headers = {"ETag": feed.etag, "Last-Modified": formatdate(feed.mtime, usegmt=True),
                    "Cache-Control": CACHE_CONTROL, **SECURITY_HEADERS}
         if _not_modified(request, feed):
+            metrics.FEED_REQUESTS.labels(status="304").inc()
             return Response(status_code=304, headers=headers)
+        metrics.FEED_REQUESTS.labels(status="200").inc()
         return Response(feed.data, media_type="text/calendar; charset=utf-8", headers=headers)
+
+    async def healthz(request: Request) -> Response:
+        """200 when the database answers and the scheduler runs; 503 and why, otherwise."""
+        report: dict[str, Any] = {"database": "not configured", "scheduler": "not running",
+                                  "last_pass": None}
+        if engine is not None:
+            try:
+                await asyncio.to_thread(_ping, engine)
+                report["database"] = "ok"
+            except SQLAlchemyError as e:
+                report["database"] = f"error: {str(e).splitlines()[0]}"
+        if health is not None:
+            state = health()
+            report["scheduler"] = "alive" if state["alive"] else "stopped"
+            last = state.get("last_pass")
+            report["last_pass"] = last.isoformat() if last else None
+        healthy = report["database"] == "ok" and report["scheduler"] == "alive"
+        return JSONResponse(report, status_code=200 if healthy else 503,
+                            headers={"Cache-Control": "no-store"})
+
+    async def metrics_page(request: Request) -> Response:
+        body = await asyncio.to_thread(metrics.exposition, engine)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def index(request: Request) -> Response:
         base = str(request.base_url).rstrip("/")
@@ -143,4 +177,11 @@ def create_app(calendars: Path, engine: Engine | None = None,
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/calendars/{name}", calendar, methods=["GET", "HEAD"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_page),
     ])
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

@@ -145,3 +145,54 @@ def test_daemon_refuses_to_start_with_a_broken_template(config_case: object) -> 
                          capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 2
     assert "mine/forum/tomorrow.fr.md line 2:" in ran.stderr
+
+
+def test_second_daemon_on_one_sqlite_file_is_refused(config_case: object) -> None:
+    path: Path = config_case("example", "one-sqlite")  # type: ignore[operator]
+    first = start(path)
+    try:
+        command = shutil.which("coalition", path=str(Path(sys.executable).parent))
+        assert command
+        second = subprocess.run([command, "--config", str(path), "daemon", "--port", "0"],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 2
+        assert f"another daemon (pid {first.pid}) is running on" in second.stderr
+        assert "run several on PostgreSQL" in second.stderr
+    finally:
+        assert stop(first) == 0
+    again = start(path)  # the lock went with the first daemon
+    assert stop(again) == 0
+
+
+@pytest.mark.postgres
+def test_two_replicas_on_postgresql_one_killed_each_member_gets_one_message(
+    config_case: object, sink: object, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two daemons share one PostgreSQL database and the fan-out (batches of 100, claimed with
+    SKIP LOCKED). One is killed mid-send; the other takes over its leases when they run out."""
+    monkeypatch.setenv("COALITION_DATABASE_URL", postgres_url)
+    handler, port = sink  # type: ignore[misc]
+    members = 600
+    path = service(config_case, port, members=members)
+    path.write_text(path.read_text().replace("batch = 500", "batch = 100"))
+    handler.expected = {f"member{n}@example.org" for n in range(members)}
+    handler.hold_after = 250
+    first, second = start(path), start(path)
+    try:
+        assert handler.reached.wait(timeout=120), "the fan-out never reached 250 messages"
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        handler.release()
+        assert handler.all_in.wait(timeout=180), "not every member got the reminder"
+    finally:
+        if first.poll() is None:
+            first.kill()
+        assert stop(second) == 0
+    per_member = Counter(handler.recipients())
+    assert set(per_member) == handler.expected
+    assert all(count <= 2 for count in per_member.values())
+    assert sum(count - 1 for count in per_member.values()) <= 1  # the one in flight, at most
+    # at least 600 - 250 - 100 messages were left beyond the killed replica's batch
+    assert any("sent as" in line for line in second.log)  # type: ignore[attr-defined]
+    emails = [d for d in outbox(path) if d["channel"] == "email"]
+    assert len(emails) == members and {d["status"] for d in emails} == {"sent"}
