@@ -75,6 +75,7 @@ class DaemonSettings:
     interval_seconds: int
     lease_seconds: int
     batch: int
+    retry_seconds: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,6 +388,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "lease_seconds": Option(positive_int, 300, "how long a claimed delivery is held; a "
                                 "daemon that died releases its claims after this"),
         "batch": Option(positive_int, 500, "deliveries claimed at a time"),
+        "retry_seconds": Option(positive_int, 30, "first wait after a temporary failure; it "
+                                "doubles with each attempt, up to 30 minutes"),
     },
     "email.smtp": {
         "host": Option(string, "127.0.0.1", "SMTP server"),

@@ -159,6 +159,7 @@ def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: dat
 
 def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: bool,
                 now: datetime, retry_after: timedelta | None = None,
+                first_retry: timedelta = FIRST_RETRY,
                 jitter: random.Random | None = None) -> None:
     """A permanent failure is final; a temporary one is tried again, with exponential backoff
     and jitter (or the server's Retry-After), while the delivery is still valid."""
@@ -168,7 +169,7 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
     if permanent:
         delivery.status = "failed"
     else:
-        backoff = min(LAST_RETRY, FIRST_RETRY * 2 ** max(delivery.attempts - 1, 0))
+        backoff = min(LAST_RETRY, first_retry * 2 ** max(delivery.attempts - 1, 0))
         wait = retry_after or backoff * (0.5 + (jitter or random).random())
         delivery.next_attempt_at = now + wait
         if delivery.next_attempt_at >= delivery.expires_at:

@@ -160,7 +160,8 @@ def post_to_discourse(session: Session, settings: Settings, templates: Templates
                          message_id=f"post {result.post_id}" if result.post_id else "queued")
     else:
         outbox.mark_failed(session, delivery, error=result.error or "error", now=now,
-                           permanent=result.permanent, retry_after=result.retry_after)
+                           permanent=result.permanent, retry_after=result.retry_after,
+                           first_retry=timedelta(seconds=settings.daemon.retry_seconds))
     session.commit()
     return delivery.status
 
@@ -235,7 +236,8 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             outcomes["sent"] += 1
         else:
             outbox.mark_failed(session, delivery, error=result.error or "unknown",
-                               permanent=result.permanent, now=now)
+                               permanent=result.permanent, now=now,
+                               first_retry=timedelta(seconds=settings.daemon.retry_seconds))
             outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
         session.commit()
 

@@ -11,28 +11,41 @@ import threading
 from pathlib import Path
 
 
-def start(path: Path) -> subprocess.Popen[str]:
-    """The daemon, once it listens. Its log is drained by a thread (a full pipe would block
-    it) and kept in `process.log`."""
+class Daemon(subprocess.Popen[str]):
+    """`coalition daemon` as a process whose log is drained by a thread (a full pipe would
+    block it), kept in `log`, and can be waited on line by line."""
+
+    log: list[str]
+    _new_line: threading.Condition
+
+    def wait_for_line(self, text: str, timeout: float) -> bool:
+        """Block until a log line contains `text` (or the process ends, or `timeout` passes)."""
+        with self._new_line:
+            return self._new_line.wait_for(
+                lambda: any(text in line for line in self.log) or self.poll() is not None,
+                timeout=timeout) and any(text in line for line in self.log)
+
+
+def start(path: Path) -> Daemon:
+    """The daemon, once it listens."""
     command = shutil.which("coalition", path=str(Path(sys.executable).parent))
     assert command
-    process = subprocess.Popen([command, "--config", str(path), "daemon", "--port", "0"],
-                               stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    ready = threading.Event()
-    lines: list[str] = []
+    process = Daemon([command, "--config", str(path), "daemon", "--port", "0"],
+                     stderr=subprocess.PIPE, text=True,
+                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process.log, process._new_line = [], threading.Condition()
 
     def drain() -> None:
         assert process.stderr is not None
         for line in process.stderr:
-            lines.append(line)
-            if line.startswith("ready:"):
-                ready.set()
-        ready.set()  # it ended without being ready: the assertion below says so
+            with process._new_line:
+                process.log.append(line)
+                process._new_line.notify_all()
+        with process._new_line:
+            process._new_line.notify_all()
 
     threading.Thread(target=drain, daemon=True).start()
-    assert ready.wait(timeout=60) and any(line.startswith("ready:") for line in lines), lines
-    process.log = lines  # type: ignore[attr-defined]
+    assert process.wait_for_line("ready:", timeout=60), process.log
     return process
 
 

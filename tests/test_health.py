@@ -81,7 +81,7 @@ def test_metrics_count_deliveries_lateness_errors_and_feed_requests(
 def test_daemon_serves_health_and_metrics(coalition: Coalition) -> None:
     process = start(Path(coalition.config))  # type: ignore[attr-defined]
     try:
-        ready = next(line for line in process.log if line.startswith("ready:"))  # type: ignore[attr-defined]
+        ready = next(line for line in process.log if line.startswith("ready:"))
         url = ready.split()[3].rstrip("/")
         health = httpx.get(url + "/healthz")
         assert health.status_code == 200 and health.json()["scheduler"] == "alive"

@@ -88,7 +88,7 @@ def test_daemon_serves_feeds_until_sigterm(coalition: Coalition) -> None:
     assert coalition(*ADD).exit_code == 0
     process = start(Path(coalition.config))  # type: ignore[attr-defined]
     try:
-        ready = next(line for line in process.log if line.startswith("ready:"))  # type: ignore[attr-defined]
+        ready = next(line for line in process.log if line.startswith("ready:"))
         url = ready.split()[3].rstrip("/")
         response = httpx.get(url + FEED)
         assert response.status_code == 200 and "BEGIN:VCALENDAR" in response.text
