@@ -49,6 +49,9 @@ class Reminders:
     def _pass(self) -> datetime | None:
         now = datetime.now(UTC)
         with Session(self.engine, expire_on_commit=False) as session:
+            # calls may have changed elsewhere (another replica's machine): keep the feeds
+            # this daemon serves current; nothing is written when nothing changed
+            feeds.build(session, self.settings)
             report = sender.run_once(session, self.settings, now=now, worker=self.worker)
             if report.outcomes or report.expired:
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),

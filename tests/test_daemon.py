@@ -222,3 +222,23 @@ def test_mail_server_down_for_a_while_then_back_loses_nothing(config_case: objec
         assert stop(process) == 0
     assert sorted(Counter(handler.recipients()).values()) == [1] * 20
     assert {d["status"] for d in outbox(path) if d["channel"] == "email"} == {"sent"}
+
+
+def test_daemon_picks_up_a_change_made_elsewhere_in_its_feeds(config_case: object,
+                                                             tmp_path: Path) -> None:
+    """A replica's feeds follow changes made through another machine's command line."""
+    path: Path = config_case("example", "replica")  # type: ignore[operator]
+    path.write_text(path.read_text().replace("interval_seconds = 60", "interval_seconds = 1"))
+    process = start(path)
+    try:
+        settings = config.load(path)
+        engine = db.open_database(settings.database_url())
+        with Session(engine) as session:  # "another machine": straight into the database
+            calls.add_call(session, settings, calls.CallInput(
+                title="Made elsewhere", start="2030-01-08 10:00", timezone="UTC"),
+                now=datetime.now(UTC))
+        engine.dispose()
+        assert process.wait_for_line("made-elsewhere.ics", timeout=60), process.log
+        assert "Made elsewhere" in (path.parent / "calendars" / "all.ics").read_text()
+    finally:
+        assert stop(process) == 0
