@@ -190,7 +190,7 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(reason)
     name = f"coalition_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"),
-                          isolation_level="AUTOCOMMIT")
+                          isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives restarts
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
