@@ -82,6 +82,7 @@ def test_daemon_sends_what_is_due_then_stops_cleanly(config_case: object, sink: 
     assert {d["status"] for d in emails} == {"sent"} and len(emails) == 3
 
 
+@pytest.mark.fault
 def test_killed_mid_fan_out_then_restarted_every_member_gets_one_message(
     config_case: object, sink: object
 ) -> None:
@@ -166,6 +167,7 @@ def test_second_daemon_on_one_sqlite_file_is_refused(config_case: object) -> Non
 
 
 @pytest.mark.postgres
+@pytest.mark.fault
 def test_two_replicas_on_postgresql_one_killed_each_member_gets_one_message(
     config_case: object, sink: object, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,6 +201,7 @@ def test_two_replicas_on_postgresql_one_killed_each_member_gets_one_message(
     assert len(emails) == members and {d["status"] for d in emails} == {"sent"}
 
 
+@pytest.mark.fault
 def test_mail_server_down_for_a_while_then_back_loses_nothing(config_case: object) -> None:
     """The daemon starts while nothing listens on the SMTP port; it keeps trying, with backoff,
     and when a server comes up every member gets the reminder, once."""
@@ -259,6 +262,7 @@ def restart_postgresql() -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.fault
 def test_database_restarted_mid_fan_out_loses_nothing(
     config_case: object, sink: object, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
