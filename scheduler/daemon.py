@@ -45,13 +45,17 @@ class Reminders:
         self.lock = asyncio.Lock()
         self.stopping = False
         self.last_pass: datetime | None = None
+        self.feeds_built: datetime | None = None
 
     def _pass(self) -> datetime | None:
         now = datetime.now(UTC)
         with Session(self.engine, expire_on_commit=False) as session:
-            # calls may have changed elsewhere (another replica's machine): keep the feeds
-            # this daemon serves current; nothing is written when nothing changed
-            feeds.build(session, self.settings)
+            # Calls may have changed elsewhere (another replica's machine): keep the feeds this
+            # daemon serves current, once an interval, not on every wake-up for a reminder.
+            interval = timedelta(seconds=self.settings.daemon.interval_seconds)
+            if self.feeds_built is None or now - self.feeds_built >= interval:
+                feeds.build(session, self.settings)
+                self.feeds_built = now
             report = sender.run_once(session, self.settings, now=now, worker=self.worker)
             if report.outcomes or report.expired:
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
