@@ -7,8 +7,10 @@ absolute. A delivery expires when the call starts, or when the next rule for the
 occurrence and channel falls due, whichever is first: after a day of downtime "starts in 20
 minutes" goes out, not yesterday's "tomorrow", which is recorded as missed.
 
-Nobody is owed what fell due before they subscribed (or, for the forum, before the call
-existed): a new subscriber gets only what is still ahead.
+Nobody is owed a message that was no longer valid when they subscribed (or, for the forum,
+when the call was added): a new subscriber gets only what is still ahead of them, including a
+reminder whose window is still open ("starts in 29 minutes" to someone who subscribed 29
+minutes before the start), never a stale one, and no "missed" records either.
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ class Planned:
     recipient: str
     due: datetime
     expires: datetime
-    # False when it fell due before the recipient subscribed: never created for them, but
-    # not a reason to cancel one that exists.
+    # False when it was no longer valid when the recipient subscribed: never created for them,
+    # but not a reason to cancel one that exists.
     owed: bool = True
 
     @property
@@ -113,6 +115,6 @@ def plan(calls: Iterable[CallOccurrences], rules: Sequence[Rule],
                                else [(r.address, r.since) for r in followers])
                     planned += [Planned(call_id=call.call_id, occurrence_id=occurrence.id,
                                         rule=rule.name, channel=channel, recipient=address,
-                                        due=due, expires=expires, owed=due >= since)
+                                        due=due, expires=expires, owed=expires > since)
                                 for address, since in targets]
     return planned

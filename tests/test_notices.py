@@ -53,7 +53,8 @@ def test_late_cancellation_is_announced_and_its_reminders_are_not(members: Coali
 def test_late_move_gives_the_new_time_in_each_members_zone(members: Coalition) -> None:
     members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-14 11:00")
     members("run-once")
-    ada = next(m for m in inbox(members) if m["To"] == "Ada <ada@example.org>")
+    ada = next(m for m in inbox(members) if m["To"] == "Ada <ada@example.org>"
+               and str(m["Subject"]).startswith("Déplacé"))
     assert str(ada["Subject"]) == "Déplacé : Justice For All coalition call du mardi 12 mars 2019"
     body = ada.get_body(("plain",))
     assert body is not None and "le jeudi 14 mars 2019, à 16:00 chez vous (Kinshasa)" in \
@@ -65,7 +66,9 @@ def test_each_late_change_gets_its_own_notice(members: Coalition) -> None:
     members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-12 11:00")
     members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-12 12:00")
     members("run-once")
-    assert len([m for m in inbox(members) if m["To"] == "Bea <bea@example.org>"]) == 2
+    notices = [m for m in inbox(members) if m["To"] == "Bea <bea@example.org>"
+               and str(m["Subject"]).startswith("Moved:")]
+    assert len(notices) == 2
 
 
 @time_machine.travel(DAY_BEFORE, tick=False)
@@ -73,4 +76,5 @@ def test_change_further_ahead_needs_no_notice(members: Coalition) -> None:
     ran = members("call", "cancel", SLUG, "--on", "2019-04-09")
     assert ran.exit_code == 0 and "change notice" not in ran.stdout
     members("run-once")
-    assert inbox(members) == []
+    assert [m for m in inbox(members) if "Cancelled" in str(m["Subject"])
+            or "Annulé" in str(m["Subject"])] == []

@@ -62,9 +62,18 @@ def test_cancelled_occurrence_owes_nothing() -> None:
 
 
 def test_new_subscriber_gets_only_what_is_still_ahead() -> None:
-    joined = MARCH - timedelta(hours=3)  # after "tomorrow" was due
+    """Joining 20 minutes before the start: the "starts soon" window is still open (it says
+    "in 20 minutes" then); the announcement and "tomorrow" are closed: not owed, not missed."""
+    joined = MARCH - timedelta(minutes=20)
     found = planned(occurrence(), recipients=[Recipient(address="new@example.org", since=joined)])
     assert sorted(k[0] for k in found if k[1] == "email") == ["starts-soon"]
+
+
+def test_subscriber_joining_the_day_before_still_gets_that_days_reminder() -> None:
+    """3 hours before the start, "tomorrow" is still valid (it reads "later today" then)."""
+    joined = MARCH - timedelta(hours=3)
+    found = planned(occurrence(), recipients=[Recipient(address="new@example.org", since=joined)])
+    assert sorted(k[0] for k in found if k[1] == "email") == ["starts-soon", "tomorrow"]
 
 
 def test_subscriber_following_other_calls_gets_nothing() -> None:

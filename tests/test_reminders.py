@@ -235,3 +235,13 @@ def test_reminders_on_postgresql(organizer: Callable[[str], Coalition], postgres
     assert statuses[("starts-soon", "forum", "topic")] == "sent"
     assert len(inbox(members)) == 4
     assert not (folder(members) / "var" / "coalition.sqlite3").exists()
+
+
+def test_issue_5_a_single_pass_at_13_31_sends_starts_in_29_minutes(members: Coalition) -> None:
+    """The issue's own example: `run-once --now 2019-03-12T13:31:00Z`, nothing run before."""
+    run(members, SOON)
+    assert sorted(str(m["Subject"]) for m in inbox(members)) == [
+        "Justice For All coalition call : début dans 29 minutes",
+        "Justice For All coalition call starts in 29 minutes",
+    ]
+    assert {d["status"] for d in outbox(members)} == {"sent"}  # no "missed" for newcomers
