@@ -13,7 +13,6 @@ are remembered, and every later change of the call reaches them with a higher SE
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -46,13 +45,6 @@ class Change(StrEnum):
 class Report:
     sent: list[str]
     failed: list[str]  # "address: reason"
-
-
-def _message_id(settings: Settings, *parts: object) -> str:
-    """The same invitation always has the same Message-ID: a resend is recognisable."""
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
-    domain = parseaddr(settings.email.sender)[1].partition("@")[2] or "coalition-calls"
-    return f"<invite.{digest}@{domain}>"
 
 
 def _texts(settings: Settings, call: Call, occurrence: Occurrence, template: str,
@@ -92,8 +84,8 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
     message["To"] = attendee
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = _message_id(settings, call.uid, call.sequence, attendee, method,
-                                        original or "series")
+    message["Message-ID"] = mail.message_id(settings.email.sender, "invite", call.uid,
+                                            call.sequence, attendee, method, original or "series")
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     message.add_alternative(calendar.decode(), subtype="calendar",

@@ -8,11 +8,13 @@ connection for the batch. A 4xx answer or a lost connection is temporary (try ag
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import mailbox
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 
 import aiosmtplib
@@ -32,6 +34,13 @@ class Sent:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def message_id(sender: str, kind: str, *key: object) -> str:
+    """The same message always gets the same Message-ID: a resend is recognisable as one."""
+    digest = hashlib.sha256("|".join(map(str, key)).encode()).hexdigest()[:32]
+    domain = parseaddr(sender)[1].partition("@")[2] or "coalition-calls"
+    return f"<{kind}.{digest}@{domain}>"
 
 
 def _ids(message: EmailMessage) -> tuple[str, str]:

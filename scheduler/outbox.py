@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
@@ -178,10 +178,3 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
     log.info("delivery %s %s: %s", _key(delivery), delivery.status
              if delivery.status != "pending" else "will be retried", error)
 
-
-def release(session: Session, deliveries: Iterable[Delivery]) -> None:
-    """Give leased rows back untouched (shutting down before sending them)."""
-    for delivery in deliveries:
-        delivery.lease_until, delivery.leased_by = None, None
-        session.add(delivery)
-    session.commit()

@@ -37,7 +37,6 @@ from jinja2.sandbox import SandboxedEnvironment
 from scheduler.errors import InvalidValue, SchedulerError
 from scheduler.recurrence import Occurrence, Status
 from scheduler.timetable import (
-    ZoneRow,
     discourse_date,
     full_date,
     google_calendar_url,
@@ -113,7 +112,7 @@ def message_context(
             "original": at(anchor, occurrence.id),
             "minutes": int((occurrence.end - occurrence.start) / timedelta(minutes=1)),
         },
-        "zones": [_row(r) for r in rows],
+        "zones": [row.as_dict() for row in rows],
         "timing": timing(occurrence.start, now, reader, lang).as_dict(),
         "links": {
             "register": call.register_url,
@@ -128,10 +127,6 @@ def message_context(
         "recording_url": recording_url,
         "notes": notes,
     }
-
-
-def _row(row: ZoneRow) -> dict[str, Any]:
-    return row.as_dict()
 
 
 class Templates:

@@ -9,7 +9,6 @@ hidden marker of its delivery key, so a post already written is never written tw
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -73,10 +72,9 @@ def plan_pass(session: Session, settings: Settings, *, now: datetime) -> dict[st
 
 
 def message_id(settings: Settings, delivery: Delivery) -> str:
-    key = "|".join(map(str, (delivery.call_id, delivery.occurrence_id.isoformat(),
-                             delivery.rule, delivery.channel, delivery.recipient)))
-    domain = parseaddr(settings.email.sender)[1].partition("@")[2] or "coalition-calls"
-    return f"<reminder.{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+    return mail.message_id(settings.email.sender, "reminder", delivery.call_id,
+                           delivery.occurrence_id.isoformat(), delivery.rule,
+                           delivery.channel, delivery.recipient)
 
 
 @dataclass(frozen=True, kw_only=True)
