@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from limits import parse as parse_rate
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -53,6 +54,14 @@ class WebSettings:
     base_url: str
     host: str
     port: int
+    secret_env: str
+    confirm_hours: int
+    signup_per_ip: str
+    signup_per_address: str
+
+    def secret(self, environ: Mapping[str, str] | None = None) -> str:
+        environ = os.environ if environ is None else environ
+        return environ.get(self.secret_env, "") if self.secret_env else ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +271,18 @@ def zone_list(value: Any) -> tuple[str, ...]:
     return tuple(zones)
 
 
+def rate(value: Any) -> str:
+    """"10/hour", "3 per day": a rate limit as the `limits` library reads it."""
+    text = string(value)
+    try:
+        amount = parse_rate(text).amount
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a rate such as '10/hour' or '3/day'") from e
+    if amount < 1:
+        raise ValueError(f"{text!r} allows nothing; the least is 1 per period")
+    return text
+
+
 def base_url(value: Any) -> str:
     text = string(value).rstrip("/")
     parts = urlsplit(text)
@@ -355,6 +376,14 @@ SCHEMA: dict[str, dict[str, Option]] = {
                            "public address of the web server, used in links in every message"),
         "host": Option(string, "127.0.0.1", "address the web server listens on"),
         "port": Option(port, 8080, "port the web server listens on"),
+        "secret_env": Option(env_name, "COALITION_WEB_SECRET",
+                             "environment variable holding the secret that signs sign-up "
+                             "links and forms (every replica needs the same one)"),
+        "confirm_hours": Option(positive_int, 48, "how long a sign-up confirmation link works"),
+        "signup_per_ip": Option(rate, "10/hour", "sign-ups one address on the internet may "
+                                "make, e.g. 10/hour"),
+        "signup_per_address": Option(rate, "3/hour", "confirmation emails one email address "
+                                     "may be sent, e.g. 3/hour"),
     },
     "feeds": {
         "folder": Option(string, "calendars", "where .ics feeds are written, relative to this "

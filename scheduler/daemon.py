@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from scheduler import feeds, outbox, sender
+from scheduler import feeds, outbox, sender, signup
 from scheduler.config import Settings
 from scheduler.errors import SchedulerError
 from scheduler.web import create_app
@@ -97,7 +97,7 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
         raise SchedulerError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     scheduler = AsyncIOScheduler(timezone=UTC)
     reminders = Reminders(settings, engine, scheduler, worker)
-    app = create_app(settings.calendars, engine, health=lambda: {
+    app = create_app(settings, engine, secret=signup.site_secret(settings, engine), health=lambda: {
         "alive": scheduler.running and not reminders.stopping, "last_pass": reminders.last_pass})
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = _Server(config, on_ready)

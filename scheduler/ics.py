@@ -21,7 +21,7 @@ from email.utils import parseaddr
 from icalendar import Calendar, Event, vCalAddress
 from icalendar.prop import vDuration, vRecur
 
-from scheduler.recurrence import Change, Series, Status, occurrence_at
+from scheduler.recurrence import Change, Occurrence, Series, Status, occurrence_at
 from scheduler.vtimezone import vtimezone
 from scheduler.zones import to_utc
 
@@ -155,6 +155,16 @@ def feed(calls: Sequence[CallEvent], *, name: str, url: str, timezone: str,
         "source": url, "url": url,
     }
     return _calendar(calls, events, method="PUBLISH", properties=properties)
+
+
+def single(call: CallEvent, occurrence: Occurrence) -> bytes:
+    """One occurrence on its own ("Add to calendar"): a one-off event with a UID of its own, so
+    that a calendar which also subscribes to the feed does not take it for the series."""
+    event = _event(call, start=occurrence.start, end=occurrence.end)
+    event.pop("uid")
+    event.add("uid", f"{occurrence.id:%Y%m%dT%H%M%SZ}-{call.uid}")
+    event.add("status", "CANCELLED" if occurrence.status is Status.CANCELLED else "CONFIRMED")
+    return _calendar([call], [event], method="PUBLISH", properties={})
 
 
 def _mailto(address: str) -> tuple[str, str]:

@@ -130,6 +130,7 @@ def email_address(text: str) -> str:
     """'Ada <ada@example.org>' or 'ada@example.org', checked; returned as given, trimmed."""
     name, address = parseaddr(text.strip())
     local, _, domain = address.partition("@")
-    if not local or "." not in domain or any(c.isspace() or c in "<>\r\n" for c in address):
+    if any(c in text for c in "\r\n") or not local or "." not in domain or \
+            any(c.isspace() or c in "<>" for c in address):
         raise InvalidValue(f"{text!r} is not an email address")
     return f"{name} <{address}>" if name else address

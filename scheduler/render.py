@@ -49,6 +49,7 @@ from scheduler.zones import get_zone
 
 TEMPLATES = ("announcement", "tomorrow", "today", "starts-soon", "followup", "changed")
 EMAIL_ONLY = ("invitation", "cancellation")  # the texts around a calendar invitation
+ACCOUNT = ("confirm",)  # emails about a subscription, not about a call (their own context)
 CHANNELS = ("forum", "email")
 
 
@@ -153,6 +154,11 @@ class Templates:
         if channel == "forum":
             return Message(subject=None, text=self._run(f"forum/{name}.{lang}.md", context),
                            html=None)
+        return self.email(name, lang, context)
+
+    def email(self, name: str, lang: str, context: Mapping[str, Any]) -> Message:
+        """email/<name>.<lang>.txt (subject and body blocks) and .html."""
+        context = {**context, "lang": lang}
         subject = self._run(f"email/{name}.{lang}.txt", context, block="subject").strip()
         if "\n" in subject or "\r" in subject:  # a header must never carry a line break
             path = self._load(f"email/{name}.{lang}.txt").filename
@@ -202,6 +208,11 @@ class Templates:
                         self.render(name, channel, lang, context)
                     except SchedulerError as e:
                         problems.append(str(e))
+            for name in ACCOUNT:
+                try:
+                    self.email(name, lang, ACCOUNT_SAMPLE)
+                except SchedulerError as e:
+                    problems.append(str(e))
         return list(dict.fromkeys(problems))
 
 
@@ -214,6 +225,10 @@ def _where(error: BaseException, template: Template) -> str:
         if frame.filename in names or frame.filename.endswith((".md", ".txt", ".html")):
             return f"{frame.filename} line {frame.lineno}"
     return template.filename or template.name or "template"
+
+
+ACCOUNT_SAMPLE = {"name": "Amina", "email": "amina@example.org", "hours": 48,
+                  "link": "https://calls.example.org/confirm/sample", "calls": ["Sample call"]}
 
 
 def sample_context(lang: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ class NewSubscriber:
     timezone: str | None = None
 
 
-def _checked(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, str]:
+def normalized(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, str]:
     address = inputs.email_address(data.email)
     email = address.rsplit("<", 1)[-1].rstrip(">").lower()
     language = inputs.language(data.language or settings.calls.default_language,
@@ -44,7 +44,7 @@ def _checked(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, st
 def add(session: Session, settings: Settings, data: NewSubscriber, *, now: datetime,
         commit: bool = True) -> Subscriber:
     """An organizer adds someone: confirmed at once (they asked the organizer)."""
-    email, name, language, zone = _checked(settings, data)
+    email, name, language, zone = normalized(settings, data)
     existing = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
     if existing is not None and existing.status != "unsubscribed":
         raise Conflict(f"{email} is already subscribed ({existing.status})")

@@ -1,5 +1,5 @@
-"""The HTTP side of the daemon: the .ics feeds, with validators so that polling is cheap, and
-the one-click unsubscribe link of every email.
+"""The HTTP side of the daemon: the .ics feeds, with validators so that polling is cheap, the
+members' page (`scheduler.site`), health and metrics.
 
 Feeds are served from the files in calendars/ (the same files a static server could publish),
 read again only when their modification time or size changes.
@@ -9,30 +9,46 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scheduler import metrics, subscribers
-from scheduler.errors import NotFound
+from scheduler import metrics
+from scheduler.config import Settings
+from scheduler.errors import InvalidValue, NotFound, SchedulerError
+from scheduler.signup import PageError
+from scheduler.site import Site
+
+log = logging.getLogger(__name__)
 
 FEED_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\.ics")
 CACHE_CONTROL = "public, max-age=300"
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+SECURITY_HEADERS = {
+    # Scripts and styles from this site only (no inline ones), nothing framed, forms post here.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    # Links carry secrets (unsubscribe, confirm): never pass them on as a Referer.
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 @dataclass(frozen=True)
@@ -81,36 +97,28 @@ def _not_modified(request: Request, feed: FeedFile) -> bool:
     return False
 
 
-UNSUBSCRIBE_PAGE = """<!DOCTYPE html><html lang=en><meta charset=utf-8>
-<meta name=viewport content="width=device-width, initial-scale=1"><title>{title}</title>
-<body style="font-family: sans-serif; max-width: 32em; margin: 2em auto; padding: 0 1em">
-<h1>{title}</h1>{body}</body></html>"""
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(UNSUBSCRIBE_PAGE.format(title=escape(title), body=body),
-                        status_code=status, headers={**SECURITY_HEADERS,
-                                                     "Cache-Control": "no-store"})
-
-
 Health = Callable[[], dict[str, Any]]
 
 
-def create_app(calendars: Path, engine: Engine | None = None,
+def create_app(settings: Settings, engine: Engine | None = None, *,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-               health: Health | None = None) -> Starlette:
-    """`health` reports the reminder scheduler ({"alive": bool, "last_pass": datetime|None})."""
-    cache = FeedCache(calendars)
+               health: Health | None = None, secret: str | None = None) -> Starlette:
+    """The feeds, the members' page (`scheduler.site`), /healthz and /metrics.
+
+    `health` reports the reminder scheduler ({"alive": bool, "last_pass": datetime|None});
+    `secret` signs sign-up links and forms (without one, sign-up answers 404).
+    """
+    cache = FeedCache(settings.calendars)
+    site = Site(settings, engine, clock=clock, secret=secret)
 
     async def calendar(request: Request) -> Response:
         name = request.path_params["name"]
         feed = cache.get(name) if FEED_NAME.fullmatch(name) else None
         if feed is None:
             metrics.FEED_REQUESTS.labels(status="404").inc()
-            return PlainTextResponse(f"no calendar {name}\n", status_code=404,
-                                     headers=SECURITY_HEADERS)
+            return PlainTextResponse(f"no calendar {name}\n", status_code=404)
         headers = {"ETag": feed.etag, "Last-Modified": formatdate(feed.mtime, usegmt=True),
-                   "Cache-Control": CACHE_CONTROL, **SECURITY_HEADERS}
+                   "Cache-Control": CACHE_CONTROL}
         if _not_modified(request, feed):
             metrics.FEED_REQUESTS.labels(status="304").inc()
             return Response(status_code=304, headers=headers)
@@ -140,46 +148,60 @@ def create_app(calendars: Path, engine: Engine | None = None,
         body = await asyncio.to_thread(metrics.exposition, engine)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    async def index(request: Request) -> Response:
-        base = str(request.base_url).rstrip("/")
-        items = []
-        for path in sorted(calendars.glob("*.ics")):
-            https = f"{base}/calendars/{path.name}"
-            webcal = "webcal://" + https.split("://", 1)[1]
-            items.append(f'<li>{escape(path.stem)}: <a href="{escape(webcal)}">subscribe</a> '
-                         f'(<a href="{escape(https)}">{escape(https)}</a>)</li>')
-        body = ("<!DOCTYPE html><html lang=en><meta charset=utf-8><title>Coalition calls</title>"
-                "<h1>Coalition calls</h1><ul>" + "".join(items) + "</ul></html>")
-        return HTMLResponse(body, headers=SECURITY_HEADERS)
-
-    async def unsubscribe(request: Request) -> Response:
-        """GET: a page with one button. POST: unsubscribe; a mail provider's RFC 8058 one-click
-        POST (List-Unsubscribe=One-Click) lands here too and gets the same 200."""
-        token = request.path_params["token"]
-        if engine is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", token):
-            return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
-        if request.method == "GET":
-            return _page("Unsubscribe", '<p>Stop all reminders about coalition calls to this '
-                         'address?</p><form method="post"><button type="submit" style="font-size:'
-                         '1.1em; padding: .5em 1em">Unsubscribe</button></form>')
-        def act() -> str | None:
-            with Session(engine, expire_on_commit=False) as session:
-                try:
-                    return subscribers.unsubscribe_by_token(session, token, now=clock()).email
-                except NotFound:
-                    return None
-        email = await asyncio.to_thread(act)
-        if email is None:
-            return _page("Link not valid", "<p>This unsubscribe link is not valid.</p>", 404)
-        return _page("Unsubscribed", f"<p>{escape(email)} will get no more reminders.</p>")
-
-    return Starlette(routes=[
-        Route("/", index, methods=["GET", "HEAD"]),
+    routes = [
         Route("/calendars/{name}", calendar, methods=["GET", "HEAD"]),
-        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/metrics", metrics_page),
-    ])
+        *site.routes(),
+    ]
+
+    def problem(status: int, text: str) -> Callable[[Request, Exception], Response]:
+        def handle(request: Request, exc: Exception) -> Response:
+            if isinstance(exc, PageError):
+                return site.problem(request, status, exc.key)
+            detail = str(exc) if isinstance(exc, SchedulerError) and str(exc) else text
+            return site.problem(request, status, detail)
+        return handle
+
+    handlers: dict[Any, Callable[[Request, Exception], Response]] = {
+        NotFound: problem(404, "not_found"), InvalidValue: problem(400, "bad_request"),
+        SchedulerError: problem(500, "server_error"),
+        404: problem(404, "not_found"), 405: problem(405, "bad_request"),
+    }
+    return Starlette(routes=routes, exception_handlers=handlers,
+                     middleware=[Middleware(SecurityHeaders, site=site)])
+
+
+class SecurityHeaders:
+    """Every answer gets the security headers; an unexpected error becomes a plain page (the
+    traceback goes to the log, never to the browser)."""
+
+    def __init__(self, app: ASGIApp, site: Site) -> None:
+        self.app, self.site = app, site
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("error answering %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = self.site.problem(Request(scope), 500, "server_error")
+            await response(scope, receive, send_with_headers)
 
 
 def _ping(engine: Engine) -> None:

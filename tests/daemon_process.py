@@ -32,7 +32,9 @@ def start(path: Path) -> Daemon:
     assert command
     process = Daemon([command, "--config", str(path), "daemon", "--port", "0"],
                      stderr=subprocess.PIPE, text=True,
-                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                     env={**os.environ, "PYTHONUNBUFFERED": "1",
+                          # what an operator gives every replica on PostgreSQL
+                          "COALITION_WEB_SECRET": "tests-secret-shared-by-all-replicas-0123"})
     process.log, process._new_line = [], threading.Condition()
 
     def drain() -> None:

@@ -23,7 +23,7 @@ PASSED = datetime(2019, 3, 5, 15, tzinfo=UTC)
 def app_for(coalition: Coalition, alive: bool = True) -> TestClient:
     settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
     engine = db.open_database(settings.database_url())
-    return TestClient(create_app(settings.calendars, engine,
+    return TestClient(create_app(settings, engine,
                                  health=lambda: {"alive": alive, "last_pass": PASSED}))
 
 
@@ -39,9 +39,10 @@ def test_stopped_scheduler_is_unhealthy(coalition: Coalition) -> None:
     assert response.status_code == 503 and response.json()["scheduler"] == "stopped"
 
 
-def test_unreachable_database_is_unhealthy(tmp_path: Path) -> None:
+def test_unreachable_database_is_unhealthy(coalition: Coalition) -> None:
+    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
     engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/none")
-    client = TestClient(create_app(tmp_path, engine,
+    client = TestClient(create_app(settings, engine,
                                    health=lambda: {"alive": True, "last_pass": None}))
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json()["database"].startswith("error:")

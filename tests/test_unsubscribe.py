@@ -27,7 +27,7 @@ def site(organizer: Callable[[str], Coalition]) -> Iterator[tuple[Coalition, Tes
     with Session(engine) as session:
         token = session.exec(select(Subscriber.token).where(
             Subscriber.email == "ada@example.org")).one()
-    with TestClient(create_app(settings.calendars, engine)) as client:
+    with TestClient(create_app(settings, engine)) as client:
         yield coalition, client, token
     engine.dispose()
 
@@ -54,6 +54,7 @@ def test_the_link_opens_a_page_with_one_button(site: tuple[Coalition, TestClient
     coalition, client, token = site
     page = client.get(f"/unsubscribe/{token}")
     assert page.status_code == 200 and '<form method="post">' in page.text
+    assert page.text.count("<button") == 1
     assert statuses(coalition)["ada@example.org"] == "confirmed"  # looking is not leaving
 
 

@@ -1,0 +1,177 @@
+"""The members' page in a real browser: Debian's headless Chromium, driven by Playwright.
+
+The browser's own zone and language are set per test (as a member's phone would have them);
+the page must find the zone by itself, show the right local time, and take someone from the
+sign-up form to a confirmed subscription and back out, by keyboard. Screenshots at desktop
+and phone width are written to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Ran
+from tests.daemon_process import start, stop
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+Coalition = Callable[..., Ran]
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE = os.environ.get("COALITION_REQUIRE_CHROMIUM") == "1"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+# As the machine's own probe starts it: no sandbox (we run as root), nothing from the network.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 360, "height": 780}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        reason = (f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium where it "
+                  "may (apt-get, as root)")
+        if REQUIRE:
+            pytest.fail(f"{reason} (COALITION_REQUIRE_CHROMIUM=1 requires it)")
+        pytest.skip(reason)
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Service:
+    url: str
+    coalition: Coalition
+    maildir: Path
+
+    def subscribers(self) -> dict[str, dict[str, object]]:
+        found = json.loads(self.coalition("subscriber", "list", "--json").stdout)
+        return {s["email"]: s for s in found}
+
+    def confirmation_link(self) -> str:
+        box = mailbox.Maildir(self.maildir, create=True)
+        (mail,) = [message_from_bytes(box.get_bytes(key), policy=default) for key in box]
+        body = mail.get_body(("plain",))
+        assert isinstance(mail, EmailMessage) and isinstance(body, EmailMessage)
+        found = re.search(r"http://127\.0\.0\.1:8080(/confirm/\S+)", body.get_content())
+        assert found
+        return self.url + found.group(1)
+
+
+@pytest.fixture
+def service(organizer: Callable[[str], Coalition]) -> Iterator[Service]:
+    """The real daemon, as `make run` starts it, on a port the system picks."""
+    coalition = organizer("members")
+    config = Path(coalition.config)  # type: ignore[attr-defined]
+    process = start(config)
+    ready = next(line for line in process.log if line.startswith("ready:"))
+    try:
+        yield Service(ready.split()[3].rstrip("/"), coalition, config.parent / "var" / "mail")
+    finally:
+        assert stop(process) == 0
+
+
+def page_in(browser: object, *, zone: str, locale: str, viewport: dict[str, int] = DESKTOP
+            ) -> object:
+    context = browser.new_context(timezone_id=zone, locale=locale,  # type: ignore[attr-defined]
+                                  viewport=viewport)
+    return context.new_page()
+
+
+def screenshot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("zone", "time", "offset", "city"), [
+    ("Asia/Jakarta", "10:00 PM", "UTC+07:00", "Jakarta"),
+    ("America/Los_Angeles", "7:00 AM", "UTC\u221208:00", "Los Angeles"),
+])
+def test_the_page_finds_the_browsers_zone_and_shows_its_time(
+        browser: object, service: Service, zone: str, time: str, offset: str, city: str) -> None:
+    page = page_in(browser, zone=zone, locale="en-US")
+    page.goto(service.url + "/")  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r"tz="))  # type: ignore[attr-defined]
+    first = page.locator("li.occurrence").first.inner_text()  # type: ignore[attr-defined]
+    assert first.startswith(f"Tuesday, November 12, 2030, {time}")
+    assert offset in first and "(10:00 AM in New York)" in first
+    assert city in page.locator("#zone-now").inner_text()  # type: ignore[attr-defined]
+    assert page.locator("#tz").input_value() == zone  # type: ignore[attr-defined]
+    slug = zone.split("/")[1].lower()
+    screenshot(page, f"members-page-desktop-{slug}")
+    page.set_viewport_size(PHONE)  # type: ignore[attr-defined]
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # type: ignore[attr-defined]
+    screenshot(page, f"members-page-phone-{slug}")
+
+
+def test_a_french_browser_reads_french_and_can_switch(browser: object, service: Service) -> None:
+    page = page_in(browser, zone="Africa/Kinshasa", locale="fr-FR", viewport=PHONE)
+    page.goto(service.url + "/")  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r"tz="))  # type: ignore[attr-defined]
+    assert page.locator("html").get_attribute("lang") == "fr"  # type: ignore[attr-defined]
+    first = page.locator("li.occurrence").first.inner_text()  # type: ignore[attr-defined]
+    assert first.startswith("mardi 12 novembre 2030, 16:00") and "10:00 à New York" in first
+    moved = page.locator('li[data-status="moved"]').first.inner_text()  # type: ignore[attr-defined]
+    assert moved.startswith("DÉPLACÉ") or moved.startswith("Déplacé")
+    screenshot(page, "members-page-phone-french")
+    page.get_by_role("link", name="English").click()  # type: ignore[attr-defined]
+    page.wait_for_load_state()  # type: ignore[attr-defined]
+    assert page.locator("html").get_attribute("lang") == "en"  # type: ignore[attr-defined]
+    page.goto(service.url + "/")  # type: ignore[attr-defined]
+    assert page.locator("html").get_attribute("lang") == "en"  # kept  # type: ignore[attr-defined]
+    assert "4:00 PM" in page.locator("li.occurrence").first.inner_text()  # type: ignore[attr-defined]
+
+
+def test_sign_up_confirm_and_unsubscribe_with_the_keyboard(
+        browser: object, service: Service) -> None:
+    page = page_in(browser, zone="Asia/Jakarta", locale="fr-FR", viewport=PHONE)
+    page.goto(service.url + "/subscribe")  # type: ignore[attr-defined]
+    assert page.locator("#zone").input_value() == "Asia/Jakarta"  # type: ignore[attr-defined]
+    keyboard = page.keyboard  # type: ignore[attr-defined]
+
+    def tab_to(selector: str) -> None:
+        for _ in range(20):
+            keyboard.press("Tab")
+            if page.evaluate(f"document.activeElement.matches({selector!r})"):  # type: ignore[attr-defined]
+                return
+        raise AssertionError(f"Tab never reaches {selector}")
+
+    tab_to("#email")
+    keyboard.type("amina@example.org")
+    tab_to("#name")
+    keyboard.type("Amina")
+    screenshot(page, "signup-form-phone-french")
+    tab_to("button[type=submit]")
+    keyboard.press("Enter")
+    page.wait_for_load_state()  # type: ignore[attr-defined]
+    assert page.locator("h1").inner_text() == "Consultez votre boîte de réception"  # type: ignore[attr-defined]
+    assert service.subscribers() == {}
+
+    page.goto(service.confirmation_link())  # type: ignore[attr-defined]
+    assert service.subscribers() == {}
+    tab_to("main button")
+    keyboard.press("Enter")
+    page.wait_for_load_state()  # type: ignore[attr-defined]
+    assert page.locator("h1").inner_text() == "Vous êtes abonné·e"  # type: ignore[attr-defined]
+    amina = service.subscribers()["amina@example.org"]
+    assert (amina["status"], amina["timezone"], amina["language"]) == (
+        "confirmed", "Asia/Jakarta", "fr")
+
+    page.get_by_role("link", name=re.compile("Se désabonner")).click()  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Se désabonner").click()  # type: ignore[attr-defined]
+    page.wait_for_load_state()  # type: ignore[attr-defined]
+    assert page.locator("h1").inner_text() == "Désabonnement effectué"  # type: ignore[attr-defined]
+    assert service.subscribers()["amina@example.org"]["status"] == "unsubscribed"
