@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint clean node-deps browser-deps
+.PHONY: run test lint clean node-deps system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,19 +33,21 @@ node-deps:
 	@if command -v npm >/dev/null 2>&1; then \
 	    npm install --prefix tests/js --no-audit --no-fund --silent; fi
 
-# The members' page is tested in Debian's Chromium (driven by Playwright, which downloads no
-# browser of its own). Installed where it is missing and we may; otherwise those tests skip.
-browser-deps:
-	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 \
-	    && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+# Debian packages some tests drive: Chromium for the members' page (through Playwright, which
+# downloads no browser of its own) and libfaketime for the clock-jump fault test. Installed
+# where they are missing and we may (apt-get, as root); otherwise those tests say why they skip.
+system-deps:
+	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; \
+	[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing="$$missing faketime"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
 	    >/dev/null; fi
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint node-deps browser-deps
+test: lint node-deps system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -26,15 +27,24 @@ class Daemon(subprocess.Popen[str]):
                 timeout=timeout) and any(text in line for line in self.log)
 
 
-def start(path: Path) -> Daemon:
-    """The daemon, once it listens."""
+    def wait_for(self, seen: Callable[[list[str]], bool], timeout: float) -> bool:
+        """Block until `seen(log)` is true (or the process ends, or `timeout` passes)."""
+        with self._new_line:
+            return self._new_line.wait_for(
+                lambda: seen(self.log) or self.poll() is not None, timeout=timeout) and \
+                seen(self.log)
+
+
+def start(path: Path, env: dict[str, str] | None = None) -> Daemon:
+    """The daemon, once it listens (`env`: more environment variables for it)."""
     command = shutil.which("coalition", path=str(Path(sys.executable).parent))
     assert command
     process = Daemon([command, "--config", str(path), "daemon", "--port", "0"],
                      stderr=subprocess.PIPE, text=True,
                      env={**os.environ, "PYTHONUNBUFFERED": "1",
                           # what an operator gives every replica on PostgreSQL
-                          "COALITION_WEB_SECRET": "tests-secret-shared-by-all-replicas-0123"})
+                          "COALITION_WEB_SECRET": "tests-secret-shared-by-all-replicas-0123",
+                          **(env or {})})
     process.log, process._new_line = [], threading.Condition()
 
     def drain() -> None:

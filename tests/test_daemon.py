@@ -291,3 +291,87 @@ def test_database_restarted_mid_fan_out_loses_nothing(
     assert sum(count - 1 for count in per_member.values()) <= 1
     emails = [d for d in outbox(path) if d["channel"] == "email" and d["rule"] == "starts-soon"]
     assert {d["status"] for d in emails} == {"sent"}
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def faked_clock(offset_file: Path) -> dict[str, str]:
+    """libfaketime (Debian's faketime) moves the daemon's wall clock by the offset in the file,
+    read again on every call; its monotonic clock is left alone, as a suspend leaves it."""
+    if not LIBFAKETIME.exists():
+        reason = f"no libfaketime at {LIBFAKETIME} (`make test` installs Debian's faketime)"
+        if os.environ.get("COALITION_REQUIRE_FAKETIME") == "1":
+            pytest.fail(f"{reason}; COALITION_REQUIRE_FAKETIME=1 requires it")
+        pytest.skip(reason)
+    offset_file.write_text("+0s\n")
+    return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+            "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(("jump", "starts_soon"), [
+    (timedelta(minutes=40), "sent"),    # woke after the reminder fell due, before the call
+    (timedelta(minutes=70), "missed"),  # woke after the call began: too late to remind
+])
+def test_clock_jumping_forward_an_hour_sends_what_is_still_valid_once(
+        config_case: object, sink: object, tmp_path: Path, jump: timedelta,
+        starts_soon: str) -> None:
+    """A laptop-like suspend: the daemon is stopped (SIGSTOP), its wall clock jumps forward,
+    it is resumed (SIGCONT). It must notice at once, send "starts in ..." only while it is
+    still true, record it as missed otherwise, and never send anything twice."""
+    handler, port = sink  # type: ignore[misc]
+    members = 20
+    path: Path = config_case("example", "jump")  # type: ignore[operator]
+    use_smtp(path, port)
+    path.write_text(path.read_text().replace("interval_seconds = 60", "interval_seconds = 1"))
+    settings = config.load(path)
+    engine = db.open_database(settings.database_url())
+    now = datetime.now(UTC)
+    call_start = now + timedelta(minutes=60)
+    with Session(engine) as session:
+        calls.add_call(session, settings, calls.CallInput(
+            title="Call in an hour", start=call_start.strftime("%Y-%m-%d %H:%M"),
+            timezone="UTC"), now=now - EARLIER)
+        for number in range(members):
+            subscribers.add(session, settings, subscribers.NewSubscriber(
+                email=f"member{number}@example.org"), now=now - EARLIER, commit=False)
+        session.commit()
+    engine.dispose()
+    offset = tmp_path / "clock-offset"
+    expected = {f"member{n}@example.org" for n in range(members)}
+    handler.expected = expected
+    process = start(path, env=faked_clock(offset))
+    try:
+        # "tomorrow" is still valid (until "starts in 30 minutes" is due): it goes at once
+        assert handler.all_in.wait(timeout=60), "the day-before reminder never came"
+        assert process.wait_for_line("pass at", timeout=60), process.log
+        process.send_signal(signal.SIGSTOP)
+        offset.write_text(f"+{int(jump.total_seconds())}s\n")
+        passes = sum("pass at" in line for line in process.log)
+        process.send_signal(signal.SIGCONT)
+        woke = process.wait_for(lambda log: any(
+            "pass at" in line and _pass_time(line) >= now + jump for line in log[passes:]),
+            timeout=60)
+        assert woke, process.log
+    finally:
+        assert stop(process) == 0
+    per_member = Counter(handler.recipients())
+    emails = [d for d in outbox(path) if d["channel"] == "email"]
+    status = {(d["rule"], d["recipient"]): d["status"] for d in emails}
+    assert {s for (rule, _), s in status.items() if rule == "tomorrow"} == {"sent"}
+    assert {s for (rule, _), s in status.items() if rule == "starts-soon"} == {starts_soon}
+    assert per_member == dict.fromkeys(expected, 2 if starts_soon == "sent" else 1)
+    assert sum(per_member.values()) == sum(d["status"] == "sent" for d in emails)
+    subjects = [str(m["Subject"]) for m in handler.received]
+    # each says the distance as it was when sent: about an hour, then twenty minutes or less
+    assert sum(bool(re.match(r"In (59|60) minutes: Call in an hour", s)) for s in subjects) \
+        == members
+    soon = [s for s in subjects if s.startswith("Call in an hour starts in")]
+    assert len(soon) == (members if starts_soon == "sent" else 0)
+    assert all(re.fullmatch(r"Call in an hour starts in (1\d|20) minutes", s) for s in soon)
+
+
+def _pass_time(line: str) -> datetime:
+    found = re.search(r"pass at (\S+): planned", line)
+    return datetime.fromisoformat(found.group(1)) if found else datetime.min.replace(tzinfo=UTC)
