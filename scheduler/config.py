@@ -109,6 +109,7 @@ class SmtpSettings:
     username: str
     password_env: str
     timeout: int
+    connections: int
 
     def password(self, environ: Mapping[str, str] | None = None) -> str:
         environ = os.environ if environ is None else environ
@@ -428,6 +429,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "password_env": Option(env_name, "COALITION_SMTP_PASSWORD",
                                "environment variable holding the SMTP password"),
         "timeout": Option(positive_int, 30, "seconds"),
+        "connections": Option(positive_int, 4, "connections a fan-out uses at once (ask your "
+                              "provider how many it allows)"),
     },
     "templates": {
         "folder": Option(string, "", "folder of your own templates, relative to this file; "

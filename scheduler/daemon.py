@@ -56,7 +56,8 @@ class Reminders:
             if self.feeds_built is None or now - self.feeds_built >= interval:
                 feeds.build(session, self.settings)
                 self.feeds_built = now
-            report = sender.run_once(session, self.settings, now=now, worker=self.worker)
+            report = sender.run_once(session, self.settings, now=now, worker=self.worker,
+                                     clock=lambda: datetime.now(UTC))
             if report.outcomes or report.expired:
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
                          "; ".join(report.lines()))

@@ -120,7 +120,7 @@ def invite(session: Session, settings: Settings, slug: str, addresses: list[str]
                            change=Change.MOVED, original=o, now=now, update=again)
                      for o in sorted(moved)]
     report = _send(settings, messages)
-    _remember(session, call, [a for a in attendees if a in report.sent], now)
+    _remember(session, call, [a for a in attendees if parseaddr(a)[1] in report.sent], now)
     return report
 
 

@@ -17,8 +17,9 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from scheduler import metrics
@@ -31,6 +32,7 @@ LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(minutes=30)
 OPEN = ("pending",)
+INSERT_CHUNK = 1000  # rows per INSERT: 11 parameters each
 
 
 def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
@@ -57,14 +59,18 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
     if new:
         insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
                   else sqlite.insert)
-        statement = insert(Delivery).values([{
+        rows_of = [{
             "call_id": p.call_id, "occurrence_id": p.occurrence_id, "rule": p.rule,
             "channel": p.channel, "recipient": p.recipient, "due_at": p.due,
             "expires_at": p.expires, "status": "missed" if p.expires <= now else "pending",
             "attempts": 0, "created_at": now, "updated_at": now,
-        } for p in new]).on_conflict_do_nothing(
-            index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
-        counts["added"] = session.exec(statement).rowcount
+        } for p in new]
+        # In chunks: one statement's parameters are limited (SQLite: 32,766).
+        for first in range(0, len(rows_of), INSERT_CHUNK):
+            statement = insert(Delivery).values(rows_of[first:first + INSERT_CHUNK])
+            counts["added"] += session.exec(statement.on_conflict_do_nothing(
+                index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"],
+            )).rowcount
     wanted = {p.key: p for p in planned}
     for key, row in rows.items():
         if row.status not in OPEN:
@@ -148,10 +154,22 @@ def next_wakeup(session: Session) -> datetime | None:
     return min(moments, default=None)
 
 
+# Built once: a fan-out runs it per message.
+_TABLE = Delivery.__table__  # type: ignore[attr-defined]
+_SENT = (update(_TABLE).where(_TABLE.c.id == bindparam("delivery_id"))
+         .values({name: bindparam(name) for name in (
+             "status", "sent_at", "message_id", "lease_until", "last_error", "updated_at")}))
+
+
 def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: datetime) -> None:
-    delivery.status, delivery.sent_at, delivery.message_id = "sent", now, message_id
-    delivery.lease_until, delivery.last_error, delivery.updated_at = None, None, now
-    session.add(delivery)
+    """Record it as sent, and commit: one small UPDATE by primary key, so that a fan-out to
+    thousands records each message as it is accepted without the ORM's per-object work."""
+    values = {"status": "sent", "sent_at": now, "message_id": message_id, "lease_until": None,
+              "last_error": None, "updated_at": now}
+    session.connection().execute(_SENT, {"delivery_id": delivery.id, **values})
+    session.commit()
+    for name, value in values.items():  # the object in memory says the same, and stays clean
+        set_committed_value(delivery, name, value)
     metrics.LATENESS.labels(channel=delivery.channel).observe(
         max((now - delivery.due_at).total_seconds(), 0))
     log.info("delivery %s sent as %s", _key(delivery), message_id)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 
 from sqlmodel import Session, select
 
@@ -89,33 +89,36 @@ class Job:
 
 
 def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zone: str,
-            now: datetime) -> Message:
+            now: datetime, unsubscribe: str | None = None) -> Message:
     context = message_context(facts(job.call, settings), job.occurrence, lang=lang,
                               reader=get_zone(zone), now=now, labels=settings.labels,
                               recording_url=job.extras.get("recording_url"),
                               notes=job.extras.get("notes"))
+    if unsubscribe is not None:
+        context["unsubscribe"] = unsubscribe
     return templates.render(job.rule.template, job.delivery.channel, lang, context)
 
 
-def email_for(settings: Settings, templates: Templates, job: Job, subscriber: Subscriber,
-              now: datetime) -> EmailMessage:
-    rendered = _render(settings, templates, job, lang=subscriber.language,
-                       zone=subscriber.timezone, now=now)
+TOKEN = "coalition-unsubscribe-token-placeholder"  # each recipient's own token replaces it
+
+
+def email_prototype(settings: Settings, templates: Templates, job: Job, *, lang: str,
+                    zone: str, now: datetime) -> mail.Prototype:
+    """The reminder for everyone who reads `lang` in `zone`: rendered once, sent to each."""
+    unsubscribe = f"{settings.web.base_url}/unsubscribe/{TOKEN}"
+    rendered = _render(settings, templates, job, lang=lang, zone=zone, now=now,
+                       unsubscribe=unsubscribe)
     assert rendered.subject is not None and rendered.html is not None
-    message = EmailMessage()
-    message["From"] = settings.email.sender
-    message["To"] = formataddr((subscriber.name, subscriber.email))
-    message["Subject"] = rendered.subject
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id(settings, job.delivery)
-    unsubscribe = f"{settings.web.base_url}/unsubscribe/{subscriber.token}"
     mailto = parseaddr(settings.email.unsubscribe_mailto)[1]
-    message["List-Unsubscribe"] = f"<{unsubscribe}>" + (
-        f", <mailto:{mailto}?subject=unsubscribe>" if mailto else "")
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(rendered.text + f"\nUnsubscribe: {unsubscribe}\n")
-    message.add_alternative(rendered.html, subtype="html")
-    return message
+    headers = {
+        "From": settings.email.sender, "Subject": rendered.subject,
+        "Date": format_datetime(now),
+        "List-Unsubscribe": f"<{unsubscribe}>" + (
+            f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return mail.Prototype(headers, text=rendered.text + f"\nUnsubscribe: {unsubscribe}\n",
+                          html=rendered.html, secret=TOKEN)
 
 
 def post_path(call: Call, delivery: Delivery) -> str:
@@ -173,8 +176,13 @@ def _forum_client(settings: Settings) -> Discourse | None:
 
 
 def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
-              templates: Templates | None = None) -> Counter[str]:
-    """Claim what is due and send it; return how many ended in each state."""
+              templates: Templates | None = None,
+              clock: Callable[[], datetime] | None = None) -> Counter[str]:
+    """Claim what is due and send it; return how many ended in each state.
+
+    `clock` stamps each message when the server accepts it (the daemon's real clock); without
+    it, the pass's `now` is the stamp (a preview with --now).
+    """
     templates = templates or Templates(settings.template_folders)
     rules = {rule.name: rule for rule in (*settings.reminders, followups.RULE)}
     outcomes: Counter[str] = Counter()
@@ -185,7 +193,8 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
     calls = {c.id: c for c in list_calls(session)}
     changes = {call_id: changes_of(session, call) for call_id, call in calls.items()}
     subscribers = {s.email: s for s in session.exec(select(Subscriber)).all()}
-    emails: list[tuple[Delivery, EmailMessage]] = []
+    emails: list[tuple[Delivery, mail.Outgoing]] = []
+    prototypes: dict[tuple[object, ...], mail.Prototype] = {}
     forum: Discourse | None = None
     forum_tried = False
     for delivery in claimed:
@@ -222,22 +231,31 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                                    now=now)
                 outcomes["failed"] += 1
                 continue
-            emails.append((delivery, email_for(settings, templates, job, subscriber, now)))
+            group = (delivery.call_id, delivery.occurrence_id, delivery.rule,
+                     subscriber.language, subscriber.timezone)
+            if group not in prototypes:
+                prototypes[group] = email_prototype(settings, templates, job, now=now,
+                                                    lang=subscriber.language,
+                                                    zone=subscriber.timezone)
+            emails.append((delivery, prototypes[group].to(
+                name=subscriber.name, address=subscriber.email,
+                message_id=message_id(settings, delivery), secret=subscriber.token)))
     session.commit()
-    by_id = {str(message["Message-ID"]): delivery for delivery, message in emails}
+    by_id = {message.message_id: delivery for delivery, message in emails}
 
     def record(result: mail.Sent) -> None:
         """Right after the server answers: the window for a repeat is this one message."""
         delivery = by_id[result.message_id]
         if result.ok:
-            outbox.mark_sent(session, delivery, message_id=result.message_id, now=now)
+            outbox.mark_sent(session, delivery, message_id=result.message_id,
+                             now=clock() if clock is not None else now)
             outcomes["sent"] += 1
         else:
             outbox.mark_failed(session, delivery, error=result.error or "unknown",
                                permanent=result.permanent, now=now,
                                first_retry=timedelta(seconds=settings.daemon.retry_seconds))
+            session.commit()
             outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
-        session.commit()
 
     try:
         mail.send(settings, [m for _, m in emails], on_result=record)
@@ -247,10 +265,10 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
     return outcomes
 
 
-def run_once(session: Session, settings: Settings, *, now: datetime,
-             worker: str) -> PassReport:
+def run_once(session: Session, settings: Settings, *, now: datetime, worker: str,
+             clock: Callable[[], datetime] | None = None) -> PassReport:
     report = PassReport()
     report.planned = plan_pass(session, settings, now=now)
     report.expired = outbox.expire(session, now=now)
-    report.outcomes = send_pass(session, settings, now=now, worker=worker)
+    report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock)
     return report

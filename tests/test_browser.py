@@ -63,7 +63,7 @@ class Service:
 
     def confirmation_link(self) -> str:
         box = mailbox.Maildir(self.maildir, create=True)
-        (mail,) = [message_from_bytes(box.get_bytes(key), policy=default) for key in box]
+        (mail,) = [message_from_bytes(box.get_bytes(key), policy=default) for key in box.iterkeys()]
         body = mail.get_body(("plain",))
         assert isinstance(mail, EmailMessage) and isinstance(body, EmailMessage)
         found = re.search(r"http://127\.0\.0\.1:8080(/confirm/\S+)", body.get_content())

@@ -52,7 +52,7 @@ class Site:
 
     def mails(self) -> list[EmailMessage]:
         box = mailbox.Maildir(self.maildir, create=True)
-        return [message_from_bytes(box.get_bytes(key), policy=default) for key in box]
+        return [message_from_bytes(box.get_bytes(key), policy=default) for key in box.iterkeys()]
 
     def link(self) -> str:
         """The link in the one email that came since the last call (which it takes away)."""

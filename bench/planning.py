@@ -1,0 +1,103 @@
+"""Planning: one planning pass (the daemon's `plan_pass`: occurrences, rules, subscribers, and
+the outbox rows they owe) for growing numbers of weekly calls, each size in a process of its
+own (seconds and peak RSS). The issue's size is 10,000 calls x 3 rules x 1,000 subscribers
+over 35 days; the pass writes one outbox row per reminder per subscriber for the occurrences
+within its horizon (the longest rule plus a day), so rows grow as calls x subscribers.
+
+    python bench/planning.py [--quick] [--subscribers N] [--calls N N ...]
+
+Ends with `ratio planning_linearity VALUE` (1.0: time per call is the same at the largest size
+as at the smallest; higher is better) and `ratio planning_vs_target VALUE` (5 s divided by the
+largest size's time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import print_table, ratio
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_SECONDS = 5.0
+
+
+def child(calls: int, subscribers: int) -> dict[str, float]:
+    from sqlalchemy import func
+    from sqlmodel import Session, select
+
+    from scheduler import config, db, sender
+    from scheduler.models import Call, Delivery, Subscriber
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-planning-"))
+    (folder / "config.toml").write_text((ROOT / "config.toml").read_text())
+    settings = config.load(folder / "config.toml")
+    engine = db.open_database(settings.database_url())
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    with Session(engine) as session:  # rows straight in: the bench measures planning only
+        zones = ["America/New_York", "Europe/Brussels", "Africa/Cairo", "Asia/Jakarta"]
+        session.add_all(Call(
+            slug=f"call-{n}", title=f"Call {n}", timezone=zones[n % 4],
+            start_local=f"2026-01-{5 + n % 7:02d}T{8 + n % 9:02d}:00:00",  # a wall time
+            duration_minutes=60, rrule="FREQ=WEEKLY",
+            language="en", created_at=now - timedelta(days=30),
+            updated_at=now - timedelta(days=30)) for n in range(calls))
+        session.add_all(Subscriber(
+            email=f"member{n}@example.org", language="en", timezone=zones[n % 4],
+            status="confirmed", token=f"token-{n:027d}", created_at=now - timedelta(days=30),
+            confirmed_at=now - timedelta(days=30)) for n in range(subscribers))
+        session.commit()
+    with Session(engine, expire_on_commit=False) as session:
+        began = time.monotonic()
+        counts = sender.plan_pass(session, settings, now=now)
+        seconds = time.monotonic() - began
+        rows = session.exec(select(func.count()).select_from(Delivery)).one()
+    shutil.rmtree(folder)
+    return {"seconds": seconds, "rows": float(rows), "added": float(counts["added"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--subscribers", type=int)
+    parser.add_argument("--calls", type=int, nargs="+")
+    parser.add_argument("--child", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        result = child(args.calls[0], args.subscribers)
+        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    subscribers = args.subscribers or (20 if args.quick else 100)
+    sizes = args.calls or ([250, 500, 1000] if args.quick else [1000, 2500, 5000, 10000])
+    results = {}
+    for calls in sizes:
+        ran = subprocess.run([sys.executable, __file__, "--child", "--calls", str(calls),
+                              "--subscribers", str(subscribers)], capture_output=True,
+                             text=True)
+        if ran.returncode != 0:
+            raise SystemExit(f"{calls} calls failed:\n{ran.stderr[-2000:]}")
+        results[calls] = json.loads(ran.stdout.strip().splitlines()[-1])
+    print(f"One planning pass, weekly calls x 3 rules x {subscribers} subscribers")
+    print_table(["calls", "outbox rows", "seconds", "rows/s", "ms per call", "peak RSS MB"],
+                [[f"{calls}", f"{r['rows']:.0f}", f"{r['seconds']:.2f}",
+                  f"{r['rows'] / r['seconds']:.0f}", f"{1000 * r['seconds'] / calls:.2f}",
+                  f"{r['rss_mb']:.0f}"] for calls, r in results.items()])
+    smallest, largest = min(results), max(results)
+    per_call = {c: results[c]["seconds"] / c for c in (smallest, largest)}
+    ratio("planning_linearity", per_call[smallest] / per_call[largest])
+    ratio("planning_vs_target", TARGET_SECONDS / results[largest]["seconds"])
+
+
+if __name__ == "__main__":
+    main()
