@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint clean node-deps system-deps
+.PHONY: run test lint clean node-deps system-deps bench bench-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,20 @@ lint: $(VENV)/.installed-test
 
 test: lint node-deps system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (not run by the tests): each prints a table and `ratio NAME VALUE` lines.
+# `make bench BENCH_ARGS=--quick` runs each in under a minute.
+bench-deps:
+	@missing=""; for tool in /usr/sbin/smtp-sink:postfix /usr/sbin/nginx:nginx /usr/bin/wrk:wrk; do \
+	    [ -x "$${tool%%:*}" ] || missing="$$missing $${tool##*:}"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+	    >/dev/null; fi
+
+bench: $(VENV)/.installed-test bench-deps
+	$(BIN)/python bench/fanout.py $(BENCH_ARGS)
+	$(BIN)/python bench/feeds.py $(BENCH_ARGS)
+	$(BIN)/python bench/planning.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/js/node_modules \

@@ -62,8 +62,13 @@ def child(calls: int, subscribers: int) -> dict[str, float]:
         counts = sender.plan_pass(session, settings, now=now)
         seconds = time.monotonic() - began
         rows = session.exec(select(func.count()).select_from(Delivery)).one()
+    with Session(engine, expire_on_commit=False) as session:
+        began = time.monotonic()  # the daemon's pass every interval: everything planned already
+        sender.plan_pass(session, settings, now=now + timedelta(minutes=1))
+        again = time.monotonic() - began
     shutil.rmtree(folder)
-    return {"seconds": seconds, "rows": float(rows), "added": float(counts["added"])}
+    return {"seconds": seconds, "again": again, "rows": float(rows),
+            "added": float(counts["added"])}
 
 
 def main() -> None:
@@ -78,7 +83,7 @@ def main() -> None:
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    subscribers = args.subscribers or (20 if args.quick else 100)
+    subscribers = args.subscribers or 20
     sizes = args.calls or ([250, 500, 1000] if args.quick else [1000, 2500, 5000, 10000])
     results = {}
     for calls in sizes:
@@ -89,10 +94,11 @@ def main() -> None:
             raise SystemExit(f"{calls} calls failed:\n{ran.stderr[-2000:]}")
         results[calls] = json.loads(ran.stdout.strip().splitlines()[-1])
     print(f"One planning pass, weekly calls x 3 rules x {subscribers} subscribers")
-    print_table(["calls", "outbox rows", "seconds", "rows/s", "ms per call", "peak RSS MB"],
+    print_table(["calls", "outbox rows", "first pass s", "rows/s", "ms per call",
+                 "next pass s", "peak RSS MB"],
                 [[f"{calls}", f"{r['rows']:.0f}", f"{r['seconds']:.2f}",
                   f"{r['rows'] / r['seconds']:.0f}", f"{1000 * r['seconds'] / calls:.2f}",
-                  f"{r['rss_mb']:.0f}"] for calls, r in results.items()])
+                  f"{r['again']:.2f}", f"{r['rss_mb']:.0f}"] for calls, r in results.items()])
     smallest, largest = min(results), max(results)
     per_call = {c: results[c]["seconds"] / c for c in (smallest, largest)}
     ratio("planning_linearity", per_call[smallest] / per_call[largest])

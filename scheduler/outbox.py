@@ -32,7 +32,7 @@ LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(minutes=30)
 OPEN = ("pending",)
-INSERT_CHUNK = 1000  # rows per INSERT: 11 parameters each
+_TABLE = Delivery.__table__  # type: ignore[attr-defined]
 
 
 def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
@@ -65,12 +65,11 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
             "expires_at": p.expires, "status": "missed" if p.expires <= now else "pending",
             "attempts": 0, "created_at": now, "updated_at": now,
         } for p in new]
-        # In chunks: one statement's parameters are limited (SQLite: 32,766).
-        for first in range(0, len(rows_of), INSERT_CHUNK):
-            statement = insert(Delivery).values(rows_of[first:first + INSERT_CHUNK])
-            counts["added"] += session.exec(statement.on_conflict_do_nothing(
-                index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"],
-            )).rowcount
+        # One prepared INSERT run for every row (executemany): a statement with every row in
+        # it would be compiled anew each time and can pass the database's parameter limit.
+        statement = insert(_TABLE).on_conflict_do_nothing(
+            index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
+        counts["added"] = session.connection().execute(statement, rows_of).rowcount
     wanted = {p.key: p for p in planned}
     for key, row in rows.items():
         if row.status not in OPEN:
@@ -155,7 +154,6 @@ def next_wakeup(session: Session) -> datetime | None:
 
 
 # Built once: a fan-out runs it per message.
-_TABLE = Delivery.__table__  # type: ignore[attr-defined]
 _SENT = (update(_TABLE).where(_TABLE.c.id == bindparam("delivery_id"))
          .values({name: bindparam(name) for name in (
              "status", "sent_at", "message_id", "lease_until", "last_error", "updated_at")}))

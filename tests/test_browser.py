@@ -127,8 +127,8 @@ def test_a_french_browser_reads_french_and_can_switch(browser: object, service: 
     moved = page.locator('li[data-status="moved"]').first.inner_text()  # type: ignore[attr-defined]
     assert moved.startswith("DÉPLACÉ") or moved.startswith("Déplacé")
     screenshot(page, "members-page-phone-french")
-    page.get_by_role("link", name="English").click()  # type: ignore[attr-defined]
-    page.wait_for_load_state()  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.get_by_role("link", name="English").click()  # type: ignore[attr-defined]
     assert page.locator("html").get_attribute("lang") == "en"  # type: ignore[attr-defined]
     page.goto(service.url + "/")  # type: ignore[attr-defined]
     assert page.locator("html").get_attribute("lang") == "en"  # kept  # type: ignore[attr-defined]
@@ -155,23 +155,24 @@ def test_sign_up_confirm_and_unsubscribe_with_the_keyboard(
     keyboard.type("Amina")
     screenshot(page, "signup-form-phone-french")
     tab_to("button[type=submit]")
-    keyboard.press("Enter")
-    page.wait_for_load_state()  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        keyboard.press("Enter")
     assert page.locator("h1").inner_text() == "Consultez votre boîte de réception"  # type: ignore[attr-defined]
     assert service.subscribers() == {}
 
     page.goto(service.confirmation_link())  # type: ignore[attr-defined]
     assert service.subscribers() == {}
     tab_to("main button")
-    keyboard.press("Enter")
-    page.wait_for_load_state()  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        keyboard.press("Enter")
     assert page.locator("h1").inner_text() == "Vous êtes abonné·e"  # type: ignore[attr-defined]
     amina = service.subscribers()["amina@example.org"]
     assert (amina["status"], amina["timezone"], amina["language"]) == (
         "confirmed", "Asia/Jakarta", "fr")
 
-    page.get_by_role("link", name=re.compile("Se désabonner")).click()  # type: ignore[attr-defined]
-    page.get_by_role("button", name="Se désabonner").click()  # type: ignore[attr-defined]
-    page.wait_for_load_state()  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.get_by_role("link", name=re.compile("Se désabonner")).click()  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.get_by_role("button", name="Se désabonner").click()  # type: ignore[attr-defined]
     assert page.locator("h1").inner_text() == "Désabonnement effectué"  # type: ignore[attr-defined]
     assert service.subscribers()["amina@example.org"]["status"] == "unsubscribed"
