@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
@@ -52,9 +53,14 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
     if not covered:
         return counts
     ids = [occurrence for _, occurrence in covered]
-    rows = {_key(r): r for r in session.exec(select(Delivery).where(
-        col(Delivery.occurrence_id) >= min(ids), col(Delivery.occurrence_id) <= max(ids)))
-        if (r.call_id, r.occurrence_id) in covered and r.rule in rules}
+    # Plain rows, not ORM objects: a large coalition has hundreds of thousands of them, and
+    # this runs every interval.
+    columns = [_TABLE.c[name] for name in ("id", "call_id", "occurrence_id", "rule", "channel",
+                                            "recipient", "status", "due_at", "expires_at")]
+    found = session.connection().execute(core_select(*columns).where(
+        _TABLE.c.occurrence_id >= min(ids), _TABLE.c.occurrence_id <= max(ids)))
+    rows = {(r[1], r[2], r[3], r[4], r[5]): tuple(r) for r in found
+            if (r[1], r[2]) in covered and r[3] in rules}
     new = [p for p in planned if p.owed and p.key not in rows]
     if new:
         insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
@@ -71,21 +77,28 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
             index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
         counts["added"] = session.connection().execute(statement, rows_of).rowcount
     wanted = {p.key: p for p in planned}
-    for key, row in rows.items():
-        if row.status not in OPEN:
+    cancelled, retimed = [], []
+    for key, (row_id, *_, status, due, expires) in rows.items():
+        if status not in OPEN:
             continue
         plan = wanted.get(key)
         if plan is None:
-            row.status, row.last_error = "cancelled", "no longer owed"
-            counts["cancelled"] += 1
-        elif (row.due_at, row.expires_at) != (plan.due, plan.expires):
-            row.due_at, row.expires_at, row.next_attempt_at = plan.due, plan.expires, None
-            counts["retimed"] += 1
-        else:
-            continue
-        row.updated_at = now
-        session.add(row)
-        log.info("delivery %s %s", _key(row), row.status if plan is None else "re-timed")
+            cancelled.append({"row_id": row_id, "now": now})
+            log.info("delivery %s cancelled", key)
+        elif (due, expires) != (plan.due, plan.expires):
+            retimed.append({"row_id": row_id, "due": plan.due, "expires": plan.expires,
+                            "now": now})
+            log.info("delivery %s re-timed", key)
+    connection = session.connection()
+    if cancelled:
+        connection.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values(
+            status="cancelled", last_error="no longer owed", updated_at=bindparam("now")),
+            cancelled)
+    if retimed:
+        connection.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values(
+            due_at=bindparam("due"), expires_at=bindparam("expires"), next_attempt_at=None,
+            updated_at=bindparam("now")), retimed)
+    counts["cancelled"], counts["retimed"] = len(cancelled), len(retimed)
     session.commit()
     return counts
 
