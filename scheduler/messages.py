@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from scheduler import inputs
+from scheduler import inputs, site
 from scheduler.calls import display_zones, get_call, locate, series_of
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue
@@ -68,5 +68,6 @@ def render_message(
 def check_templates(settings: Settings) -> list[str]:
     """Every template in every language, rendered with sample data: one line per problem."""
     templates = Templates(settings.template_folders)
-    return templates.check(settings.calls.languages,
-                           lambda lang: sample_context(lang, settings.labels))
+    return [*templates.check(settings.calls.languages,
+                             lambda lang: sample_context(lang, settings.labels)),
+            *site.check_pages(settings)]

@@ -188,13 +188,14 @@ class Templates:
             except Exception:
                 self.env.handle_exception()  # re-raises with template file names and lines
         except SecurityError as e:
-            raise RenderError(f"{_where(e, template)}: refused by the sandbox: {e}") from e
+            where = template_location(e, template)
+            raise RenderError(f"{where}: refused by the sandbox: {e}") from e
         except UndefinedError as e:
-            raise RenderError(f"{_where(e, template)}: {e}") from e
+            raise RenderError(f"{template_location(e, template)}: {e}") from e
         except TemplateError as e:
-            raise RenderError(f"{_where(e, template)}: {e}") from e
+            raise RenderError(f"{template_location(e, template)}: {e}") from e
         except (TypeError, ValueError, ArithmeticError, LookupError) as e:
-            raise RenderError(f"{_where(e, template)}: {type(e).__name__}: {e}") from e
+            raise RenderError(f"{template_location(e, template)}: {type(e).__name__}: {e}") from e
 
     def check(self, languages: Sequence[str],
               sample: Callable[[str], Mapping[str, Any]]) -> list[str]:
@@ -216,7 +217,7 @@ class Templates:
         return list(dict.fromkeys(problems))
 
 
-def _where(error: BaseException, template: Template) -> str:
+def template_location(error: BaseException, template: Template) -> str:
     """The template file and line an error happened at (Jinja puts template frames in the
     traceback with their own file names and line numbers)."""
     frames = traceback.extract_tb(error.__traceback__)

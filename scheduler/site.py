@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+)
 from jinja2.sandbox import SandboxedEnvironment
 from limits import parse as parse_rate
 from limits.storage import MemoryStorage
@@ -45,6 +51,7 @@ from scheduler import mail, members, signup, subscribers
 from scheduler.calls import list_calls
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue, InvalidZone, NotFound, SchedulerError
+from scheduler.render import template_location
 from scheduler.timetable import zone_label
 from scheduler.zones import get_zone
 
@@ -80,6 +87,54 @@ class Pages:
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         return self.env.get_template(f"web/{name}").render(context)
+
+
+def check_pages(settings: Settings) -> list[str]:
+    """Every page in every language, rendered with sample data: one line per problem (for
+    `coalition check` and the daemon's start, so that a broken page is found before a member
+    meets it)."""
+    pages = Pages(settings.template_folders)
+    sample_call = {
+        "slug": "sample-call", "title": "Sample call", "description": "Agenda", "next": None,
+        "register_url": "https://example.org/register",
+        "feed": {"https": "https://x/calendars/s.ics", "webcal": "webcal://x/calendars/s.ics",
+                 "google": "https://calendar.google.com/calendar/render?cid=x"},
+        "occurrences": [{
+            "status": status, "ics": "/calls/sample-call/20181113T150000Z.ics",
+            "reader": _SAMPLE_WHEN, "end": _SAMPLE_WHEN, "anchor": _SAMPLE_WHEN,
+            "moved_from": _SAMPLE_WHEN if status == "moved" else None,
+        } for status in ("confirmed", "moved", "cancelled")],
+    }
+    contexts: dict[str, dict[str, Any]] = {
+        "index.html": {"calls": [sample_call], "all_feed": sample_call["feed"]},
+        "subscribe.html": {"calls": [("sample-call", "Sample call")], "error": "",
+                           "invalid": "", "values": {"email": "", "name": "", "language": "en",
+                                                     "zone": "UTC", "all": True, "calls": []}},
+        "notice.html": {"title": "Title", "text": "Text", "button": "confirm_button",
+                        "unsubscribe": "/unsubscribe/x"},
+    }
+    problems = []
+    for lang in settings.calls.languages:
+        try:
+            texts = pages.texts(lang)
+        except (SchedulerError, OSError, tomllib.TOMLDecodeError) as e:
+            problems.append(f"web/text.{lang}.toml: {e}")
+            continue
+        for name, context in contexts.items():
+            try:
+                template = pages.env.get_template(f"web/{name}")
+                template.render({"t": texts, "lang": lang, "languages": (lang,), "zone": "UTC",
+                                 "zone_chosen": True, "zone_city": "UTC", "zone_groups": (),
+                                 "form_token": "x", **context})
+            except TemplateSyntaxError as e:
+                problems.append(f"{e.filename or name} line {e.lineno} ({lang}): {e.message}")
+            except TemplateError as e:
+                problems.append(f"{template_location(e, template)} ({lang}): {e}")
+    return problems
+
+
+_SAMPLE_WHEN = {"date": "Tuesday, November 13, 2018", "time": "10:00 AM", "offset": "UTC-05:00",
+                "city": "New York", "iso": "2018-11-13T15:00:00+00:00"}
 
 
 @dataclass(kw_only=True)

@@ -218,3 +218,17 @@ def test_every_language_has_every_word() -> None:
             return set(tomllib.load(f))
     assert words("en") == words("fr")
     assert {f"language_{lang}" for lang in ("en", "fr")} <= words("en")
+
+
+def test_check_finds_a_broken_page_before_a_member_does(coalition: Coalition) -> None:
+    path = Path(coalition.config)  # type: ignore[attr-defined]
+    (path.parent / "own" / "web").mkdir(parents=True)
+    (path.parent / "own" / "web" / "notice.html").write_text(
+        '{% extends "web/_layout.html" %}\n{% block main %}\n{{ t.no_such_words }}\n'
+        '{% endblock %}\n')
+    path.write_text(path.read_text().replace('folder = ""', 'folder = "own"'))
+    checked = coalition("check")
+    said = checked.stdout + checked.stderr
+    assert checked.exit_code != 0
+    assert "own/web/notice.html line 3 (en)" in said and "no_such_words" in said
+    assert "(fr)" in said
