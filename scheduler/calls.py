@@ -102,6 +102,14 @@ def changes_of(session: Session, call: Call) -> dict[datetime, Change]:
     return {row.original_start: _change(row) for row in rows}
 
 
+def all_changes(session: Session) -> dict[int, dict[datetime, Change]]:
+    """Every call's changes, in one query (planning reads them for every call at once)."""
+    found: dict[int, dict[datetime, Change]] = {}
+    for row in session.exec(select(OccurrenceChange)).all():
+        found.setdefault(row.call_id, {})[row.original_start] = _change(row)
+    return found
+
+
 def _change(row: OccurrenceChange) -> Change:
     duration = row.new_duration_minutes
     return Change(

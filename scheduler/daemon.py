@@ -46,6 +46,7 @@ class Reminders:
         self.stopping = False
         self.last_pass: datetime | None = None
         self.feeds_built: datetime | None = None
+        self.plan_memo: dict[str, object] = {}  # lets a pass plan only what is new
 
     def _pass(self) -> datetime | None:
         now = datetime.now(UTC)
@@ -57,7 +58,7 @@ class Reminders:
                 feeds.build(session, self.settings)
                 self.feeds_built = now
             report = sender.run_once(session, self.settings, now=now, worker=self.worker,
-                                     clock=lambda: datetime.now(UTC))
+                                     clock=lambda: datetime.now(UTC), memo=self.plan_memo)
             if report.outcomes or report.expired:
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
                          "; ".join(report.lines()))
