@@ -58,6 +58,7 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
     columns = [_TABLE.c[name] for name in ("id", "call_id", "occurrence_id", "rule", "channel",
                                             "recipient", "status", "due_at", "expires_at")]
     found = session.connection().execute(core_select(*columns).where(
+        _TABLE.c.call_id.in_(sorted({call_id for call_id, _ in covered})),
         _TABLE.c.occurrence_id >= min(ids), _TABLE.c.occurrence_id <= max(ids)))
     rows = {(r[1], r[2], r[3], r[4], r[5]): tuple(r) for r in found
             if (r[1], r[2]) in covered and r[3] in rules}

@@ -32,6 +32,7 @@ from scheduler.render import Message, Templates, message_context
 from scheduler.zones import get_zone
 
 log = logging.getLogger(__name__)
+PLAN_CHUNK = 200  # calls planned and compared with the outbox at a time
 LOOK_BACK = timedelta(days=2)  # occurrences this far back still get their "missed" records
 
 
@@ -87,9 +88,14 @@ def plan_pass(session: Session, settings: Settings, *, now: datetime,
         to_sync = covered - seen
         calls = [replace(c, occurrences=[o for o in c.occurrences
                                          if (c.call_id, o.id) in to_sync]) for c in calls]
-    planned = plan(calls, settings.reminders, recipients)
-    counts = outbox.sync(session, planned, rules={r.name for r in settings.reminders},
-                         covered=to_sync, now=now)
+    counts = {"added": 0, "retimed": 0, "cancelled": 0}
+    rules = {r.name for r in settings.reminders}
+    for first in range(0, len(calls), PLAN_CHUNK):  # a chunk of calls at a time: bounded memory
+        chunk = calls[first:first + PLAN_CHUNK]
+        part = outbox.sync(session, plan(chunk, settings.reminders, recipients), rules=rules,
+                           covered={(c.call_id, o.id) for c in chunk for o in c.occurrences
+                                    if (c.call_id, o.id) in to_sync}, now=now)
+        counts = {key: counts[key] + part[key] for key in counts}
     if memo is not None:
         memo["inputs"], memo["covered"] = inputs, frozenset(covered)
     return counts
