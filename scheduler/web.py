@@ -106,7 +106,8 @@ def create_app(settings: Settings, engine: Engine | None = None, *,
     """The feeds, the members' page (`scheduler.site`), /healthz and /metrics.
 
     `health` reports the reminder scheduler ({"alive": bool, "last_pass": datetime|None});
-    `secret` signs sign-up links and forms (without one, sign-up answers 404).
+    `secret` signs sign-up links and forms (without one, every form is refused with 403 and
+    confirmation links with 404).
     """
     cache = FeedCache(settings.calendars)
     site = Site(settings, engine, clock=clock, secret=secret)
