@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mailbox
 import os
 import shlex
 import shutil
@@ -52,6 +53,13 @@ def config_case(tmp_path: Path) -> Callable[..., Path]:
         return target
 
     return copy
+
+
+def read_maildir(folder: Path) -> list[EmailMessage]:
+    """The messages in a Maildir, in the order they were written."""
+    box = mailbox.Maildir(folder, create=True)
+    keys = sorted(box.iterkeys(), key=lambda k: (folder / "new" / k).stat().st_mtime_ns)
+    return [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in keys]
 
 
 @dataclass

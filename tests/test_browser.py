@@ -9,22 +9,18 @@ and phone width are written to tests/artifacts/.
 from __future__ import annotations
 
 import json
-import mailbox
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email import message_from_bytes
 from email.message import EmailMessage
-from email.policy import default
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
-from tests.conftest import ROOT, Ran
+from tests.conftest import ROOT, Ran, read_maildir
 from tests.daemon_process import start, stop
-
-playwright = pytest.importorskip("playwright.sync_api")
 
 Coalition = Callable[..., Ran]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,19 +29,19 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 # As the machine's own probe starts it: no sandbox (we run as root), nothing from the network.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 360, "height": 780}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 360, "height": 780}
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         reason = (f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium where it "
                   "may (apt-get, as root)")
         if REQUIRE:
             pytest.fail(f"{reason} (COALITION_REQUIRE_CHROMIUM=1 requires it)")
         pytest.skip(reason)
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield chromium
         chromium.close()
@@ -62,8 +58,7 @@ class Service:
         return {s["email"]: s for s in found}
 
     def confirmation_link(self) -> str:
-        box = mailbox.Maildir(self.maildir, create=True)
-        (mail,) = [message_from_bytes(box.get_bytes(key), policy=default) for key in box.iterkeys()]
+        (mail,) = read_maildir(self.maildir)
         body = mail.get_body(("plain",))
         assert isinstance(mail, EmailMessage) and isinstance(body, EmailMessage)
         found = re.search(r"http://127\.0\.0\.1:8080(/confirm/\S+)", body.get_content())
@@ -84,16 +79,15 @@ def service(organizer: Callable[[str], Coalition]) -> Iterator[Service]:
         assert stop(process) == 0
 
 
-def page_in(browser: object, *, zone: str, locale: str, viewport: dict[str, int] = DESKTOP
-            ) -> object:
-    context = browser.new_context(timezone_id=zone, locale=locale,  # type: ignore[attr-defined]
-                                  viewport=viewport)
+def page_in(browser: Browser, *, zone: str, locale: str,
+            viewport: ViewportSize = DESKTOP) -> Page:
+    context = browser.new_context(timezone_id=zone, locale=locale, viewport=viewport)
     return context.new_page()
 
 
-def screenshot(page: object, name: str) -> None:
+def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 @pytest.mark.parametrize(("zone", "time", "offset", "city"), [
@@ -101,51 +95,51 @@ def screenshot(page: object, name: str) -> None:
     ("America/Los_Angeles", "7:00 AM", "UTC\u221208:00", "Los Angeles"),
 ])
 def test_the_page_finds_the_browsers_zone_and_shows_its_time(
-        browser: object, service: Service, zone: str, time: str, offset: str, city: str) -> None:
+        browser: Browser, service: Service, zone: str, time: str, offset: str, city: str) -> None:
     page = page_in(browser, zone=zone, locale="en-US")
-    page.goto(service.url + "/")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r"tz="))  # type: ignore[attr-defined]
-    first = page.locator("li.occurrence").first.inner_text()  # type: ignore[attr-defined]
+    page.goto(service.url + "/")
+    page.wait_for_url(re.compile(r"tz="))
+    first = page.locator("li.occurrence").first.inner_text()
     assert first.startswith(f"Tuesday, November 12, 2030, {time}")
     assert offset in first and "(10:00 AM in New York)" in first
-    assert city in page.locator("#zone-now").inner_text()  # type: ignore[attr-defined]
-    assert page.locator("#tz").input_value() == zone  # type: ignore[attr-defined]
+    assert city in page.locator("#zone-now").inner_text()
+    assert page.locator("#tz").input_value() == zone
     slug = zone.split("/")[1].lower()
     screenshot(page, f"members-page-desktop-{slug}")
-    page.set_viewport_size(PHONE)  # type: ignore[attr-defined]
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # type: ignore[attr-defined]
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, f"members-page-phone-{slug}")
 
 
-def test_a_french_browser_reads_french_and_can_switch(browser: object, service: Service) -> None:
+def test_a_french_browser_reads_french_and_can_switch(browser: Browser, service: Service) -> None:
     page = page_in(browser, zone="Africa/Kinshasa", locale="fr-FR", viewport=PHONE)
-    page.goto(service.url + "/")  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r"tz="))  # type: ignore[attr-defined]
-    assert page.locator("html").get_attribute("lang") == "fr"  # type: ignore[attr-defined]
-    first = page.locator("li.occurrence").first.inner_text()  # type: ignore[attr-defined]
+    page.goto(service.url + "/")
+    page.wait_for_url(re.compile(r"tz="))
+    assert page.locator("html").get_attribute("lang") == "fr"
+    first = page.locator("li.occurrence").first.inner_text()
     assert first.startswith("mardi 12 novembre 2030, 16:00") and "10:00 à New York" in first
-    moved = page.locator('li[data-status="moved"]').first.inner_text()  # type: ignore[attr-defined]
+    moved = page.locator('li[data-status="moved"]').first.inner_text()
     assert moved.startswith("DÉPLACÉ") or moved.startswith("Déplacé")
     screenshot(page, "members-page-phone-french")
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.get_by_role("link", name="English").click()  # type: ignore[attr-defined]
-    assert page.locator("html").get_attribute("lang") == "en"  # type: ignore[attr-defined]
-    page.goto(service.url + "/")  # type: ignore[attr-defined]
-    assert page.locator("html").get_attribute("lang") == "en"  # kept  # type: ignore[attr-defined]
-    assert "4:00 PM" in page.locator("li.occurrence").first.inner_text()  # type: ignore[attr-defined]
+    with page.expect_navigation():
+        page.get_by_role("link", name="English").click()
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.goto(service.url + "/")
+    assert page.locator("html").get_attribute("lang") == "en"  # kept in a cookie
+    assert "4:00 PM" in page.locator("li.occurrence").first.inner_text()
 
 
 def test_sign_up_confirm_and_unsubscribe_with_the_keyboard(
-        browser: object, service: Service) -> None:
+        browser: Browser, service: Service) -> None:
     page = page_in(browser, zone="Asia/Jakarta", locale="fr-FR", viewport=PHONE)
-    page.goto(service.url + "/subscribe")  # type: ignore[attr-defined]
-    assert page.locator("#zone").input_value() == "Asia/Jakarta"  # type: ignore[attr-defined]
-    keyboard = page.keyboard  # type: ignore[attr-defined]
+    page.goto(service.url + "/subscribe")
+    assert page.locator("#zone").input_value() == "Asia/Jakarta"
+    keyboard = page.keyboard
 
     def tab_to(selector: str) -> None:
         for _ in range(20):
             keyboard.press("Tab")
-            if page.evaluate(f"document.activeElement.matches({selector!r})"):  # type: ignore[attr-defined]
+            if page.evaluate(f"document.activeElement.matches({selector!r})"):
                 return
         raise AssertionError(f"Tab never reaches {selector}")
 
@@ -155,24 +149,24 @@ def test_sign_up_confirm_and_unsubscribe_with_the_keyboard(
     keyboard.type("Amina")
     screenshot(page, "signup-form-phone-french")
     tab_to("button[type=submit]")
-    with page.expect_navigation():  # type: ignore[attr-defined]
+    with page.expect_navigation():
         keyboard.press("Enter")
-    assert page.locator("h1").inner_text() == "Consultez votre boîte de réception"  # type: ignore[attr-defined]
+    assert page.locator("h1").inner_text() == "Consultez votre boîte de réception"
     assert service.subscribers() == {}
 
-    page.goto(service.confirmation_link())  # type: ignore[attr-defined]
+    page.goto(service.confirmation_link())
     assert service.subscribers() == {}
     tab_to("main button")
-    with page.expect_navigation():  # type: ignore[attr-defined]
+    with page.expect_navigation():
         keyboard.press("Enter")
-    assert page.locator("h1").inner_text() == "Vous êtes abonné·e"  # type: ignore[attr-defined]
+    assert page.locator("h1").inner_text() == "Vous êtes abonné·e"
     amina = service.subscribers()["amina@example.org"]
     assert (amina["status"], amina["timezone"], amina["language"]) == (
         "confirmed", "Asia/Jakarta", "fr")
 
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.get_by_role("link", name=re.compile("Se désabonner")).click()  # type: ignore[attr-defined]
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.get_by_role("button", name="Se désabonner").click()  # type: ignore[attr-defined]
-    assert page.locator("h1").inner_text() == "Désabonnement effectué"  # type: ignore[attr-defined]
+    with page.expect_navigation():
+        page.get_by_role("link", name=re.compile("Se désabonner")).click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Se désabonner").click()
+    assert page.locator("h1").inner_text() == "Désabonnement effectué"
     assert service.subscribers()["amina@example.org"]["status"] == "unsubscribed"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import mailbox
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 import time_machine
 
-from tests.conftest import DATA, Ran
+from tests.conftest import DATA, Ran, read_maildir
 
 Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
@@ -33,9 +31,7 @@ def test_followup_reaches_the_forum_and_each_member_once(members: Coalition) -> 
     members("run-once")
     members("run-once")
     folder = Path(members.config).parent  # type: ignore[attr-defined]
-    box = mailbox.Maildir(folder / "var" / "mail", create=True)
-    mails = [message_from_bytes(box.get_bytes(k), policy=policy.default)
-             for k in box.iterkeys()]
+    mails = read_maildir(folder / "var" / "mail")
     assert sorted(str(m["Subject"]) for m in mails) == [
         "After the Justice For All coalition call of Tuesday, March 12, 2019",
         "Après le Justice For All coalition call du mardi 12 mars 2019",

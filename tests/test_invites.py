@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import mailbox
 from collections.abc import Callable
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from icalendar import Calendar
 
-from tests.conftest import Ran, SmtpSink, use_smtp
+from tests.conftest import Ran, SmtpSink, read_maildir, use_smtp
 from tests.test_cli_calls import ADD, SLUG
 
 Coalition = Callable[..., Ran]
 
 
 def maildir(coalition: Coalition) -> list[EmailMessage]:
-    folder = Path(coalition.config).parent / "var" / "mail"  # type: ignore[attr-defined]
-    """The messages in the Maildir, in the order they were written."""
-    box = mailbox.Maildir(folder, create=False)
-    keys = sorted(box.iterkeys(), key=lambda k: (folder / "new" / k).stat().st_mtime_ns)
-    return [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in keys]
+    return read_maildir(Path(coalition.config).parent / "var" / "mail")  # type: ignore[attr-defined]
 
 
 def calendar_part(message: EmailMessage) -> tuple[str, Calendar]:

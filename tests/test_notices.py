@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import mailbox
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import time_machine
 
-from tests.conftest import Ran
+from tests.conftest import Ran, read_maildir
 
 Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
@@ -26,9 +24,7 @@ def members(organizer: Callable[[str], Coalition]) -> Coalition:
 
 
 def inbox(coalition: Coalition) -> list[EmailMessage]:
-    folder = Path(coalition.config).parent / "var" / "mail"  # type: ignore[attr-defined]
-    box = mailbox.Maildir(folder, create=True)
-    return [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
+    return read_maildir(Path(coalition.config).parent / "var" / "mail")  # type: ignore[attr-defined]
 
 
 @time_machine.travel(DAY_BEFORE, tick=False)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import mailbox
 from collections import Counter
 from collections.abc import Callable
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import DATA, Ran, SmtpSink, free_port, use_smtp
+from tests.conftest import DATA, Ran, SmtpSink, free_port, read_maildir, use_smtp
 
 Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
@@ -26,8 +24,7 @@ def folder(coalition: Coalition) -> Path:
 
 
 def inbox(coalition: Coalition) -> list[EmailMessage]:
-    box = mailbox.Maildir(folder(coalition) / "var" / "mail", create=True)
-    return [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
+    return read_maildir(folder(coalition) / "var" / "mail")
 
 
 def outbox(coalition: Coalition, *args: str) -> list[dict[str, Any]]:

@@ -11,9 +11,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
 from email.message import EmailMessage
-from email.policy import default
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from starlette.testclient import TestClient
 from scheduler import config, db, signup
 from scheduler.errors import SchedulerError
 from scheduler.web import create_app
-from tests.conftest import Ran
+from tests.conftest import Ran, read_maildir
 
 Coalition = Callable[..., Ran]
 SECRET = "s" * 40
@@ -51,8 +49,7 @@ class Site:
         return Ran(response.status_code, response.text, response.headers.get("retry-after", ""))
 
     def mails(self) -> list[EmailMessage]:
-        box = mailbox.Maildir(self.maildir, create=True)
-        return [message_from_bytes(box.get_bytes(key), policy=default) for key in box.iterkeys()]
+        return read_maildir(self.maildir)
 
     def link(self) -> str:
         """The link in the one email that came since the last call (which it takes away)."""
