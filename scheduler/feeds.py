@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import Session
 
 from scheduler import ics
-from scheduler.calls import changes_of, list_calls, series_of
+from scheduler.calls import all_changes, list_calls, series_of
 from scheduler.config import Settings
 from scheduler.errors import SchedulerError
 from scheduler.models import Call
+from scheduler.recurrence import Change
 
 log = logging.getLogger(__name__)
 ALL = "all"
@@ -33,11 +35,11 @@ class BuildResult:
     unchanged: int
 
 
-def call_event(session: Session, call: Call) -> ics.CallEvent:
+def call_event(call: Call, changes: Mapping[datetime, Change]) -> ics.CallEvent:
     return ics.CallEvent(
         uid=call.uid, title=call.title, description=call.description,
         register_url=call.register_url, join_url=call.join_url, series=series_of(call),
-        changes=changes_of(session, call), sequence=call.sequence, created=call.created_at,
+        changes=changes, sequence=call.sequence, created=call.created_at,
         updated=call.updated_at,
     )
 
@@ -46,7 +48,8 @@ def render_all(session: Session, settings: Settings) -> dict[str, bytes]:
     """File name to contents, for every feed."""
     refresh = timedelta(minutes=settings.feeds.refresh_minutes)
     calls = list_calls(session)
-    events = {call.slug: call_event(session, call) for call in calls}
+    changes = all_changes(session)
+    events = {call.slug: call_event(call, changes.get(call.id or 0, {})) for call in calls}
     files = {f"{ALL}.ics": ics.feed(list(events.values()), name=settings.feeds.name,
                                     url=settings.feed_url(ALL), refresh=refresh,
                                     timezone=settings.calls.default_zones[0])}

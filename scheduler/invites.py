@@ -62,12 +62,11 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
           change: Change, original: datetime | None, now: datetime,
           update: bool = True) -> EmailMessage:
     """One invitation message for one attendee (`update`: they were invited before)."""
-    event = call_event(session, call)
+    event = call_event(call, changes_of(session, call))
     calendar = ics.invitation(event, method=method, organizer=settings.email.sender,
                               attendee=attendee, occurrence=original)
     if original is not None:
-        occurrence = occurrence_at(original, series_of(call), changes_of(session, call)
-                                   .get(original))
+        occurrence = occurrence_at(original, event.series, event.changes.get(original))
     else:
         upcoming = [o for o in occurrences(series_of(call), changes_of(session, call),
                                            start=now, count=3)

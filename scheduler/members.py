@@ -17,7 +17,7 @@ from babel import Locale, negotiate_locale
 from sqlmodel import Session
 
 from scheduler import ics
-from scheduler.calls import changes_of, list_calls, series_of
+from scheduler.calls import all_changes, changes_of, get_call, list_calls, series_of
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue, NotFound
 from scheduler.feeds import call_event
@@ -108,8 +108,9 @@ def page(session: Session, settings: Settings, *, now: datetime, reader: ZoneInf
          lang: str) -> list[dict[str, Any]]:
     """Every call with an occurrence still to come, soonest first."""
     calls = []
+    changes = all_changes(session)
     for call in list_calls(session):
-        found = occurrences(series_of(call), changes_of(session, call), start=now,
+        found = occurrences(series_of(call), changes.get(call.id or 0, {}), start=now,
                             count=PER_CALL)
         if not found:
             continue
@@ -129,12 +130,9 @@ def occurrence_ics(session: Session, slug: str, stamp: str) -> tuple[bytes, Occu
         original = datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
     except ValueError as e:
         raise InvalidValue(f"{stamp!r} is not an occurrence (YYYYMMDDTHHMMSSZ)") from e
-    call = next((c for c in list_calls(session) if c.slug == slug), None)
-    if call is None:
-        raise NotFound(f"no call {slug!r}")
-    series = series_of(call)
-    if next(series.originals(original), None) != original:
+    call = get_call(session, slug)
+    event = call_event(call, changes_of(session, call))
+    if next(event.series.originals(original), None) != original:
         raise NotFound(f"{call.title} has no occurrence at {original:%Y-%m-%d %H:%M} UTC")
-    event = call_event(session, call)
-    occurrence = occurrence_at(original, series, event.changes.get(original))
+    occurrence = occurrence_at(original, event.series, event.changes.get(original))
     return ics.single(event, occurrence), occurrence

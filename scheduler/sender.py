@@ -20,7 +20,7 @@ from email.utils import format_datetime, parseaddr
 from sqlmodel import Session, select
 
 from scheduler import followups, mail, notices, outbox
-from scheduler.calls import all_changes, changes_of, list_calls, series_of
+from scheduler.calls import all_changes, list_calls, series_of
 from scheduler.config import Settings
 from scheduler.discourse import Discourse
 from scheduler.feeds import write_atomically
@@ -221,7 +221,7 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
     if not claimed:
         return outcomes
     calls = {c.id: c for c in list_calls(session)}
-    changes = {call_id: changes_of(session, call) for call_id, call in calls.items()}
+    changes = all_changes(session)
     subscribers = {s.email: s for s in session.exec(select(Subscriber)).all()}
     emails: list[tuple[Delivery, mail.Outgoing]] = []
     prototypes: dict[tuple[object, ...], mail.Prototype] = {}
@@ -236,7 +236,7 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             outcomes["failed"] += 1
             continue
         current = occurrence_at(delivery.occurrence_id, series_of(call),
-                                changes[delivery.call_id].get(delivery.occurrence_id))
+                                changes.get(delivery.call_id, {}).get(delivery.occurrence_id))
         if current.status is Status.CANCELLED and not delivery.rule.startswith(notices.PREFIX):
             outbox.mark_failed(session, delivery, error="the occurrence is cancelled",
                                permanent=True, now=now)

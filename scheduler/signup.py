@@ -73,8 +73,7 @@ def checked(settings: Settings, *, email: str, name: str, language: str, timezon
     """The form's fields, or `FieldError` naming the first one that is wrong."""
     checks: list[tuple[str, Callable[[], object]]] = [
         ("email", lambda: inputs.email_address(email)),
-        ("name", lambda: subscribers.normalized(settings, subscribers.NewSubscriber(
-            email="x@example.org", name=name))),
+        ("name", lambda: subscribers.clean_name(name)),
         ("language", lambda: inputs.language(language or settings.calls.default_language,
                                              settings.calls.languages)),
         ("zone", lambda: get_zone(timezone.strip())),

@@ -25,7 +25,7 @@ import secrets
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -93,7 +93,6 @@ def check_pages(settings: Settings) -> list[str]:
     """Every page in every language, rendered with sample data: one line per problem (for
     `coalition check` and the daemon's start, so that a broken page is found before a member
     meets it)."""
-    pages = Pages(settings.template_folders)
     sample_call = {
         "slug": "sample-call", "title": "Sample call", "description": "Agenda", "next": None,
         "register_url": "https://example.org/register",
@@ -113,22 +112,22 @@ def check_pages(settings: Settings) -> list[str]:
         "notice.html": {"title": "Title", "text": "Text", "button": "confirm_button",
                         "unsubscribe": "/unsubscribe/x"},
     }
+    site = Site(settings, None, clock=lambda: datetime.now(UTC), secret="check")
     problems = []
     for lang in settings.calls.languages:
         try:
-            texts = pages.texts(lang)
+            site.pages.texts(lang)
         except (SchedulerError, OSError, tomllib.TOMLDecodeError) as e:
             problems.append(f"web/text.{lang}.toml: {e}")
             continue
+        visitor = Visitor(lang=lang, zone=get_zone("UTC"), zone_chosen=True, form_id="check")
         for name, context in contexts.items():
             try:
-                template = pages.env.get_template(f"web/{name}")
-                template.render({"t": texts, "lang": lang, "languages": (lang,), "zone": "UTC",
-                                 "zone_chosen": True, "zone_city": "UTC", "zone_groups": (),
-                                 "form_token": "x", **context})
+                site.page(visitor, name, **context)
             except TemplateSyntaxError as e:
                 problems.append(f"{e.filename or name} line {e.lineno} ({lang}): {e.message}")
             except TemplateError as e:
+                template = site.pages.env.get_template(f"web/{name}")
                 problems.append(f"{template_location(e, template)} ({lang}): {e}")
     return problems
 

@@ -35,10 +35,15 @@ def normalized(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, 
     language = inputs.language(data.language or settings.calls.default_language,
                                settings.calls.languages)
     zone = get_zone((data.timezone or settings.calls.default_zones[0]).strip()).key
-    name = " ".join(data.name.split())
-    if "\n" in name or len(name) > 200:
+    return email, clean_name(data.name), language, zone
+
+
+def clean_name(text: str) -> str:
+    """A name on one line, its runs of white space made single spaces."""
+    name = " ".join(text.split())
+    if len(name) > 200:
         raise InvalidValue("name must be one line of at most 200 characters")
-    return email, name, language, zone
+    return name
 
 
 def add(session: Session, settings: Settings, data: NewSubscriber, *, now: datetime,
