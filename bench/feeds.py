@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ def service(folder: Path, count: int) -> Path:
     from sqlmodel import Session
 
     from scheduler import calls, config, db, feeds
+    from scheduler.zones import get_zone
 
     text = (ROOT / "config.toml").read_text()
     (folder / "config.toml").write_text(text)
@@ -47,7 +49,7 @@ def service(folder: Path, count: int) -> Path:
             start = now + timedelta(days=number % 28, hours=number % 9)
             call = calls.add_call(session, settings, calls.CallInput(
                 title=f"Working group {number}", timezone=zone, rrule=rule,
-                start=start.astimezone(calls.get_zone(zone)).strftime("%Y-%m-%d %H:%M"),
+                start=start.astimezone(get_zone(zone)).strftime("%Y-%m-%d %H:%M"),
                 description="Agenda: reports from each region, then open questions."),
                 now=now)
             if number % 10 == 0:
@@ -96,8 +98,7 @@ def start_ours(config: Path) -> tuple[subprocess.Popen[str], str]:
     else:
         raise SystemExit("the daemon did not start")
     # keep draining its log so that it never blocks on a full pipe
-    import threading
-    threading.Thread(target=lambda: [None for _ in process.stderr or []], daemon=True).start()
+    threading.Thread(target=process.stderr.read, daemon=True).start()
     return process, f"http://127.0.0.1:{port}"
 
 
