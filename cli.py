@@ -546,9 +546,29 @@ def deliveries(
     ctx: typer.Context,
     status: str | None = typer.Option(None, "--status", help="pending, sent, failed, missed "
                                       "or cancelled"),
+    upcoming: bool = typer.Option(False, "--upcoming", help="instead, the reminders planned "
+                                  "but not queued yet: one line each, with its recipients"),
+    at: str | None = typer.Option(None, "--now", help="with --upcoming: as planned at this "
+                                  "moment, e.g. 2019-03-12T13:31:00Z [default: now]"),
     json_out: bool = JSON,
 ) -> None:
-    """The outbox: every reminder owed, and what became of it."""
+    """The outbox: every reminder queued, and what became of it."""
+    if not upcoming and (at is not None):
+        raise typer.BadParameter("--now goes with --upcoming")
+    if upcoming:
+        if status is not None:
+            raise typer.BadParameter("--status and --upcoming do not go together")
+        moment = inputs.instant(at, field="--now") if at else now()
+        with _session(ctx) as (settings, session):
+            planned = present.upcoming(sender.upcoming(session, settings, now=moment))
+        if json_out:
+            return _json(planned)
+        if not planned:
+            typer.echo("nothing planned beyond the queue")
+            return
+        out.print(present.dict_table(planned, ["call", "occurrence_id", "rule", "channel", "due",
+                                               "recipients"]))
+        return
     with _session(ctx) as (_, session):
         rows = present.deliveries(session, status)
     if json_out:

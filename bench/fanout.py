@@ -83,8 +83,8 @@ def child_ours(members: int, port: int) -> dict[str, float]:
                 email=f"member{number}@example.org"), now=setup, commit=False)
         session.commit()
         due = start - timedelta(minutes=30)
-        # planned well before, as the daemon does; the day-before reminder goes out first
-        earlier = due - timedelta(hours=2)
+        # queued before it falls due, as the daemon does; the day-before reminder goes out first
+        earlier = due - timedelta(minutes=settings.daemon.queue_minutes - 10)
         sender.run_once(session, settings, now=earlier, worker="bench")
         while sender.send_pass(session, settings, now=earlier, worker="bench"):
             pass

@@ -24,6 +24,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,6 +32,17 @@ from bench.common import print_table, ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 5.0
+
+
+def first_start(n: int, zone: str, now: datetime) -> datetime:
+    """Call n's first occurrence: weekly on one of seven days, 8:00 to 16:00 in its zone, the
+    first whose announcement (a week before) is still ahead of `now`. The coalition and its
+    members are added just before the pass, so nothing is owed from before it; the pass
+    queues what falls due within the hour, as the daemon does every hour of the week."""
+    local = datetime(2026, 1, 12, 8 + n % 9, tzinfo=ZoneInfo(zone)) + timedelta(days=n % 7)
+    while local - timedelta(days=7) < now:
+        local += timedelta(days=7)
+    return local.replace(tzinfo=None)
 
 
 def child(calls: int, subscribers: int) -> dict[str, float]:
@@ -49,14 +61,13 @@ def child(calls: int, subscribers: int) -> dict[str, float]:
         zones = ["America/New_York", "Europe/Brussels", "Africa/Cairo", "Asia/Jakarta"]
         session.add_all(Call(
             slug=f"call-{n}", title=f"Call {n}", timezone=zones[n % 4],
-            start_local=f"2026-01-{5 + n % 7:02d}T{8 + n % 9:02d}:00:00",  # a wall time
+            start_local=first_start(n, zones[n % 4], now).isoformat(),  # a wall time
             duration_minutes=60, rrule="FREQ=WEEKLY",
-            language="en", created_at=now - timedelta(days=30),
-            updated_at=now - timedelta(days=30)) for n in range(calls))
+            language="en", created_at=now, updated_at=now) for n in range(calls))
         session.add_all(Subscriber(
             email=f"member{n}@example.org", language="en", timezone=zones[n % 4],
-            status="confirmed", token=f"token-{n:027d}", created_at=now - timedelta(days=30),
-            confirmed_at=now - timedelta(days=30)) for n in range(subscribers))
+            status="confirmed", token=f"token-{n:027d}", created_at=now,
+            confirmed_at=now) for n in range(subscribers))
         session.commit()
     memo: dict[str, object] = {}  # as the daemon keeps it
     with Session(engine, expire_on_commit=False) as session:

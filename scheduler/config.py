@@ -85,6 +85,7 @@ class DaemonSettings:
     lease_seconds: int
     batch: int
     retry_seconds: int
+    queue_minutes: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -420,6 +421,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "batch": Option(positive_int, 500, "deliveries claimed at a time"),
         "retry_seconds": Option(positive_int, 30, "first wait after a temporary failure; it "
                                 "doubles with each attempt, up to 30 minutes"),
+        "queue_minutes": Option(positive_int, 60, "how long before a reminder falls due its "
+                                "deliveries, one per recipient, are written to the outbox"),
     },
     "email.smtp": {
         "host": Option(string, "127.0.0.1", "SMTP server"),
@@ -515,6 +518,11 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     if calls is not None and calls.default_language not in calls.languages:
         errors.append(f"{path}: [calls] default_language: {calls.default_language!r} "
                       f"is not in languages {list(calls.languages)}")
+    daemon = sections.get("daemon")
+    if daemon is not None and daemon.queue_minutes * 60 < 2 * daemon.interval_seconds:
+        errors.append(f"{path}: [daemon] queue_minutes: {daemon.queue_minutes} is too short "
+                      f"for interval_seconds = {daemon.interval_seconds}: deliveries must be "
+                      "queued at least two intervals before they fall due")
     if errors:
         raise ConfigError("\n".join(errors))
     log.info("loaded config %s", path)

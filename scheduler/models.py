@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -120,21 +120,21 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("call_id", "occurrence_id", "rule", "channel", "recipient",
-                         name="uq_delivery_key"),
+                         name="uq_delivery_key"),  # also the index for a call's deliveries
+        Index("ix_delivery_status_due_at", "status", "due_at"),  # what is due, what is open
     )
 
     id: int | None = Field(default=None, primary_key=True)
     call_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False,
-                         index=True)
+        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False)
     )
     occurrence_id: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     rule: str = Field(max_length=64)
     channel: str = Field(max_length=16)
     recipient: str = Field(max_length=320)  # an email address, or "topic" for the forum
-    due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False, index=True))
+    due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    status: str = Field(max_length=16, index=True)  # pending sent failed missed cancelled
+    status: str = Field(max_length=16)  # pending sent failed missed cancelled
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

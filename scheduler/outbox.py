@@ -12,12 +12,14 @@ can repeat one message: that window is one send, and the message keeps its Messa
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import Connection, Insert, and_, bindparam, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
@@ -25,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from scheduler import metrics
 from scheduler.models import Delivery
-from scheduler.plan import EMAIL, FORUM, TOPIC, Planned
+from scheduler.plan import EMAIL, FORUM, TOPIC, Planned, Step
 
 log = logging.getLogger(__name__)
 
@@ -40,43 +42,40 @@ def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
     return (row.call_id, row.occurrence_id, row.rule, row.channel, row.recipient)
 
 
-def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
-         covered: set[tuple[int, datetime]], now: datetime) -> dict[str, int]:
-    """Make the outbox match the plan for the occurrences in `covered` (call id, occurrence id).
+def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[Step],
+         now: datetime) -> dict[str, int]:
+    """Make the outbox match the plan for the steps in `covered` (call id, occurrence id, rule).
 
     New deliveries are added (as missed if already expired); pending ones follow their
     occurrence when it moved; pending ones no longer owed (the occurrence was cancelled, the
-    subscriber left) are cancelled. Occurrences not covered, and deliveries of other rules
-    than `rules` (follow-ups an organizer asked for), are left alone.
+    subscriber left) are cancelled. Steps not covered are left alone.
     """
     counts = {"added": 0, "retimed": 0, "cancelled": 0}
     if not covered:
         return counts
-    ids = [occurrence for _, occurrence in covered]
+    ids = [occurrence for _, occurrence, _ in covered]
     # Plain rows, not ORM objects: a large coalition has hundreds of thousands of them, and
     # this runs every interval.
     columns = [_TABLE.c[name] for name in ("id", "call_id", "occurrence_id", "rule", "channel",
                                             "recipient", "status", "due_at", "expires_at")]
     found = session.connection().execute(core_select(*columns).where(
-        _TABLE.c.call_id.in_(sorted({call_id for call_id, _ in covered})),
+        _TABLE.c.call_id.in_(sorted({call_id for call_id, _, _ in covered})),
         _TABLE.c.occurrence_id >= min(ids), _TABLE.c.occurrence_id <= max(ids)))
     rows = {(r[1], r[2], r[3], r[4], r[5]): tuple(r) for r in found
-            if (r[1], r[2]) in covered and r[3] in rules}
+            if (r[1], r[2], r[3]) in covered}
     new = [p for p in planned if p.owed and p.key not in rows]
     if new:
         insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
                   else sqlite.insert)
-        rows_of = [{
-            "call_id": p.call_id, "occurrence_id": p.occurrence_id, "rule": p.rule,
-            "channel": p.channel, "recipient": p.recipient, "due_at": p.due,
-            "expires_at": p.expires, "status": "missed" if p.expires <= now else "pending",
-            "attempts": 0, "created_at": now, "updated_at": now,
-        } for p in new]
-        # One prepared INSERT run for every row (executemany): a statement with every row in
-        # it would be compiled anew each time and can pass the database's parameter limit.
+        connection = session.connection()
+        moment = _converter(connection)
+        stamp = moment(now)
+        values = [(p.call_id, moment(p.occurrence_id), p.rule, p.channel, p.recipient,
+                   moment(p.due), moment(p.expires), "missed" if p.expires <= now else "pending",
+                   0, stamp, stamp) for p in new]
         statement = insert(_TABLE).on_conflict_do_nothing(
             index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
-        counts["added"] = session.connection().execute(statement, rows_of).rowcount
+        counts["added"] = _executemany(connection, statement, _NEW_COLUMNS, values)
     wanted = {p.key: p for p in planned}
     cancelled, retimed = [], []
     for key, (row_id, *_, status, due, expires) in rows.items():
@@ -104,6 +103,34 @@ def sync(session: Session, planned: Sequence[Planned], *, rules: set[str],
     return counts
 
 
+_NEW_COLUMNS = ("call_id", "occurrence_id", "rule", "channel", "recipient", "due_at",
+                "expires_at", "status", "attempts", "created_at", "updated_at")
+
+
+def _converter(connection: Connection) -> Callable[[datetime], Any]:
+    """A moment as this database stores it, each distinct one converted once: a step's
+    thousand deliveries share their moments, and converting each of them a thousand times
+    (what SQLAlchemy does per parameter) was most of a large pass's time."""
+    dialect = connection.dialect
+    convert = _TABLE.c.due_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return functools.lru_cache(maxsize=4096)(convert or (lambda moment: moment))
+
+
+def _executemany(connection: Connection, statement: Insert, columns: Sequence[str],
+                 rows: list[tuple[Any, ...]]) -> int:
+    """Run one prepared statement for every row of already converted values: a statement
+    holding every row would be compiled anew each time, and can pass the database's
+    parameter limit."""
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
+    if not compiled.positional:
+        return connection.exec_driver_sql(
+            compiled.string, [dict(zip(columns, row, strict=True)) for row in rows]).rowcount
+    order = [columns.index(name) for name in compiled.positiontup or ()]
+    if order != list(range(len(columns))):
+        rows = [tuple(row[i] for i in order) for row in rows]
+    return connection.exec_driver_sql(compiled.string, rows).rowcount
+
+
 def queue(session: Session, *, call_id: int, occurrence_id: datetime, rule: str,
           members: Sequence[str], expires: datetime, now: datetime) -> int:
     """Owe one message now to the forum and to each of `members` (a follow-up, a change
@@ -112,8 +139,17 @@ def queue(session: Session, *, call_id: int, occurrence_id: datetime, rule: str,
     planned = [Planned(call_id=call_id, occurrence_id=occurrence_id, rule=rule, channel=channel,
                        recipient=recipient, due=now, expires=expires)
                for channel, recipient in targets]
-    sync(session, planned, rules={rule}, covered={(call_id, occurrence_id)}, now=now)
+    sync(session, planned, covered={(call_id, occurrence_id, rule)}, now=now)
     return len(planned)
+
+
+def queued_steps(session: Session, *, pending: bool) -> set[Step]:
+    """The steps (call, occurrence, rule) with deliveries in the outbox: still to send, or
+    with `pending=False`, in any state."""
+    query = core_select(_TABLE.c.call_id, _TABLE.c.occurrence_id, _TABLE.c.rule).distinct()
+    found = session.connection().execute(
+        query.where(_TABLE.c.status == "pending") if pending else query)
+    return {(call_id, occurrence, rule) for call_id, occurrence, rule in found}
 
 
 def expire(session: Session, *, now: datetime) -> int:

@@ -16,9 +16,10 @@ minutes before the start), never a stale one, and no "missed" records either.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from scheduler.recurrence import Occurrence, Status
 from scheduler.zones import resolve_recurring, to_utc
@@ -74,8 +75,9 @@ class CallOccurrences:
     occurrences: Sequence[Occurrence]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Planned:
+class Planned(NamedTuple):
+    """One delivery owed. A named tuple: a large pass makes hundreds of thousands."""
+
     call_id: int
     occurrence_id: datetime
     rule: str
@@ -92,10 +94,14 @@ class Planned:
         return (self.call_id, self.occurrence_id, self.rule, self.channel, self.recipient)
 
 
+Step = tuple[int, datetime, str]  # (call id, occurrence id, rule name): one message to many
+
+
 def plan(calls: Iterable[CallOccurrences], rules: Sequence[Rule],
-         recipients: Sequence[Recipient]) -> list[Planned]:
-    """Every delivery the given occurrences owe (see `Planned.owed`). Cancelled occurrences
-    owe nothing."""
+         recipients: Sequence[Recipient],
+         steps: Container[Step] | None = None) -> list[Planned]:
+    """Every delivery the given occurrences owe (see `Planned.owed`), or, given `steps`, only
+    those of these steps. Cancelled occurrences owe nothing."""
     planned = []
     channels = sorted({c for rule in rules for c in rule.channels})
     for call in calls:
@@ -103,18 +109,22 @@ def plan(calls: Iterable[CallOccurrences], rules: Sequence[Rule],
         for occurrence in call.occurrences:
             if occurrence.status is Status.CANCELLED:
                 continue
+            if steps is not None and not any((call.call_id, occurrence.id, rule.name) in steps
+                                             for rule in rules):
+                continue
             for channel in channels:
-                steps = sorted(((rule.due(occurrence), rule) for rule in rules
-                                if channel in rule.channels), key=lambda step: step[0])
-                for index, (due, rule) in enumerate(steps):
-                    following = [d for d, _ in steps[index + 1:] if d > due]
+                ordered = sorted(((rule.due(occurrence), rule) for rule in rules
+                                  if channel in rule.channels), key=lambda step: step[0])
+                for index, (due, rule) in enumerate(ordered):
+                    if steps is not None and (call.call_id, occurrence.id, rule.name) not in steps:
+                        continue
+                    following = [d for d, _ in ordered[index + 1:] if d > due]
                     expires = min([occurrence.start, *following])
                     if expires <= due:
                         continue
                     targets = ([(TOPIC, call.created)] if channel == FORUM
                                else [(r.address, r.since) for r in followers])
-                    planned += [Planned(call_id=call.call_id, occurrence_id=occurrence.id,
-                                        rule=rule.name, channel=channel, recipient=address,
-                                        due=due, expires=expires, owed=expires > since)
+                    planned += [Planned(call.call_id, occurrence.id, rule.name, channel, address,
+                                        due, expires, expires > since)
                                 for address, since in targets]
     return planned

@@ -139,6 +139,12 @@ def deliveries(session: Session, status: str | None) -> list[dict[str, Any]]:
              "message_id": d.message_id} for d in session.exec(query).all()]
 
 
+def upcoming(planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`sender.upcoming`'s rows with their moments as UTC text."""
+    return [{**row, **{key: iso_utc(row[key]) for key in ("occurrence_id", "due", "expires")}}
+            for row in planned]
+
+
 def delivery_summary(rows: list[dict[str, Any]]) -> list[str]:
     """One line per occurrence: how many sent, pending, failed, missed."""
     by_occurrence: dict[tuple[str, str], Counter[str]] = {}

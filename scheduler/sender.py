@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parseaddr
 
@@ -26,8 +26,8 @@ from scheduler.discourse import Discourse
 from scheduler.feeds import write_atomically
 from scheduler.messages import facts
 from scheduler.models import Call, Delivery, Subscriber
-from scheduler.plan import EMAIL, FORUM, CallOccurrences, Recipient, Rule, plan
-from scheduler.recurrence import Occurrence, Status, occurrence_at, occurrences
+from scheduler.plan import EMAIL, FORUM, CallOccurrences, Recipient, Rule, Step, plan
+from scheduler.recurrence import Change, Occurrence, Status, occurrence_at, occurrences
 from scheduler.render import Message, Templates, message_context
 from scheduler.zones import get_zone
 
@@ -52,53 +52,104 @@ def _horizon(rules: tuple[Rule, ...]) -> timedelta:
     return max((timedelta(days=r.days + 1) + r.delta for r in rules), default=timedelta(0))
 
 
-def plan_pass(session: Session, settings: Settings, *, now: datetime,
-              memo: dict[str, object] | None = None) -> dict[str, int]:
-    """Bring the outbox in line with calls, their changes and subscribers.
-
-    With a `memo` (the daemon keeps one across passes), a pass whose calls, changes and
-    subscribers are the same as the last one's compares with the outbox only the occurrences
-    that have come into the window since: the rest of a large pass's work is skipped.
-    """
-    start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + timedelta(days=1)
-    calls, covered = [], set()
-    changes = all_changes(session)
-    call_rows = list_calls(session)
-    for call in call_rows:
-        assert call.id is not None
-        found = occurrences(series_of(call), changes.get(call.id, {}), start=start, end=end)
-        calls.append(CallOccurrences(call_id=call.id, slug=call.slug,
-                                     created=min(call.created_at, now), occurrences=found))
-        covered |= {(call.id, o.id) for o in found}
+def _plan_inputs(session: Session, now: datetime) -> tuple[
+        list[Call], dict[int, dict[datetime, Change]], list[Recipient]]:
+    """Calls, their changes, and who is subscribed, as planning reads them."""
     # A pass at a moment before someone subscribed (a preview with --now) counts them as
     # subscribed by that moment: they get what is still ahead of it.
     recipients = [Recipient(address=s.email, since=min(s.confirmed_at or s.created_at, now),
                             calls=frozenset(s.calls) if s.calls is not None else None)
                   for s in session.exec(select(Subscriber).where(
                       Subscriber.status == "confirmed")).all()]
+    return list_calls(session), all_changes(session), recipients
+
+
+def _occurrences(settings: Settings, calls: Sequence[Call],
+                 changes: Mapping[int, Mapping[datetime, Change]], *,
+                 now: datetime) -> list[CallOccurrences]:
+    """Each call's occurrences within the planning horizon (the longest rule plus a day)."""
+    start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + timedelta(days=1)
+    found = []
+    for call in calls:
+        assert call.id is not None
+        found.append(CallOccurrences(
+            call_id=call.id, slug=call.slug, created=min(call.created_at, now),
+            occurrences=occurrences(series_of(call), changes.get(call.id, {}), start=start,
+                                    end=end)))
+    return found
+
+
+def _lead(rule: Rule) -> timedelta:
+    """How long before the start a rule falls due, at most (a day's DST slack for days)."""
+    return timedelta(days=rule.days + 1) if rule.days else rule.delta
+
+
+def plan_pass(session: Session, settings: Settings, *, now: datetime,
+              memo: dict[str, object] | None = None) -> dict[str, int]:
+    """Bring the outbox in line with calls, their changes and subscribers.
+
+    The plan reaches every occurrence within the horizon (the longest rule plus a day), but a
+    step (one rule of one occurrence) is written out, one delivery per recipient, only from
+    `[daemon] queue_minutes` before it falls due: a coalition of 10,000 calls and 1,000
+    members would otherwise hold tens of millions of rows for reminders weeks away, and
+    rewrite them whenever someone subscribes. A step already written stays in line with its
+    occurrence (moved, cancelled) and its recipients (one left) until it is sent.
+
+    With a `memo` (the daemon keeps one across passes), a pass whose calls, changes and
+    subscribers are the same as the last one's compares with the outbox only the steps that
+    have come within reach since.
+    """
+    reach = now + timedelta(minutes=settings.daemon.queue_minutes)
+    call_rows, changes, recipients = _plan_inputs(session, now)
     inputs = hash((
         frozenset(recipients),
         tuple((c.id, c.slug, c.created_at, c.updated_at) for c in call_rows),
         frozenset((call_id, frozenset(found.items())) for call_id, found in changes.items()),
     ))
-    to_sync = covered
+    leads = [(rule, _lead(rule)) for rule in settings.reminders]
+    calls, due = _occurrences(settings, call_rows, changes, now=now), set()
+    for call in calls:
+        due |= {(call.call_id, o.id, rule.name) for o in call.occurrences for rule, lead in leads
+                if o.start - lead <= reach and rule.due(o) <= reach}
     if memo is not None and memo.get("inputs") == inputs:
-        seen = memo["covered"]
+        seen = memo["due"]
         assert isinstance(seen, frozenset)
-        to_sync = covered - seen
-        calls = [replace(c, occurrences=[o for o in c.occurrences
-                                         if (c.call_id, o.id) in to_sync]) for c in calls]
+        to_sync = due - seen
+    else:  # also what was written before and may no longer be owed, or owed otherwise
+        names = {rule.name for rule in settings.reminders}
+        queued = outbox.queued_steps(session, pending=True)
+        to_sync = due | {step for step in queued if step[2] in names}
+    by_call: dict[int, set[Step]] = {}
+    for step in to_sync:
+        by_call.setdefault(step[0], set()).add(step)
     counts = {"added": 0, "retimed": 0, "cancelled": 0}
-    rules = {r.name for r in settings.reminders}
-    for first in range(0, len(calls), PLAN_CHUNK):  # a chunk of calls at a time: bounded memory
-        chunk = calls[first:first + PLAN_CHUNK]
-        part = outbox.sync(session, plan(chunk, settings.reminders, recipients), rules=rules,
-                           covered={(c.call_id, o.id) for c in chunk for o in c.occurrences
-                                    if (c.call_id, o.id) in to_sync}, now=now)
+    chunks = [c for c in calls if c.call_id in by_call]
+    for first in range(0, len(chunks), PLAN_CHUNK):  # a chunk of calls at a time: bounded memory
+        chunk = chunks[first:first + PLAN_CHUNK]
+        steps = {step for c in chunk for step in by_call[c.call_id]}
+        part = outbox.sync(session, plan(chunk, settings.reminders, recipients, steps),
+                           covered=steps, now=now)
         counts = {key: counts[key] + part[key] for key in counts}
     if memo is not None:
-        memo["inputs"], memo["covered"] = inputs, frozenset(covered)
+        memo["inputs"], memo["due"] = inputs, frozenset(due)
     return counts
+
+
+def upcoming(session: Session, settings: Settings, *, now: datetime) -> list[dict[str, object]]:
+    """The reminders planned but not queued yet (due after `[daemon] queue_minutes`), one
+    row per step and channel with how many recipients it has today, in order of due time."""
+    reach = now + timedelta(minutes=settings.daemon.queue_minutes)
+    call_rows, changes, recipients = _plan_inputs(session, now)
+    queued = outbox.queued_steps(session, pending=False)
+    counts: Counter[tuple[str, datetime, str, str, datetime, datetime]] = Counter()
+    for call in _occurrences(settings, call_rows, changes, now=now):
+        counts.update((call.slug, p.occurrence_id, p.rule, p.channel, p.due, p.expires)
+                      for p in plan([call], settings.reminders, recipients)
+                      if p.due > reach and p.owed
+                      and (p.call_id, p.occurrence_id, p.rule) not in queued)
+    fields = ("call", "occurrence_id", "rule", "channel", "due", "expires")
+    return [{**dict(zip(fields, key, strict=True)), "recipients": n}
+            for key, n in sorted(counts.items(), key=lambda item: (item[0][4], item[0][0]))]
 
 
 def message_id(settings: Settings, delivery: Delivery) -> str:

@@ -61,6 +61,15 @@ def test_default_language_must_be_among_the_languages(config_case: ConfigCase) -
         config.load(path)
 
 
+def test_reminders_must_be_queued_before_the_daemon_looks_again(config_case: ConfigCase) -> None:
+    """A reminder queued later than the daemon's next look could be found after its time."""
+    path = config_case("example")
+    path.write_text(path.read_text().replace("queue_minutes = 60", "queue_minutes = 1"))
+    with pytest.raises(ConfigError, match=r"\[daemon\] queue_minutes: 1 is too short for "
+                       r"interval_seconds = 60"):
+        config.load(path)
+
+
 def test_missing_config_file_says_how_to_name_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no such config file.*--config.*COALITION_CONFIG"):
         config.load(tmp_path / "absent.toml")

@@ -1,5 +1,5 @@
 """The daemon plans every interval with a memo: a pass with nothing new does nothing, a pass
-after an occurrence came into the window plans just that one, and any change to calls or
+after a reminder came within reach queues just that one, and any change to calls or
 subscribers brings everything back in line, as a pass without the memo would."""
 
 from __future__ import annotations
@@ -34,20 +34,28 @@ def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: ob
         def with_memo(now: datetime) -> dict[str, int]:
             return sender.plan_pass(session, settings, now=now, memo=memo)
 
-        assert with_memo(START)["added"] > 0
+        # Monday noon: of the 6 January call only the announcement is queued (two members and
+        # the forum): due a week ago, still valid until "tomorrow" is due at 15:00
+        assert with_memo(START)["added"] == 3
         assert with_memo(START + timedelta(minutes=1)) == NOTHING
         assert full(START + timedelta(minutes=1)) == NOTHING
-        # a week on, the occurrence of 20 January has come into the window: only it is new
-        later = START + timedelta(days=7)
-        added = with_memo(later)["added"]
-        assert added == 2 * 3 + 2  # two members x three reminders, and the forum's two
-        assert full(later) == NOTHING
-        # a change: the next occurrence is cancelled; its pending reminders go
-        calls.cancel_occurrence(session, "weekly", on="2026-01-13", now=later)
-        assert with_memo(later + timedelta(minutes=1))["cancelled"] > 0
-        assert full(later + timedelta(minutes=1)) == NOTHING
-        # someone leaves: their pending reminders go too
+        # at 14:05 "tomorrow" (due at 15:00) comes within the queue's hour: only it is new
+        assert with_memo(START + timedelta(hours=2, minutes=5)) == {**NOTHING, "added": 2}
+        assert full(START + timedelta(hours=2, minutes=6)) == NOTHING
+        # a change: the occurrence is cancelled; its queued reminders go
+        calls.cancel_occurrence(session, "weekly", on="2026-01-06", now=START)
+        assert with_memo(START + timedelta(hours=2, minutes=7))["cancelled"] == 3 + 2
+        assert full(START + timedelta(hours=2, minutes=8)) == NOTHING
+        # a day on, the 13 January announcement is queued; then someone leaves (which cancels
+        # what was queued for them) and nothing comes back for them
+        later = START + timedelta(days=1, hours=2, minutes=30)
+        assert with_memo(later) == {**NOTHING, "added": 3}
         subscribers.unsubscribe(session, "bea@example.org", now=later)
-        with_memo(later + timedelta(minutes=2))
+        assert with_memo(later + timedelta(minutes=1)) == NOTHING
         assert full(later + timedelta(minutes=2)) == NOTHING
+        # what is not queued yet is still planned, for whoever is subscribed by then
+        ahead = sender.upcoming(session, settings, now=later)
+        assert {(row["rule"], row["channel"], row["recipients"]) for row in ahead
+                if row["occurrence_id"] == datetime(2026, 1, 13, 15, tzinfo=UTC)} == {
+            ("tomorrow", "email", 1), ("starts-soon", "email", 1), ("starts-soon", "forum", 1)}
     engine.dispose()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 
 from tests.conftest import DATA, Ran, SmtpSink, free_port, read_maildir, use_smtp
 
@@ -17,6 +18,7 @@ Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
 ANNOUNCE = "2019-03-05T15:00:00Z"  # a week before 10:00 EDT on 12 March is 10:00 EST
 SOON = "2019-03-12T13:31:00Z"
+JOINED = "2019-03-01T12:00:00Z"
 
 
 def folder(coalition: Coalition) -> Path:
@@ -41,7 +43,8 @@ def run(coalition: Coalition, moment: str) -> str:
 
 @pytest.fixture
 def members(organizer: Callable[[str], Coalition]) -> Coalition:
-    return organizer("reminders")
+    with time_machine.travel(JOINED, tick=False):  # they joined before the month's call
+        return organizer("reminders")
 
 
 def test_announcement_goes_out_a_week_before_at_the_anchor_wall_time(members: Coalition) -> None:
@@ -96,8 +99,16 @@ def test_moved_occurrence_takes_its_reminders_along(members: Coalition) -> None:
                    "2019-03-14 10:00").exit_code == 0
     run(members, "2019-03-05T14:30:00Z")
     due = {(d["rule"], d["recipient"]): d["due"] for d in outbox(members, "--status", "pending")}
-    assert due[("starts-soon", "ada@example.org")] == "2019-03-14T13:30:00Z"
-    assert due[("announcement", "ada@example.org")] == "2019-03-07T15:00:00Z"
+    assert due == {("announcement", "ada@example.org"): "2019-03-07T15:00:00Z",
+                   ("announcement", "bea@example.org"): "2019-03-07T15:00:00Z",
+                   ("announcement", "topic"): "2019-03-07T15:00:00Z"}
+    # the later ones are queued an hour before they fall due; until then they are planned
+    later = {(d["rule"], d["channel"]): (d["due"], d["recipients"])
+             for d in outbox(members, "--upcoming", "--now", "2019-03-05T14:30:00Z")
+             if d["occurrence_id"] == "2019-03-12T14:00:00Z"}  # its id: where it was
+    assert later == {("tomorrow", "email"): ("2019-03-13T14:00:00Z", 2),
+                     ("starts-soon", "email"): ("2019-03-14T13:30:00Z", 2),
+                     ("starts-soon", "forum"): ("2019-03-14T13:30:00Z", 1)}
 
 
 def test_cancelled_occurrence_cancels_its_reminders(members: Coalition) -> None:
@@ -171,6 +182,9 @@ def test_csv_with_a_bad_line_names_it_and_adds_nobody(coalition: Coalition) -> N
     (["subscriber", "remove", "nobody@example.org"], "no subscriber"),
     (["run-once", "--now", "yesterday"], "--now 'yesterday'"),
     (["deliveries", "--status", "lost"], "unknown status 'lost'"),
+    (["deliveries", "--now", "2019-03-05T14:30:00Z"], "--now goes with --upcoming"),
+    (["deliveries", "--upcoming", "--status", "sent"], "--status and --upcoming do not go"),
+    (["deliveries", "--upcoming", "--now", "soon"], "--now 'soon'"),
 ])
 def test_bad_input_is_one_line(coalition: Coalition, args: list[str], message: str) -> None:
     ran = coalition(*args)
@@ -223,7 +237,8 @@ def test_reminders_on_postgresql(organizer: Callable[[str], Coalition], postgres
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The outbox's PostgreSQL path: INSERT .. ON CONFLICT on the key, SKIP LOCKED claims."""
     monkeypatch.setenv("COALITION_DATABASE_URL", postgres_url)
-    members = organizer("reminders")
+    with time_machine.travel(JOINED, tick=False):
+        members = organizer("reminders")
     for moment in (ANNOUNCE, ANNOUNCE, SOON, SOON):
         run(members, moment)
     statuses = {(d["rule"], d["channel"], d["recipient"]): d["status"] for d in outbox(members)}
@@ -234,8 +249,12 @@ def test_reminders_on_postgresql(organizer: Callable[[str], Coalition], postgres
     assert not (folder(members) / "var" / "coalition.sqlite3").exists()
 
 
-def test_issue_5_a_single_pass_at_13_31_sends_starts_in_29_minutes(members: Coalition) -> None:
-    """The issue's own example: `run-once --now 2019-03-12T13:31:00Z`, nothing run before."""
+def test_issue_5_a_single_pass_at_13_31_sends_starts_in_29_minutes(
+    organizer: Callable[[str], Coalition],
+) -> None:
+    """The issue's own example: `run-once --now 2019-03-12T13:31:00Z`, nothing run before,
+    the members added just now."""
+    members = organizer("reminders")
     run(members, SOON)
     assert sorted(str(m["Subject"]) for m in inbox(members)) == [
         "Justice For All coalition call : début dans 29 minutes",
