@@ -116,8 +116,8 @@ OnResult = Callable[[Sent], None]
 
 class _Results(list[Sent]):
     """The results so far; each one is also handed to `on_result` as soon as it is known, so
-    the caller can record it before the next message goes (a crash then repeats one message,
-    not a batch)."""
+    the caller can record it while the next messages go (a crash then repeats a few messages,
+    not a batch), and stop the sending by raising."""
 
     def __init__(self, on_result: OnResult | None) -> None:
         super().__init__()

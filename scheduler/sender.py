@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parseaddr
 
-from sqlmodel import Session, select
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from scheduler import followups, mail, notices, outbox
 from scheduler.calls import all_changes, list_calls, series_of
@@ -273,7 +274,9 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
         return outcomes
     calls = {c.id: c for c in list_calls(session)}
     changes = all_changes(session)
-    subscribers = {s.email: s for s in session.exec(select(Subscriber)).all()}
+    addresses = sorted({d.recipient for d in claimed if d.channel == EMAIL})
+    subscribers = {s.email: s for s in session.exec(select(Subscriber).where(
+        col(Subscriber.email).in_(addresses))).all()} if addresses else {}
     emails: list[tuple[Delivery, mail.Outgoing]] = []
     prototypes: dict[tuple[object, ...], mail.Prototype] = {}
     forum: Discourse | None = None
@@ -321,28 +324,30 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             emails.append((delivery, prototypes[group].to(
                 name=subscriber.name, address=subscriber.email,
                 message_id=message_id(settings, delivery), secret=subscriber.token)))
+    by_id = {message.message_id: outbox.Claimed.of(delivery) for delivery, message in emails}
     session.commit()
-    by_id = {message.message_id: delivery for delivery, message in emails}
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    recorder = outbox.Recorder(engine, first_retry=timedelta(seconds=settings.daemon.retry_seconds))
 
     def record(result: mail.Sent) -> None:
-        """Right after the server answers: the window for a repeat is this one message."""
-        delivery = by_id[result.message_id]
+        """As the server answers; recorded a group at a time, beside the sending."""
+        claimed = by_id[result.message_id]
+        moment = clock() if clock is not None else now
         if result.ok:
-            outbox.mark_sent(session, delivery, message_id=result.message_id,
-                             now=clock() if clock is not None else now)
-            outcomes["sent"] += 1
+            recorder.sent(claimed, message_id=result.message_id, now=moment)
         else:
-            outbox.mark_failed(session, delivery, error=result.error or "unknown",
-                               permanent=result.permanent, now=now,
-                               first_retry=timedelta(seconds=settings.daemon.retry_seconds))
-            session.commit()
-            outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
+            recorder.failed(claimed, error=result.error or "unknown", permanent=result.permanent,
+                            now=moment)
 
     try:
         mail.send(settings, [m for _, m in emails], on_result=record)
     finally:
-        if forum is not None:
-            forum.close()
+        try:
+            outcomes.update(recorder.close())
+        finally:
+            if forum is not None:
+                forum.close()
     return outcomes
 
 

@@ -17,6 +17,7 @@ import pytest
 from sqlmodel import Session
 
 from scheduler import calls, config, db, subscribers
+from scheduler import outbox as outbox_module
 from tests.conftest import REQUIRE_POSTGRES, SmtpSink, free_port, use_smtp
 from tests.daemon_process import start, stop
 
@@ -44,6 +45,12 @@ def service(config_case: object, port: int, members: int) -> Path:
         session.commit()
     engine.dispose()
     return path
+
+
+def window(path: Path) -> int:
+    """The documented repeat window after a crash: a message in flight on each connection,
+    and the results accepted but still waiting to be recorded."""
+    return config.load(path).smtp.connections + outbox_module.Recorder.WAITING
 
 
 def outbox(path: Path) -> list[dict[str, object]]:
@@ -88,8 +95,9 @@ def test_killed_mid_fan_out_then_restarted_every_member_gets_one_message(
     config_case: object, sink: object
 ) -> None:
     """kill -9 while the 301st of 1,000 messages is in flight. After a restart each member has
-    exactly one message, except at most the one in flight, which may come twice with the same
-    Message-ID (the documented window); the outbox says the same as the server."""
+    exactly one message, except within the documented window (those in flight, and those
+    accepted but not yet recorded), which may come twice with the same Message-ID; the outbox
+    says the same as the server."""
     handler, port = sink  # type: ignore[misc]
     members = 1000
     path = service(config_case, port, members=members)
@@ -110,7 +118,7 @@ def test_killed_mid_fan_out_then_restarted_every_member_gets_one_message(
     per_member = Counter(handler.recipients())
     assert set(per_member) == handler.expected
     twice = [m for m, n in per_member.items() if n > 1]
-    assert len(twice) <= 1 and all(per_member[m] == 2 for m in twice)
+    assert len(twice) <= window(path) and all(per_member[m] == 2 for m in twice)
     for member in twice:
         ids = {str(msg["Message-ID"]) for msg in handler.received
                if member in str(msg["To"])}
@@ -196,7 +204,7 @@ def test_two_replicas_on_postgresql_one_killed_each_member_gets_one_message(
     per_member = Counter(handler.recipients())
     assert set(per_member) == handler.expected
     assert all(count <= 2 for count in per_member.values())
-    assert sum(count - 1 for count in per_member.values()) <= 1  # the one in flight, at most
+    assert sum(count - 1 for count in per_member.values()) <= window(path)
     # at least 600 - 250 - 100 messages were left beyond the killed replica's batch
     assert any("sent as" in line for line in second.log)
     emails = [d for d in outbox(path) if d["channel"] == "email" and d["rule"] == "starts-soon"]
@@ -288,7 +296,8 @@ def test_database_restarted_mid_fan_out_loses_nothing(
         assert stop(process) == 0
     per_member = Counter(handler.recipients())
     assert set(per_member) == handler.expected
-    assert sum(count - 1 for count in per_member.values()) <= 1
+    assert all(count <= 2 for count in per_member.values())
+    assert sum(count - 1 for count in per_member.values()) <= window(path)
     emails = [d for d in outbox(path) if d["channel"] == "email" and d["rule"] == "starts-soon"]
     assert {d["status"] for d in emails} == {"sent"}
 
