@@ -553,33 +553,31 @@ def deliveries(
     json_out: bool = JSON,
 ) -> None:
     """The outbox: every reminder queued, and what became of it."""
-    if not upcoming and (at is not None):
-        raise typer.BadParameter("--now goes with --upcoming")
     if upcoming:
         if status is not None:
             raise typer.BadParameter("--status and --upcoming do not go together")
         moment = inputs.instant(at, field="--now") if at else now()
         with _session(ctx) as (settings, session):
-            planned = present.upcoming(sender.upcoming(session, settings, now=moment))
-        if json_out:
-            return _json(planned)
-        if not planned:
-            typer.echo("nothing planned beyond the queue")
-            return
-        out.print(present.dict_table(planned, ["call", "occurrence_id", "rule", "channel", "due",
-                                               "recipients"]))
-        return
-    with _session(ctx) as (_, session):
-        rows = present.deliveries(session, status)
+            rows = present.upcoming(sender.upcoming(session, settings, now=moment))
+        columns = ["call", "occurrence_id", "rule", "channel", "due", "recipients"]
+        empty = "nothing planned beyond the queue"
+    else:
+        if at is not None:
+            raise typer.BadParameter("--now goes with --upcoming")
+        with _session(ctx) as (_, session):
+            rows = present.deliveries(session, status)
+        columns = ["call", "occurrence_id", "rule", "channel", "recipient", "status", "due",
+                   "attempts", "last_error"]
+        empty = "no deliveries"
     if json_out:
         return _json(rows)
     if not rows:
-        typer.echo("no deliveries")
+        typer.echo(empty)
         return
-    out.print(present.dict_table(rows, ["call", "occurrence_id", "rule", "channel", "recipient",
-                                        "status", "due", "attempts", "last_error"]))
-    for line in present.delivery_summary(rows):
-        typer.echo(line)
+    out.print(present.dict_table(rows, columns))
+    if not upcoming:
+        for line in present.delivery_summary(rows):
+            typer.echo(line)
 
 
 # --- times and messages

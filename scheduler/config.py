@@ -421,7 +421,7 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "batch": Option(positive_int, 500, "deliveries claimed at a time"),
         "retry_seconds": Option(positive_int, 30, "first wait after a temporary failure; it "
                                 "doubles with each attempt, up to 30 minutes"),
-        "queue_minutes": Option(positive_int, 60, "how long before a reminder falls due its "
+        "queue_minutes": Option(positive_int, 15, "how long before a reminder falls due its "
                                 "deliveries, one per recipient, are written to the outbox"),
     },
     "email.smtp": {

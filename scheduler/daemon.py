@@ -59,7 +59,7 @@ class Reminders:
                 self.feeds_built = now
             report = sender.run_once(session, self.settings, now=now, worker=self.worker,
                                      clock=lambda: datetime.now(UTC), memo=self.plan_memo)
-            if report.outcomes or report.expired:
+            if report.outcomes or report.expired or any(report.planned.values()):
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
                          "; ".join(report.lines()))
             self.last_pass = now

@@ -64,7 +64,7 @@ def test_default_language_must_be_among_the_languages(config_case: ConfigCase) -
 def test_reminders_must_be_queued_before_the_daemon_looks_again(config_case: ConfigCase) -> None:
     """A reminder queued later than the daemon's next look could be found after its time."""
     path = config_case("example")
-    path.write_text(path.read_text().replace("queue_minutes = 60", "queue_minutes = 1"))
+    path.write_text(path.read_text().replace("queue_minutes = 15", "queue_minutes = 1"))
     with pytest.raises(ConfigError, match=r"\[daemon\] queue_minutes: 1 is too short for "
                        r"interval_seconds = 60"):
         config.load(path)

@@ -18,7 +18,7 @@ def test_more_rows_than_one_statement_carries_are_planned(config_case: object) -
     limit = sqlite3.connect(":memory:").getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     members = limit // (3 * 11) + 1  # three reminders each
     path: Path = config_case("example")  # type: ignore[operator]
-    path.write_text(path.read_text().replace("queue_minutes = 60", "queue_minutes = 20160"))
+    path.write_text(path.read_text().replace("queue_minutes = 15", "queue_minutes = 20160"))
     settings = config.load(path)  # all three reminders queued at once
     engine = db.open_database(settings.database_url())
     now = datetime(2026, 1, 5, 12, tzinfo=UTC)

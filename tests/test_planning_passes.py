@@ -39,16 +39,17 @@ def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: ob
         assert with_memo(START)["added"] == 3
         assert with_memo(START + timedelta(minutes=1)) == NOTHING
         assert full(START + timedelta(minutes=1)) == NOTHING
-        # at 14:05 "tomorrow" (due at 15:00) comes within the queue's hour: only it is new
-        assert with_memo(START + timedelta(hours=2, minutes=5)) == {**NOTHING, "added": 2}
-        assert full(START + timedelta(hours=2, minutes=6)) == NOTHING
+        # at 14:50 "tomorrow" (due at 15:00) is within the queue's 15 minutes: only it is new
+        assert with_memo(START + timedelta(hours=2, minutes=44)) == NOTHING
+        assert with_memo(START + timedelta(hours=2, minutes=50)) == {**NOTHING, "added": 2}
+        assert full(START + timedelta(hours=2, minutes=51)) == NOTHING
         # a change: the occurrence is cancelled; its queued reminders go
         calls.cancel_occurrence(session, "weekly", on="2026-01-06", now=START)
-        assert with_memo(START + timedelta(hours=2, minutes=7))["cancelled"] == 3 + 2
-        assert full(START + timedelta(hours=2, minutes=8)) == NOTHING
+        assert with_memo(START + timedelta(hours=2, minutes=52))["cancelled"] == 3 + 2
+        assert full(START + timedelta(hours=2, minutes=53)) == NOTHING
         # a day on, the 13 January announcement is queued; then someone leaves (which cancels
         # what was queued for them) and nothing comes back for them
-        later = START + timedelta(days=1, hours=2, minutes=30)
+        later = START + timedelta(days=1, hours=2, minutes=50)
         assert with_memo(later) == {**NOTHING, "added": 3}
         subscribers.unsubscribe(session, "bea@example.org", now=later)
         assert with_memo(later + timedelta(minutes=1)) == NOTHING

@@ -94,17 +94,17 @@ def test_each_email_can_be_unsubscribed_in_one_click(members: Coalition) -> None
 
 
 def test_moved_occurrence_takes_its_reminders_along(members: Coalition) -> None:
-    run(members, "2019-03-05T14:00:00Z")  # planned, nothing due yet
+    run(members, "2019-03-05T14:50:00Z")  # the announcement is queued, not due yet
     assert members("call", "move", SLUG, "--on", "2019-03-12", "--to",
                    "2019-03-14 10:00").exit_code == 0
-    run(members, "2019-03-05T14:30:00Z")
+    run(members, "2019-03-05T14:55:00Z")
     due = {(d["rule"], d["recipient"]): d["due"] for d in outbox(members, "--status", "pending")}
     assert due == {("announcement", "ada@example.org"): "2019-03-07T15:00:00Z",
                    ("announcement", "bea@example.org"): "2019-03-07T15:00:00Z",
                    ("announcement", "topic"): "2019-03-07T15:00:00Z"}
-    # the later ones are queued an hour before they fall due; until then they are planned
+    # the later ones are queued 15 minutes before they fall due; until then they are planned
     later = {(d["rule"], d["channel"]): (d["due"], d["recipients"])
-             for d in outbox(members, "--upcoming", "--now", "2019-03-05T14:30:00Z")
+             for d in outbox(members, "--upcoming", "--now", "2019-03-05T14:55:00Z")
              if d["occurrence_id"] == "2019-03-12T14:00:00Z"}  # its id: where it was
     assert later == {("tomorrow", "email"): ("2019-03-13T14:00:00Z", 2),
                      ("starts-soon", "email"): ("2019-03-14T13:30:00Z", 2),
@@ -112,7 +112,7 @@ def test_moved_occurrence_takes_its_reminders_along(members: Coalition) -> None:
 
 
 def test_cancelled_occurrence_cancels_its_reminders(members: Coalition) -> None:
-    run(members, "2019-03-05T14:00:00Z")
+    run(members, "2019-03-05T14:50:00Z")  # the announcement is queued
     assert members("call", "cancel", SLUG, "--on", "2019-03-12").exit_code == 0
     run(members, ANNOUNCE)
     assert {d["status"] for d in outbox(members) if d["occurrence_id"].startswith("2019-03-12")} \
