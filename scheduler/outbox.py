@@ -123,9 +123,9 @@ def _converter(connection: Connection) -> Callable[[datetime], Any]:
 
 def _executemany(connection: Connection, statement: Insert, columns: Sequence[str],
                  rows: list[tuple[Any, ...]]) -> int:
-    """Run one prepared statement for every row of already converted values: a statement
-    holding every row would be compiled anew each time, and can pass the database's
-    parameter limit."""
+    """Insert rows of already converted values: on PostgreSQL by COPY; elsewhere one prepared
+    statement run for every row (a statement holding every row would be compiled anew each
+    time, and can pass the database's parameter limit)."""
     if connection.dialect.name == "postgresql":
         return _insert_copy(connection, columns, rows)
     compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
@@ -270,7 +270,6 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
     session.add(delivery)
     log.info("delivery %s %s: %s", _key(delivery), delivery.status
              if delivery.status != "pending" else "will be retried", error)
-
 
 
 @dataclass(frozen=True)
