@@ -550,6 +550,8 @@ def deliveries(
                                   "but not queued yet: one line each, with its recipients"),
     at: str | None = typer.Option(None, "--now", help="with --upcoming: as planned at this "
                                   "moment, e.g. 2019-03-12T13:31:00Z [default: now]"),
+    days: int | None = typer.Option(None, "--days", min=1, max=366, help="with --upcoming: "
+                                    "how many days ahead [default: 35]"),
     json_out: bool = JSON,
 ) -> None:
     """The outbox: every reminder queued, and what became of it."""
@@ -558,12 +560,13 @@ def deliveries(
             raise typer.BadParameter("--status and --upcoming do not go together")
         moment = inputs.instant(at, field="--now") if at else now()
         with _session(ctx) as (settings, session):
-            rows = present.upcoming(sender.upcoming(session, settings, now=moment))
+            rows = present.upcoming(sender.upcoming(session, settings, now=moment,
+                                                    days=days or 35))
         columns = ["call", "occurrence_id", "rule", "channel", "due", "recipients"]
         empty = "nothing planned beyond the queue"
     else:
-        if at is not None:
-            raise typer.BadParameter("--now goes with --upcoming")
+        if at is not None or days is not None:
+            raise typer.BadParameter("--now and --days go with --upcoming")
         with _session(ctx) as (_, session):
             rows = present.deliveries(session, status)
         columns = ["call", "occurrence_id", "rule", "channel", "recipient", "status", "due",

@@ -1,10 +1,12 @@
-"""Planning: one planning pass (the daemon's `plan_pass`: occurrences over the next 35 days,
-three rules, subscribers, and the outbox rows owed within the queue's hour) for growing
-numbers of weekly calls, each size in a process of its own (seconds and peak RSS). The
-issue's size is 10,000 calls x 3 rules x 1,000 subscribers. The coalition and its members are
-added just before the pass, so the pass owes nothing from before it; each call starts on one
-of seven days between 8:00 and 16:00 in one of four zones, so the hour after the pass holds
-about one weekday-hour's reminders, as every hour of a week does.
+"""Planning: one planning pass (the daemon's `plan_pass`: the occurrences whose reminders can
+fall due, nine days ahead with three rules the longest of which is a week, which is as far as
+the issue's 35 days would reach for anything to queue; the subscribers; and the outbox rows
+owed within the queue's quarter of an hour) for growing numbers of weekly calls, each size in
+a process of its own (seconds and peak RSS). The issue's size is 10,000 calls x 3 rules x
+1,000 subscribers. The coalition and its members are added just before the pass, so the pass
+owes nothing from before it; each call starts on one of seven days between 8:00 and 16:00 in
+one of four zones, so the quarter of an hour after the pass holds what any quarter of an hour
+of a weekday does.
 
     python bench/planning.py [--quick] [--subscribers N] [--calls N N ...]
 

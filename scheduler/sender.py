@@ -66,10 +66,11 @@ def _plan_inputs(session: Session, now: datetime) -> tuple[
 
 
 def _occurrences(settings: Settings, calls: Sequence[Call],
-                 changes: Mapping[int, Mapping[datetime, Change]], *,
-                 now: datetime) -> list[CallOccurrences]:
-    """Each call's occurrences within the planning horizon (the longest rule plus a day)."""
-    start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + timedelta(days=1)
+                 changes: Mapping[int, Mapping[datetime, Change]], *, now: datetime,
+                 ahead: timedelta = timedelta(days=1)) -> list[CallOccurrences]:
+    """Each call's occurrences within the planning horizon (the longest rule plus a day) and
+    `ahead`: all whose reminders can fall due within `ahead`."""
+    start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + ahead
     found = []
     for call in calls:
         assert call.id is not None
@@ -136,17 +137,22 @@ def plan_pass(session: Session, settings: Settings, *, now: datetime,
     return counts
 
 
-def upcoming(session: Session, settings: Settings, *, now: datetime) -> list[dict[str, object]]:
-    """The reminders planned but not queued yet (due after `[daemon] queue_minutes`), one
-    row per step and channel with how many recipients it has today, in order of due time."""
+def upcoming(session: Session, settings: Settings, *, now: datetime,
+             days: int = 35) -> list[dict[str, object]]:
+    """The reminders planned but not queued yet (due after `[daemon] queue_minutes`, within
+    `days`), one row per step and channel with how many recipients it has today, in order of
+    due time. Planning itself needs only the occurrences whose reminders can fall due before
+    its next pass; this looks as far as asked."""
     reach = now + timedelta(minutes=settings.daemon.queue_minutes)
+    until = now + timedelta(days=days)
     call_rows, changes, recipients = _plan_inputs(session, now)
     queued = outbox.queued_steps(session, pending=False)
     counts: Counter[tuple[str, datetime, str, str, datetime, datetime]] = Counter()
-    for call in _occurrences(settings, call_rows, changes, now=now):
+    for call in _occurrences(settings, call_rows, changes, now=now,
+                             ahead=timedelta(days=days)):
         counts.update((call.slug, p.occurrence_id, p.rule, p.channel, p.due, p.expires)
                       for p in plan([call], settings.reminders, recipients)
-                      if p.due > reach and p.owed
+                      if reach < p.due <= until and p.owed
                       and (p.call_id, p.occurrence_id, p.rule) not in queued)
     fields = ("call", "occurrence_id", "rule", "channel", "due", "expires")
     return [{**dict(zip(fields, key, strict=True)), "recipients": n}

@@ -111,6 +111,21 @@ def test_moved_occurrence_takes_its_reminders_along(members: Coalition) -> None:
                      ("starts-soon", "forum"): ("2019-03-14T13:30:00Z", 1)}
 
 
+def test_upcoming_looks_as_far_ahead_as_asked(members: Coalition) -> None:
+    """Three weeks before the 12 March call its reminders are planned, none queued yet."""
+    def planned(days: str) -> set[tuple[str, str, str]]:
+        return {(d["occurrence_id"], d["rule"], d["channel"]) for d in outbox(
+            members, "--upcoming", "--now", "2019-02-20T12:00:00Z", "--days", days)}
+
+    march = "2019-03-12T14:00:00Z"
+    assert {(rule, channel) for occurrence, rule, channel in planned("35")
+            if occurrence == march} == {("announcement", "forum"), ("announcement", "email"),
+                                        ("tomorrow", "email"), ("starts-soon", "forum"),
+                                        ("starts-soon", "email")}
+    assert not any(occurrence == march for occurrence, _, _ in planned("7"))
+    assert outbox(members) == []
+
+
 def test_cancelled_occurrence_cancels_its_reminders(members: Coalition) -> None:
     run(members, "2019-03-05T14:50:00Z")  # the announcement is queued
     assert members("call", "cancel", SLUG, "--on", "2019-03-12").exit_code == 0
@@ -182,7 +197,9 @@ def test_csv_with_a_bad_line_names_it_and_adds_nobody(coalition: Coalition) -> N
     (["subscriber", "remove", "nobody@example.org"], "no subscriber"),
     (["run-once", "--now", "yesterday"], "--now 'yesterday'"),
     (["deliveries", "--status", "lost"], "unknown status 'lost'"),
-    (["deliveries", "--now", "2019-03-05T14:30:00Z"], "--now goes with --upcoming"),
+    (["deliveries", "--now", "2019-03-05T14:30:00Z"], "--now and --days go with --upcoming"),
+    (["deliveries", "--days", "7"], "--now and --days go with --upcoming"),
+    (["deliveries", "--upcoming", "--days", "0"], "--days"),
     (["deliveries", "--upcoming", "--status", "sent"], "--status and --upcoming do not go"),
     (["deliveries", "--upcoming", "--now", "soon"], "--now 'soon'"),
 ])
