@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from queue import Empty, Full, Queue
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, and_, bindparam, or_, update
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, update
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -70,17 +70,15 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
             if (r[1], r[2], r[3]) in covered}
     new = [p for p in planned if p.owed and p.key not in rows]
     if new:
-        insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-                  else sqlite.insert)
         connection = session.connection()
         moment = _converter(connection)
         stamp = moment(now)
         values = [(p.call_id, moment(p.occurrence_id), p.rule, p.channel, p.recipient,
                    moment(p.due), moment(p.expires), "missed" if p.expires <= now else "pending",
                    0, stamp, stamp) for p in new]
-        statement = insert(_TABLE).on_conflict_do_nothing(
-            index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
-        counts["added"] = _executemany(connection, statement, _NEW_COLUMNS, values)
+        counts["added"] = (_insert_copy(connection, values)
+                           if connection.dialect.name == "postgresql"
+                           else _insert_prepared(connection, values))
     wanted = {p.key: p for p in planned}
     cancelled, retimed = [], []
     for key, (row_id, *_, status, due, expires) in rows.items():
@@ -121,29 +119,23 @@ def _converter(connection: Connection) -> Callable[[datetime], Any]:
     return functools.lru_cache(maxsize=4096)(convert or (lambda moment: moment))
 
 
-def _executemany(connection: Connection, statement: Insert, columns: Sequence[str],
-                 rows: list[tuple[Any, ...]]) -> int:
-    """Insert rows of already converted values: on PostgreSQL by COPY; elsewhere one prepared
-    statement run for every row (a statement holding every row would be compiled anew each
-    time, and can pass the database's parameter limit)."""
-    if connection.dialect.name == "postgresql":
-        return _insert_copy(connection, columns, rows)
-    compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
-    if not compiled.positional:
-        return connection.exec_driver_sql(
-            compiled.string, [dict(zip(columns, row, strict=True)) for row in rows]).rowcount
-    order = [columns.index(name) for name in compiled.positiontup or ()]
-    if order != list(range(len(columns))):
+def _insert_prepared(connection: Connection, rows: list[tuple[Any, ...]]) -> int:
+    """SQLite: one prepared INSERT run for every row of already converted values (a statement
+    holding every row would be compiled anew each time, and can pass the parameter limit)."""
+    statement = sqlite.insert(_TABLE).on_conflict_do_nothing(
+        index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(_NEW_COLUMNS))
+    order = [_NEW_COLUMNS.index(name) for name in compiled.positiontup or ()]
+    if order != list(range(len(_NEW_COLUMNS))):
         rows = [tuple(row[i] for i in order) for row in rows]
     return connection.exec_driver_sql(compiled.string, rows).rowcount
 
 
-def _insert_copy(connection: Connection, columns: Sequence[str],
-                 rows: list[tuple[Any, ...]]) -> int:
+def _insert_copy(connection: Connection, rows: list[tuple[Any, ...]]) -> int:
     """PostgreSQL: new deliveries go by COPY into a temporary table, then into the outbox in
     one INSERT .. SELECT that skips keys already there. Row by row, even pipelined, was
     several times slower."""
-    names = ", ".join(columns)
+    names = ", ".join(_NEW_COLUMNS)
     connection.exec_driver_sql(  # emptied by every commit or rollback
         f"CREATE TEMPORARY TABLE IF NOT EXISTS new_delivery ON COMMIT DELETE ROWS AS "
         f"SELECT {names} FROM {_TABLE.name} WITH NO DATA")
@@ -230,24 +222,34 @@ def next_wakeup(session: Session) -> datetime | None:
     return min(moments, default=None)
 
 
-# Built once: a fan-out runs it per message.
+# Built once: the recorder runs it for every accepted message.
 _SENT = (update(_TABLE).where(_TABLE.c.id == bindparam("delivery_id"))
          .values({name: bindparam(name) for name in (
              "status", "sent_at", "message_id", "lease_until", "last_error", "updated_at")}))
 
 
+def _sent(message_id: str, now: datetime) -> dict[str, Any]:
+    """The columns of a delivery the server accepted as `message_id` at `now`."""
+    return {"status": "sent", "sent_at": now, "message_id": message_id, "lease_until": None,
+            "last_error": None, "updated_at": now}
+
+
+def _count_sent(key: tuple[int, datetime, str, str, str], due: datetime, message_id: str,
+                now: datetime) -> None:
+    """Lateness in the metrics, and a line in the log, once the record is committed."""
+    metrics.LATENESS.labels(channel=key[3]).observe(max((now - due).total_seconds(), 0))
+    log.info("delivery %s sent as %s", key, message_id)
+
+
 def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: datetime) -> None:
-    """Record it as sent, and commit: one small UPDATE by primary key, so that a fan-out to
-    thousands records each message as it is accepted without the ORM's per-object work."""
-    values = {"status": "sent", "sent_at": now, "message_id": message_id, "lease_until": None,
-              "last_error": None, "updated_at": now}
+    """Record one delivery as sent (a forum post), and commit; a fan-out's emails go through
+    a `Recorder` instead."""
+    values = _sent(message_id, now)
     session.connection().execute(_SENT, {"delivery_id": delivery.id, **values})
     session.commit()
     for name, value in values.items():  # the object in memory says the same, and stays clean
         set_committed_value(delivery, name, value)
-    metrics.LATENESS.labels(channel=delivery.channel).observe(
-        max((now - delivery.due_at).total_seconds(), 0))
-    log.info("delivery %s sent as %s", _key(delivery), message_id)
+    _count_sent(_key(delivery), delivery.due_at, message_id, now)
 
 
 def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: bool,
@@ -357,10 +359,9 @@ class Recorder:
         sent = [(claimed, message_id, now) for claimed, message_id, _, _, now in group
                 if message_id is not None]
         if sent:
-            session.connection().execute(_SENT, [{
-                "delivery_id": claimed.delivery_id, "status": "sent", "sent_at": now,
-                "message_id": message_id, "lease_until": None, "last_error": None,
-                "updated_at": now} for claimed, message_id, now in sent])
+            session.connection().execute(_SENT, [
+                {"delivery_id": claimed.delivery_id, **_sent(message_id, now)}
+                for claimed, message_id, now in sent])
         failures = []
         for claimed, message_id, error, permanent, now in group:
             if message_id is None:
@@ -371,9 +372,7 @@ class Recorder:
                 failures.append(delivery)
         session.commit()
         for claimed, message_id, now in sent:
-            metrics.LATENESS.labels(channel=claimed.key[3]).observe(
-                max((now - claimed.due).total_seconds(), 0))
-            log.info("delivery %s sent as %s", claimed.key, message_id)
+            _count_sent(claimed.key, claimed.due, message_id, now)
         self.outcomes["sent"] += len(sent)
         for delivery in failures:
             self.outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
