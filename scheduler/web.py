@@ -56,6 +56,7 @@ class FeedFile:
     data: bytes
     etag: str
     mtime: float
+    last_modified: str  # mtime as an HTTP date, made once per version of the file
     key: tuple[int, int]  # (mtime_ns, size): reread the file when this changes
 
 
@@ -76,7 +77,8 @@ class FeedCache:
         if cached is None or cached.key != key:
             data = path.read_bytes()
             etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-            cached = FeedFile(data=data, etag=etag, mtime=stat.st_mtime, key=key)
+            cached = FeedFile(data=data, etag=etag, mtime=stat.st_mtime, key=key,
+                              last_modified=formatdate(stat.st_mtime, usegmt=True))
             self._files[name] = cached
         return cached
 
@@ -123,7 +125,7 @@ class FeedServer:
         asked = {key.decode(): value.decode("latin-1") for key, value in scope["headers"]
                  if key in (b"if-none-match", b"if-modified-since")}
         headers = [(b"etag", feed.etag.encode()),
-                   (b"last-modified", formatdate(feed.mtime, usegmt=True).encode()),
+                   (b"last-modified", feed.last_modified.encode()),
                    *self.common]
         if _not_modified(asked.get("if-none-match"), asked.get("if-modified-since"), feed):
             self.counted["304"].inc()
