@@ -551,7 +551,7 @@ def deliveries(
     at: str | None = typer.Option(None, "--now", help="with --upcoming: as planned at this "
                                   "moment, e.g. 2019-03-12T13:31:00Z [default: now]"),
     days: int | None = typer.Option(None, "--days", min=1, max=366, help="with --upcoming: "
-                                    "how many days ahead [default: 35]"),
+                                    f"how many days ahead [default: {sender.UPCOMING_DAYS}]"),
     json_out: bool = JSON,
 ) -> None:
     """The outbox: every reminder queued, and what became of it."""
@@ -561,7 +561,7 @@ def deliveries(
         moment = inputs.instant(at, field="--now") if at else now()
         with _session(ctx) as (settings, session):
             rows = present.upcoming(sender.upcoming(session, settings, now=moment,
-                                                    days=days or 35))
+                                                    days=days or sender.UPCOMING_DAYS))
         columns = ["call", "occurrence_id", "rule", "channel", "due", "recipients"]
         empty = "nothing planned beyond the queue"
     else:

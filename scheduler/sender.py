@@ -137,8 +137,11 @@ def plan_pass(session: Session, settings: Settings, *, now: datetime,
     return counts
 
 
+UPCOMING_DAYS = 35  # how far `coalition deliveries --upcoming` looks by default
+
+
 def upcoming(session: Session, settings: Settings, *, now: datetime,
-             days: int = 35) -> list[dict[str, object]]:
+             days: int = UPCOMING_DAYS) -> list[dict[str, object]]:
     """The reminders planned but not queued yet (due after `[daemon] queue_minutes`, within
     `days`), one row per step and channel with how many recipients it has today, in order of
     due time. Planning itself needs only the occurrences whose reminders can fall due before
