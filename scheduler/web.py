@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,35 +53,61 @@ SECURITY_HEADERS = {
 }
 
 
+HeaderList = list[tuple[bytes, bytes]]
+
+
 @dataclass(frozen=True)
 class FeedFile:
     data: bytes
     etag: str
     mtime: float
-    last_modified: str  # mtime as an HTTP date, made once per version of the file
     key: tuple[int, int]  # (mtime_ns, size): reread the file when this changes
+    not_modified: HeaderList  # the answer's headers, made once per version of the file
+    full: HeaderList
 
 
 class FeedCache:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    """The feeds in memory. A file is looked at again (its modification time and size) at most
+    once a second: on a busy server the look cost more than the rest of a 304, and clients are
+    told they may keep a feed five minutes (CACHE_CONTROL) anyway."""
+
+    RECHECK_SECONDS = 1.0
+
+    def __init__(self, folder: Path, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.folder = str(folder)
+        self.monotonic = monotonic
         self._files: dict[str, FeedFile] = {}
+        self._checked: dict[str, float] = {}
 
     def get(self, name: str) -> FeedFile | None:
-        path = self.folder / name
+        now = self.monotonic()
+        cached = self._files.get(name)
+        if cached is not None and now - self._checked[name] < self.RECHECK_SECONDS:
+            return cached
+        path = os.path.join(self.folder, name)
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except FileNotFoundError:
             self._files.pop(name, None)
             return None
         key = (stat.st_mtime_ns, stat.st_size)
         cached = self._files.get(name)
         if cached is None or cached.key != key:
-            data = path.read_bytes()
+            with open(path, "rb") as file:
+                data = file.read()
             etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+            validators = [(b"etag", etag.encode()),
+                          (b"last-modified", formatdate(stat.st_mtime, usegmt=True).encode()),
+                          (b"cache-control", CACHE_CONTROL.encode()),
+                          *((header.lower().encode(), value.encode())
+                            for header, value in SECURITY_HEADERS.items())]
             cached = FeedFile(data=data, etag=etag, mtime=stat.st_mtime, key=key,
-                              last_modified=formatdate(stat.st_mtime, usegmt=True))
+                              not_modified=validators,
+                              full=[*validators,
+                                    (b"content-type", b"text/calendar; charset=utf-8"),
+                                    (b"content-length", str(len(data)).encode())])
             self._files[name] = cached
+        self._checked[name] = now
         return cached
 
 
@@ -99,10 +127,10 @@ def _not_modified(if_none_match: str | None, if_modified_since: str | None,
 
 
 class FeedServer:
-    """GET and HEAD of a feed that exists, answered from the cache ahead of routing: feeds are
-    the busiest answers (every member's calendar polls them), and the framework's routing,
-    request and response objects were most of their cost. Anything else, including a feed
-    that does not exist, goes on to the application."""
+    """GET and HEAD of a feed that exists, answered from the cache before the application sees
+    the request: feeds are the busiest answers (every member's calendar polls them), and the
+    framework's middleware, routing, request and response objects were most of their cost.
+    Anything else, including a feed that does not exist, goes on to the application."""
 
     PREFIX = "/calendars/"
 
@@ -110,32 +138,38 @@ class FeedServer:
         self.app, self.cache = app, cache
         self.counted = {status: metrics.FEED_REQUESTS.labels(status=status)
                         for status in ("200", "304")}
-        self.common = [(b"cache-control", CACHE_CONTROL.encode()),
-                       *((name.lower().encode(), value.encode())
-                         for name, value in SECURITY_HEADERS.items())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        name = path[len(self.PREFIX):] if path.startswith(self.PREFIX) else ""
-        feed = (self.cache.get(name) if scope.get("method") in ("GET", "HEAD")
-                and FEED_NAME.fullmatch(name) else None)
+        path: str = scope.get("path", "")
+        name = path[len(self.PREFIX):]
+        try:
+            feed = (self.cache.get(name) if scope["type"] == "http"
+                    and path.startswith(self.PREFIX) and scope["method"] in ("GET", "HEAD")
+                    and FEED_NAME.fullmatch(name) else None)
+        except OSError as e:
+            log.error("cannot read the feed %s: %s", name, e.strerror or e)
+            metrics.FEED_REQUESTS.labels(status="503").inc()
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"60")]})
+            await send({"type": "http.response.body", "body": f"cannot read {name}\n".encode()})
+            return
         if feed is None:
             await self.app(scope, receive, send)
             return
-        asked = {key.decode(): value.decode("latin-1") for key, value in scope["headers"]
-                 if key in (b"if-none-match", b"if-modified-since")}
-        headers = [(b"etag", feed.etag.encode()),
-                   (b"last-modified", feed.last_modified.encode()),
-                   *self.common]
-        if _not_modified(asked.get("if-none-match"), asked.get("if-modified-since"), feed):
+        if_none_match = if_modified_since = None
+        for key, value in scope["headers"]:
+            if key == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+            elif key == b"if-modified-since":
+                if_modified_since = value.decode("latin-1")
+        if _not_modified(if_none_match, if_modified_since, feed):
             self.counted["304"].inc()
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": feed.not_modified})
             await send({"type": "http.response.body", "body": b""})
             return
         self.counted["200"].inc()
-        headers += [(b"content-type", b"text/calendar; charset=utf-8"),
-                    (b"content-length", str(len(feed.data)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": 200, "headers": feed.full})
         await send({"type": "http.response.body",
                     "body": feed.data if scope["method"] == "GET" else b""})
 
@@ -145,14 +179,16 @@ Health = Callable[[], dict[str, Any]]
 
 def create_app(settings: Settings, engine: Engine | None = None, *,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-               health: Health | None = None, secret: str | None = None) -> Starlette:
+               health: Health | None = None, secret: str | None = None,
+               monotonic: Callable[[], float] = time.monotonic) -> ASGIApp:
     """The feeds, the members' page (`scheduler.site`), /healthz and /metrics.
 
     `health` reports the reminder scheduler ({"alive": bool, "last_pass": datetime|None});
     `secret` signs sign-up links and forms (without one, every form is refused with 403 and
-    confirmation links with 404).
+    confirmation links with 404); `monotonic` tells the feed cache when to look at its files
+    again.
     """
-    cache = FeedCache(settings.calendars)
+    cache = FeedCache(settings.calendars, monotonic=monotonic)
     site = Site(settings, engine, clock=clock, secret=secret)
 
     async def calendar(request: Request) -> Response:
@@ -204,9 +240,9 @@ def create_app(settings: Settings, engine: Engine | None = None, *,
         SchedulerError: problem(500, "server_error"),
         404: problem(404, "not_found"), 405: problem(405, "bad_request"),
     }
-    return Starlette(routes=routes, exception_handlers=handlers,
-                     middleware=[Middleware(FeedServer, cache=cache),
-                                 Middleware(SecurityHeaders, site=site)])
+    application = Starlette(routes=routes, exception_handlers=handlers,
+                            middleware=[Middleware(SecurityHeaders, site=site)])
+    return FeedServer(application, cache)
 
 
 class SecurityHeaders:

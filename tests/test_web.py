@@ -20,11 +20,26 @@ Coalition = Callable[..., Ran]
 FEED = "/calendars/justice-for-all-coalition-call.ics"
 
 
+class Ticks:
+    """The feed cache's monotonic clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def client(coalition: Coalition) -> Iterator[TestClient]:
+def ticks() -> Ticks:
+    return Ticks()
+
+
+@pytest.fixture
+def client(coalition: Coalition, ticks: Ticks) -> Iterator[TestClient]:
     assert coalition(*ADD).exit_code == 0
     settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings, monotonic=ticks)) as test_client:
         yield test_client
 
 
@@ -63,19 +78,45 @@ def test_if_modified_since_gives_304_until_the_file_changes(
     assert client.get(FEED, headers={"If-Modified-Since": long_ago}).status_code == 200
 
 
-def test_changed_call_changes_the_etag(client: TestClient, coalition: Coalition) -> None:
+def test_changed_call_changes_the_etag_within_a_second(
+    client: TestClient, coalition: Coalition, ticks: Ticks
+) -> None:
     before = client.get(FEED).headers["etag"]
     assert coalition("call", "cancel", "justice-for-all-coalition-call", "--on",
                      "2019-01-08").exit_code == 0
+    ticks.now += 0.5  # the file is looked at again at most once a second
+    assert client.get(FEED, headers={"If-None-Match": before}).status_code == 304
+    ticks.now += 0.5
     response = client.get(FEED, headers={"If-None-Match": before})
     assert response.status_code == 200 and response.headers["etag"] != before
     assert "EXDATE" in response.text
+
+
+def test_removed_feed_is_404_within_a_second(
+    client: TestClient, coalition: Coalition, ticks: Ticks
+) -> None:
+    assert client.get(FEED).status_code == 200
+    assert coalition("call", "delete", "justice-for-all-coalition-call", "--yes").exit_code == 0
+    ticks.now += 1
+    assert client.get(FEED).status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/calendars/nope.ics", "/calendars/..%2Fconfig.toml",
                                   "/calendars/ALL.ics", "/calendars/all.ics.bak"])
 def test_unknown_or_malformed_feed_is_404(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 404
+
+
+def test_feed_that_cannot_be_read_is_503_in_one_line(
+    client: TestClient, coalition: Coalition, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    (settings.calendars / "broken.ics").mkdir()  # stat works, reading does not
+    response = client.get("/calendars/broken.ics")
+    assert response.status_code == 503
+    assert response.text == "cannot read broken.ics\n"
+    assert "cannot read the feed broken.ics" in caplog.text
+    assert client.get(FEED).status_code == 200
 
 
 def test_daemon_serves_feeds_until_sigterm(coalition: Coalition) -> None:
