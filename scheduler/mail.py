@@ -27,6 +27,7 @@ from email.utils import formataddr, parseaddr
 from pathlib import Path
 
 import aiosmtplib
+import uvloop
 
 from scheduler.config import Settings
 
@@ -228,4 +229,4 @@ def send(settings: Settings, messages: Sequence[EmailMessage | Outgoing],
     ready = [m if isinstance(m, Outgoing) else Outgoing.of(m) for m in messages]
     if settings.email.transport == "maildir":
         return to_maildir(settings.maildir, ready, on_result)
-    return asyncio.run(to_smtp(settings, ready, on_result))
+    return uvloop.run(to_smtp(settings, ready, on_result))
