@@ -55,6 +55,8 @@ SECURITY_HEADERS = {
 
 HeaderList = list[tuple[bytes, bytes]]
 
+SECURITY = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+
 
 @dataclass(frozen=True)
 class FeedFile:
@@ -96,16 +98,16 @@ class FeedCache:
             with open(path, "rb") as file:
                 data = file.read()
             etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+            # A 304 updates the stored answer's validators and freshness (RFC 9111 4.3.4);
+            # the security headers stay those of the stored 200.
             validators = [(b"etag", etag.encode()),
                           (b"last-modified", formatdate(stat.st_mtime, usegmt=True).encode()),
-                          (b"cache-control", CACHE_CONTROL.encode()),
-                          *((header.lower().encode(), value.encode())
-                            for header, value in SECURITY_HEADERS.items())]
+                          (b"cache-control", CACHE_CONTROL.encode())]
             cached = FeedFile(data=data, etag=etag, mtime=stat.st_mtime, key=key,
                               not_modified=validators,
-                              full=[*validators,
-                                    (b"content-type", b"text/calendar; charset=utf-8"),
-                                    (b"content-length", str(len(data)).encode())])
+                              full=[*validators, *SECURITY, (b"content-length",
+                                                             str(len(data)).encode()),
+                                    (b"content-type", b"text/calendar; charset=utf-8")])
             self._files[name] = cached
         self._checked[name] = now
         return cached
