@@ -59,8 +59,11 @@ bench-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
 	    >/dev/null; fi
 
+# The fan-out also runs from one and two daemons on this PostgreSQL server (empty: not at all).
+BENCH_POSTGRES ?= postgresql://postgres@127.0.0.1:5432/test
+
 bench: $(VENV)/.installed-test bench-deps
-	$(BIN)/python bench/fanout.py $(BENCH_ARGS)
+	$(BIN)/python bench/fanout.py $(BENCH_ARGS) $(if $(BENCH_POSTGRES),--postgres $(BENCH_POSTGRES))
 	$(BIN)/python bench/feeds.py $(BENCH_ARGS)
 	$(BIN)/python bench/planning.py $(BENCH_ARGS)
 

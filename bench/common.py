@@ -1,15 +1,44 @@
-"""What the benchmarks share: a free port, percentiles, the table and the ratio lines."""
+"""What the benchmarks share: a free port, a PostgreSQL database of their own, percentiles,
+the table and the ratio lines."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database(server: str | None, prefix: str) -> Iterator[str | None]:
+    """A new, empty database on the PostgreSQL `server` for one run, dropped after it; None
+    (SQLite, the embedded default) without a server."""
+    if server is None:
+        yield None
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{os.getpid()}"
+    url = make_url(server)
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as e:
+        raise SystemExit(f"cannot create a database on {server}: "
+                         f"{str(e).strip().splitlines()[0]}") from None
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def percentile(values: Sequence[float], p: float) -> float:

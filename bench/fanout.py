@@ -1,15 +1,21 @@
 """Fan-out: "starts in 30 minutes" to many subscribers through Postfix's smtp-sink.
 
-Three senders push the same number of messages to the same sink, one after the other:
+Senders push the same number of messages to the same sink, one after the other:
 
-  ours          the daemon's send passes (claim, render, aiosmtplib, record each message)
+  ours          the daemon's send passes (claim, render, aiosmtplib, record each message),
+                on SQLite, the embedded default
   smtplib       a hand-written cron script: one smtplib connection per message
   smtp-source   Postfix's own load generator (the practical ceiling of this machine)
 
-Each runs in a process of its own, so that its peak RSS is its own. Prints a table and
-`ratio NAME VALUE` lines (ours divided by the baseline; higher is better).
+With `--postgres URL` (a server, e.g. postgresql://postgres@127.0.0.1:5432/test), also ours on
+PostgreSQL from one daemon and from `--replicas` (2) daemons sharing the work, each run in a
+database of its own, created and dropped by the bench.
 
-    python bench/fanout.py [--quick] [--members N]
+Each sender runs in a process of its own, so that its peak RSS is its own (for several daemons,
+the largest). Every member's message must end sent, once, or the bench fails. Prints a table
+and `ratio NAME VALUE` lines (ours divided by the baseline; higher is better).
+
+    python bench/fanout.py [--quick] [--members N] [--postgres URL [--replicas N]]
 """
 
 from __future__ import annotations
@@ -27,10 +33,14 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, percentile, print_table, ratio
+from bench.common import database, free_port, percentile, print_table, ratio
+
+if TYPE_CHECKING:
+    from scheduler.config import Settings
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -57,23 +67,24 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
 # --- the contenders, each run as `fanout.py --child NAME` -----------------------------------
 
 
-def child_ours(members: int, port: int) -> dict[str, float]:
-    from sqlmodel import Session, col, select
+def prepare(folder: Path, members: int, port: int, url: str | None) -> datetime:
+    """config.toml (SMTP to the sink), one call, `members` confirmed members, and the
+    reminder queued before it falls due, as the daemon does; returns its due time."""
+    from sqlmodel import Session
 
-    from scheduler import calls, config, db, sender, subscribers
-    from scheduler.models import Delivery
+    from scheduler import calls, db, sender, subscribers
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     text = (ROOT / "config.toml").read_text()
     text = text.replace('transport = "maildir"', 'transport = "smtp"', 1)
     text = text.replace("port = 25", f"port = {port}", 1)
     connections = os.environ.get("BENCH_CONNECTIONS", "4")
     text = text.replace("connections = 4", f"connections = {connections}", 1)
     (folder / "config.toml").write_text(text)
-    settings = config.load(folder / "config.toml")
+    settings = load(folder, url)
     engine = db.open_database(settings.database_url())
     start = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
     setup = start - timedelta(days=2)
+    due = start - timedelta(minutes=30)
     with Session(engine, expire_on_commit=False) as session:
         calls.add_call(session, settings, calls.CallInput(
             title="Fan-out call", start=start.strftime("%Y-%m-%d %H:%M"), timezone="UTC"),
@@ -82,39 +93,118 @@ def child_ours(members: int, port: int) -> dict[str, float]:
             subscribers.add(session, settings, subscribers.NewSubscriber(
                 email=f"member{number}@example.org"), now=setup, commit=False)
         session.commit()
-        due = start - timedelta(minutes=30)
-        # queued before it falls due, as the daemon does; the day-before reminder goes out first
+        # the day-before reminder is sent here, before the one measured
         earlier = due - timedelta(minutes=settings.daemon.queue_minutes - 10)
         sender.run_once(session, settings, now=earlier, worker="bench")
         while sender.send_pass(session, settings, now=earlier, worker="bench"):
             pass
-    # The bench's clock: "now" is the due time plus what has really elapsed since we began.
-    began = time.monotonic()
+    engine.dispose()
+    return due
+
+
+def load(folder: Path, url: str | None) -> Settings:
+    """The bench's config.toml, on PostgreSQL at `url` or on its own SQLite file."""
+    from scheduler import config
+
+    os.environ.pop("COALITION_DATABASE_URL", None)
+    if url:
+        os.environ["COALITION_DATABASE_URL"] = url
+    return config.load(folder / "config.toml")
+
+
+def lateness(folder: Path, members: int, url: str | None) -> tuple[float, float]:
+    """p50 and p99 of sent_at - due_at; every member's message sent, once."""
+    from sqlmodel import Session, select
+
+    from scheduler import db
+    from scheduler.models import Delivery
+
+    engine = db.open_database(load(folder, url).database_url())
+    with Session(engine) as session:
+        rows = session.exec(select(Delivery).where(
+            Delivery.rule == "starts-soon", Delivery.channel == "email")).all()
+    engine.dispose()
+    late = sorted((r.sent_at - r.due_at).total_seconds() for r in rows
+                  if r.status == "sent" and r.sent_at is not None)
+    if len(late) != members or len(rows) != members:
+        raise SystemExit(f"ours: {len(late)} of {members} sent ({len(rows)} deliveries)")
+    return percentile(late, 50), percentile(late, 99)
+
+
+def child_send(folder: Path, due: datetime, worker: str) -> float:
+    """One daemon's send passes until nothing is left to claim. Says "ready" once loaded, then
+    waits for the parent's start time on stdin (so that no sender's start-up is measured). The
+    bench's clock: the due time plus the wall-clock time since that start. Returns when it
+    ended (wall clock)."""
+    from sqlmodel import Session
+
+    from scheduler import db, sender
+
+    settings = load(folder, os.environ.get("BENCH_DATABASE") or None)
+    engine = db.open_database(settings.database_url())
+    print("ready", flush=True)
+    began = float(sys.stdin.readline())
 
     def clock() -> datetime:
-        return due + timedelta(seconds=time.monotonic() - began)
+        return due + timedelta(seconds=time.time() - began)
 
     profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
     with Session(engine, expire_on_commit=False) as session:  # as the daemon does
         if profile:
             profile.enable()
-        while sender.send_pass(session, settings, now=clock(), worker="bench", clock=clock):
+        while sender.send_pass(session, settings, now=clock(), worker=worker, clock=clock):
             pass
+        ended = time.time()
         if profile:
             profile.disable()
             stats = pstats.Stats(profile, stream=sys.stderr)
             stats.sort_stats(os.environ["BENCH_PROFILE"]).print_stats(40)
-        rows = session.exec(select(Delivery).where(
-            Delivery.rule == "starts-soon", Delivery.channel == "email")).all()
-        late = sorted((r.sent_at - r.due_at).total_seconds() for r in rows
-                      if r.sent_at is not None)
-        pending = session.exec(select(Delivery.id).where(
-            col(Delivery.status) == "pending", Delivery.rule == "starts-soon")).all()
-    elapsed = time.monotonic() - began
-    shutil.rmtree(folder)
-    if len(late) != members or pending:
-        raise SystemExit(f"ours: {len(late)} of {members} sent, {len(pending)} pending")
-    return {"seconds": elapsed, "p50": percentile(late, 50), "p99": percentile(late, 99)}
+    return ended
+
+
+def run_ours(members: int, port: int, replicas: int, url: str | None) -> dict[str, float]:
+    """`replicas` daemons' send passes, each a process of its own, on one database. Setting up
+    and checking run in processes of their own too, so that this one stays small (a child's
+    peak RSS starts from its parent's)."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    env = {**os.environ, "BENCH_DATABASE": url or ""}
+
+    def child(*words: str) -> str:
+        ran = subprocess.run([sys.executable, __file__, "--members", str(members), "--port",
+                              str(port), "--folder", str(folder), "--child", *words],
+                             capture_output=True, text=True, env=env)
+        if ran.returncode != 0:
+            raise SystemExit(f"{words[0]} failed:\n{ran.stderr[-2000:]}")
+        return ran.stdout.strip().splitlines()[-1]
+
+    try:
+        due = child("prepare")
+        senders = [subprocess.Popen(
+            [sys.executable, __file__, "--child", "send", "--folder", str(folder),
+             "--due", due, "--worker", f"replica{number}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            for number in range(replicas)]
+        for process in senders:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise SystemExit("a sender did not start")
+        began = time.time()
+        for process in senders:
+            assert process.stdin is not None
+            process.stdin.write(f"{began!r}\n")
+            process.stdin.flush()
+        rss = ended = 0.0
+        for process in senders:
+            out, _ = process.communicate()
+            if process.returncode != 0:
+                raise SystemExit("a sender failed (its error is above)")
+            said = json.loads(out.strip().splitlines()[-1])
+            rss, ended = max(rss, said["rss_mb"]), max(ended, said["ended"])
+        seconds = ended - began
+        result = json.loads(child("check"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"seconds": seconds, "p50": result["p50"], "p99": result["p99"], "rss_mb": rss}
 
 
 def child_smtplib(members: int, port: int) -> dict[str, float]:
@@ -146,10 +236,10 @@ def child_smtp_source(members: int, port: int) -> dict[str, float]:
     return {"seconds": seconds, "p50": seconds / 2, "p99": seconds * 0.99}
 
 
-CHILDREN = {"ours": child_ours, "smtplib": child_smtplib, "smtp-source": child_smtp_source}
+BASELINES = {"smtplib": child_smtplib, "smtp-source": child_smtp_source}
 
 
-def run_child(name: str, members: int, port: int) -> dict[str, float]:
+def run_baseline(name: str, members: int, port: int) -> dict[str, float]:
     ran = subprocess.run([sys.executable, __file__, "--child", name, "--members", str(members),
                           "--port", str(port)], capture_output=True, text=True)
     if ran.returncode != 0:
@@ -162,12 +252,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 members instead of 10,000")
     parser.add_argument("--members", type=int)
-    parser.add_argument("--child", choices=sorted(CHILDREN))
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also send from 1 and --replicas daemons on this PostgreSQL server")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--child", choices=["prepare", "send", "check", *BASELINES])
     parser.add_argument("--port", type=int)
+    parser.add_argument("--folder", type=Path)
+    parser.add_argument("--due", type=datetime.fromisoformat)
+    parser.add_argument("--worker")
     args = parser.parse_args()
     members = args.members or (1000 if args.quick else 10000)
+    url = os.environ.get("BENCH_DATABASE") or None
+    if args.child == "prepare":
+        print(prepare(args.folder, members, args.port, url).isoformat())
+        return
+    if args.child == "check":
+        p50, p99 = lateness(args.folder, members, url)
+        print(json.dumps({"p50": p50, "p99": p99}))
+        return
     if args.child:
-        result = CHILDREN[args.child](members, args.port)
+        result = (BASELINES[args.child](members, args.port) if args.child in BASELINES else {})
+        if args.child == "send":
+            result["ended"] = child_send(args.folder, args.due, args.worker)
         result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -176,8 +282,14 @@ def main() -> None:
             raise SystemExit(f"{tool} is missing: apt-get install postfix (make bench does)")
     port = free_port()
     sink = start_sink(port)
-    try:
-        results = {name: run_child(name, members, port) for name in CHILDREN}
+    try:  # the baselines first: this process stays small until then (see run_ours)
+        baselines = {name: run_baseline(name, members, port) for name in BASELINES}
+        results = {"ours": run_ours(members, port, 1, None)}
+        for replicas in (1, args.replicas) if args.postgres else ():
+            with database(args.postgres, "bench_fanout") as url:
+                name = f"ours, PostgreSQL, {replicas} daemon{'s' if replicas > 1 else ''}"
+                results[name] = run_ours(members, port, replicas, url)
+        results.update(baselines)
     finally:
         sink.terminate()
         sink.wait()
@@ -192,6 +304,10 @@ def main() -> None:
     rate = {name: members / r["seconds"] for name, r in results.items()}
     ratio("fanout_vs_smtplib", rate["ours"] / rate["smtplib"])
     ratio("fanout_vs_smtp_source", rate["ours"] / rate["smtp-source"])
+    if args.postgres:
+        one = rate["ours, PostgreSQL, 1 daemon"]
+        many = rate[f"ours, PostgreSQL, {args.replicas} daemons"]
+        ratio(f"fanout_{args.replicas}_daemons_vs_1", many / one)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ size in a database of its own on that server, created and dropped by the bench.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -29,14 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_table, ratio
+from bench.common import database, print_table, ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 5.0
@@ -99,27 +97,6 @@ def child(calls: int, subscribers: int) -> dict[str, float]:
             "added": float(counts["added"])}
 
 
-@contextlib.contextmanager
-def database(server: str | None) -> Iterator[str | None]:
-    """A new, empty database on the PostgreSQL `server` for one run, dropped after it."""
-    if server is None:
-        yield None
-        return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = f"bench_planning_{os.getpid()}"
-    url = make_url(server)
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -137,7 +114,7 @@ def main() -> None:
     sizes = args.calls or ([250, 500, 1000] if args.quick else [1000, 2500, 5000, 10000])
     results = {}
     for calls in sizes:
-        with database(args.postgres) as url:
+        with database(args.postgres, "bench_planning") as url:
             ran = subprocess.run([sys.executable, __file__, "--child", "--calls", str(calls),
                                   "--subscribers", str(subscribers)], capture_output=True,
                                  text=True, env={**os.environ, **(
