@@ -51,11 +51,11 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
          now: datetime) -> dict[str, int]:
     """Make the outbox match the plan for the steps in `covered` (call id, occurrence id, rule).
 
-    New deliveries are added (as missed if already expired); pending ones follow their
+    New deliveries are added ("missed" if already expired); pending ones follow their
     occurrence when it moved; pending ones no longer owed (the occurrence was cancelled, the
     subscriber left) are cancelled. Steps not covered are left alone.
     """
-    counts = {"added": 0, "retimed": 0, "cancelled": 0}
+    counts = {"added": 0, "missed": 0, "retimed": 0, "cancelled": 0}
     if not covered:
         return counts
     ids = [occurrence for _, occurrence, _ in covered]
@@ -73,12 +73,14 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
         connection = session.connection()
         moment = _converter(connection)
         stamp = moment(now)
-        values = [(p.call_id, moment(p.occurrence_id), p.rule, p.channel, p.recipient,
-                   moment(p.due), moment(p.expires), "missed" if p.expires <= now else "pending",
-                   0, stamp, stamp) for p in new]
-        counts["added"] = (_insert_copy(connection, values)
-                           if connection.dialect.name == "postgresql"
-                           else _insert_prepared(connection, values))
+        insert = _insert_copy if connection.dialect.name == "postgresql" else _insert_prepared
+        # Owed but expired already (the daemon was down): recorded as missed, and counted so.
+        for status, count in (("pending", "added"), ("missed", "missed")):
+            values = [(p.call_id, moment(p.occurrence_id), p.rule, p.channel, p.recipient,
+                       moment(p.due), moment(p.expires), status, 0, stamp, stamp)
+                      for p in new if (p.expires <= now) == (status == "missed")]
+            if values:
+                counts[count] = insert(connection, values)
     wanted = {p.key: p for p in planned}
     cancelled, retimed = [], []
     for key, (row_id, *_, status, due, expires) in rows.items():

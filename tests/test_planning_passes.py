@@ -12,7 +12,7 @@ from sqlmodel import Session
 from scheduler import calls, config, db, sender, subscribers
 
 START = datetime(2026, 1, 5, 12, tzinfo=UTC)
-NOTHING = {"added": 0, "retimed": 0, "cancelled": 0}
+NOTHING = {"added": 0, "missed": 0, "retimed": 0, "cancelled": 0}
 
 
 def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: object) -> None:
@@ -59,4 +59,26 @@ def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: ob
         assert {(row["rule"], row["channel"], row["recipients"]) for row in ahead
                 if row["occurrence_id"] == datetime(2026, 1, 13, 15, tzinfo=UTC)} == {
             ("tomorrow", "email", 1), ("starts-soon", "email", 1), ("starts-soon", "forum", 1)}
+    engine.dispose()
+
+
+def test_a_first_pass_after_downtime_counts_what_it_can_no_longer_send_as_missed(
+        config_case: object) -> None:
+    path: Path = config_case("example")  # type: ignore[operator]
+    settings = config.load(path)
+    engine = db.open_database(settings.database_url())
+    with Session(engine, expire_on_commit=False) as session:
+        calls.add_call(session, settings, calls.CallInput(
+            title="Weekly", start="2026-01-06 15:00", timezone="UTC", rrule="FREQ=WEEKLY"),
+            now=START - timedelta(days=30))
+        for name in ("ada", "bea"):
+            subscribers.add(session, settings, subscribers.NewSubscriber(
+                email=f"{name}@example.org"), now=START - timedelta(days=30))
+        # The daemon's first pass is at 14:50 on the day of the call: the announcement (two
+        # members and the forum) and "tomorrow" (two members) expired unsent; "starts in 30
+        # minutes" and next week's announcement (due at 15:00) can still go.
+        report = sender.run_once(session, settings, now=START + timedelta(days=1, hours=2,
+                                                                          minutes=50), worker="t")
+        assert report.planned == {**NOTHING, "added": 6, "missed": 5}
+        assert report.lines()[0] == "planned: 6 added, 5 missed, 0 retimed, 0 cancelled"
     engine.dispose()
