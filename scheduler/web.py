@@ -93,7 +93,6 @@ class FeedCache:
             self._files.pop(name, None)
             return None
         key = (stat.st_mtime_ns, stat.st_size)
-        cached = self._files.get(name)
         if cached is None or cached.key != key:
             with open(path, "rb") as file:
                 data = file.read()

@@ -15,18 +15,24 @@ START = datetime(2026, 1, 5, 12, tzinfo=UTC)
 NOTHING = {"added": 0, "missed": 0, "retimed": 0, "cancelled": 0}
 
 
+def weekly_call_and_two_members(session: Session, settings: config.Settings) -> None:
+    """A weekly call on Tuesdays at 15:00 UTC from 6 January 2026; two members, a month
+    subscribed."""
+    calls.add_call(session, settings, calls.CallInput(
+        title="Weekly", start="2026-01-06 15:00", timezone="UTC", rrule="FREQ=WEEKLY"),
+        now=START - timedelta(days=30))
+    for name in ("ada", "bea"):
+        subscribers.add(session, settings, subscribers.NewSubscriber(
+            email=f"{name}@example.org"), now=START - timedelta(days=30))
+
+
 def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: object) -> None:
     path: Path = config_case("example")  # type: ignore[operator]
     settings = config.load(path)
     engine = db.open_database(settings.database_url())
     memo: dict[str, object] = {}
     with Session(engine, expire_on_commit=False) as session:
-        calls.add_call(session, settings, calls.CallInput(
-            title="Weekly", start="2026-01-06 15:00", timezone="UTC", rrule="FREQ=WEEKLY"),
-            now=START - timedelta(days=30))
-        for name in ("ada", "bea"):
-            subscribers.add(session, settings, subscribers.NewSubscriber(
-                email=f"{name}@example.org"), now=START - timedelta(days=30))
+        weekly_call_and_two_members(session, settings)
 
         def full(now: datetime) -> dict[str, int]:
             return sender.plan_pass(session, settings, now=now)
@@ -68,12 +74,7 @@ def test_a_first_pass_after_downtime_counts_what_it_can_no_longer_send_as_missed
     settings = config.load(path)
     engine = db.open_database(settings.database_url())
     with Session(engine, expire_on_commit=False) as session:
-        calls.add_call(session, settings, calls.CallInput(
-            title="Weekly", start="2026-01-06 15:00", timezone="UTC", rrule="FREQ=WEEKLY"),
-            now=START - timedelta(days=30))
-        for name in ("ada", "bea"):
-            subscribers.add(session, settings, subscribers.NewSubscriber(
-                email=f"{name}@example.org"), now=START - timedelta(days=30))
+        weekly_call_and_two_members(session, settings)
         # The daemon's first pass is at 14:50 on the day of the call: the announcement (two
         # members and the forum) and "tomorrow" (two members) expired unsent; "starts in 30
         # minutes" and next week's announcement (due at 15:00) can still go.
