@@ -139,9 +139,11 @@ def child_send(folder: Path, due: datetime, worker: str) -> float:
     from sqlmodel import Session
 
     from scheduler import db, sender
+    from scheduler.render import Templates
 
     settings = load(folder, os.environ.get("BENCH_DATABASE") or None)
     engine = db.open_database(settings.database_url())
+    templates = Templates(settings.template_folders)  # the daemon's, kept between passes
     print("ready", flush=True)
     began = float(sys.stdin.readline())
 
@@ -152,7 +154,8 @@ def child_send(folder: Path, due: datetime, worker: str) -> float:
     with Session(engine, expire_on_commit=False) as session:  # as the daemon does
         if profile:
             profile.enable()
-        while sender.send_pass(session, settings, now=clock(), worker=worker, clock=clock):
+        while sender.send_pass(session, settings, now=clock(), worker=worker, clock=clock,
+                               templates=templates):
             pass
         ended = time.time()
         if profile:

@@ -29,6 +29,7 @@ from sqlmodel import Session
 from scheduler import feeds, outbox, sender, signup
 from scheduler.config import Settings
 from scheduler.errors import SchedulerError
+from scheduler.render import Templates
 from scheduler.web import create_app
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,23 @@ class Reminders:
         self.last_pass: datetime | None = None
         self.feeds_built: datetime | None = None
         self.plan_memo: dict[str, object] = {}  # lets a pass plan only what is new
+        self.templates: Templates | None = None
 
     def _pass(self) -> datetime | None:
         now = datetime.now(UTC)
         with Session(self.engine, expire_on_commit=False) as session:
             # Calls may have changed elsewhere (another replica's machine): keep the feeds this
             # daemon serves current, once an interval, not on every wake-up for a reminder.
+            # The templates likewise: compiled once an interval, not for every batch of a
+            # fan-out (Jinja still reads a template file again when it changes).
             interval = timedelta(seconds=self.settings.daemon.interval_seconds)
             if self.feeds_built is None or now - self.feeds_built >= interval:
                 feeds.build(session, self.settings)
+                self.templates = Templates(self.settings.template_folders)
                 self.feeds_built = now
             report = sender.run_once(session, self.settings, now=now, worker=self.worker,
-                                     clock=lambda: datetime.now(UTC), memo=self.plan_memo)
+                                     clock=lambda: datetime.now(UTC), memo=self.plan_memo,
+                                     templates=self.templates)
             if report.outcomes or report.expired or any(report.planned.values()):
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
                          "; ".join(report.lines()))

@@ -362,9 +362,11 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
 
 def run_once(session: Session, settings: Settings, *, now: datetime, worker: str,
              clock: Callable[[], datetime] | None = None,
-             memo: dict[str, object] | None = None) -> PassReport:
+             memo: dict[str, object] | None = None,
+             templates: Templates | None = None) -> PassReport:
     report = PassReport()
     report.planned = plan_pass(session, settings, now=now, memo=memo)
     report.expired = outbox.expire(session, now=now)
-    report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock)
+    report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock,
+                                templates=templates)
     return report

@@ -14,11 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from scheduler import calls, config, db, subscribers
+from scheduler import calls, config, daemon, db, subscribers
 from scheduler import outbox as outbox_module
-from tests.conftest import REQUIRE_POSTGRES, SmtpSink, free_port, use_smtp
+from tests.conftest import REQUIRE_POSTGRES, SmtpSink, free_port, read_maildir, use_smtp
 from tests.daemon_process import start, stop
 
 EARLIER = timedelta(hours=2)
@@ -144,6 +146,41 @@ def test_sigterm_in_a_fan_out_lets_the_messages_in_flight_finish(
     assert sorted(Counter(handler.recipients()).values()) == [1] * 200
     assert {d["status"] for d in outbox(path)
             if d["channel"] == "email" and d["rule"] == "starts-soon"} == {"sent"}
+
+
+def test_a_template_edited_while_the_daemon_runs_is_used_from_the_next_batch(
+        config_case: object) -> None:
+    """The daemon compiles its templates once an interval, not for every batch of a fan-out;
+    a template file edited in between is read again all the same."""
+    path: Path = config_case("example", "edited-template")  # type: ignore[operator]
+    wording = path.parent / "own" / "email" / "starts-soon.en.txt"
+    wording.parent.mkdir(parents=True)
+    wording.write_text("{% block subject %}First wording{% endblock %}\n"
+                       "{% block body %}Hello{% endblock %}\n")
+    text = path.read_text().replace("batch = 500", "batch = 1")  # a pass per delivery
+    path.write_text(text.replace('folder = ""', 'folder = "own"', 1))
+    settings = config.load(path)
+    engine = db.open_database(settings.database_url())
+    start = datetime(2030, 1, 8, 15, tzinfo=UTC)
+    with Session(engine) as session:
+        calls.add_call(session, settings, calls.CallInput(
+            title="Weekly", start="2030-01-08 15:00", timezone="UTC"),
+            now=start - timedelta(days=30))
+        for name in ("ada", "bea"):
+            subscribers.add(session, settings, subscribers.NewSubscriber(
+                email=f"{name}@example.org", language="en"), now=start - timedelta(days=30))
+    reminders = daemon.Reminders(settings, engine, AsyncIOScheduler(timezone=UTC), "test")
+    subjects: list[str] = []
+    with time_machine.travel(start - timedelta(minutes=30), tick=False):  # one interval
+        for _ in range(5):  # the two emails and the forum post, in some order
+            reminders._pass()
+            subjects = [str(m["Subject"]) for m in read_maildir(settings.maildir)]
+            if subjects == ["First wording"]:
+                wording.write_text(wording.read_text().replace("First", "Second"))
+                later = wording.stat().st_mtime + 2  # as an edit a moment later would
+                os.utime(wording, (later, later))
+    assert sorted(subjects) == ["First wording", "Second wording"]
+    engine.dispose()
 
 
 def test_daemon_refuses_to_start_with_a_broken_template(config_case: object) -> None:
