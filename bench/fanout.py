@@ -12,7 +12,7 @@ PostgreSQL from one daemon and from `--replicas` (2) daemons sharing the work, e
 database of its own, created and dropped by the bench.
 
 Each sender runs in a process of its own, so that its peak RSS is its own (for several daemons,
-the largest). Every member's message must end sent, once, or the bench fails. Prints a table
+the largest). Every member's delivery must end sent, or the bench fails. Prints a table
 and `ratio NAME VALUE` lines (ours divided by the baseline; higher is better).
 
     python bench/fanout.py [--quick] [--members N] [--postgres URL [--replicas N]]
@@ -180,6 +180,7 @@ def run_ours(members: int, port: int, replicas: int, url: str | None) -> dict[st
             raise SystemExit(f"{words[0]} failed:\n{ran.stderr[-2000:]}")
         return ran.stdout.strip().splitlines()[-1]
 
+    senders: list[subprocess.Popen[str]] = []
     try:
         due = child("prepare")
         senders = [subprocess.Popen(
@@ -206,6 +207,10 @@ def run_ours(members: int, port: int, replicas: int, url: str | None) -> dict[st
         seconds = ended - began
         result = json.loads(child("check"))
     finally:
+        for process in senders:  # after a failure, none is left sending
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         shutil.rmtree(folder, ignore_errors=True)
     return {"seconds": seconds, "p50": result["p50"], "p99": result["p99"], "rss_mb": rss}
 
