@@ -515,8 +515,9 @@ def run_once(
 ) -> None:
     """One planning and sending pass (for cron, or to preview a moment)."""
     moment = inputs.instant(at, field="--now") if at else now()
-    with _session(ctx) as (settings, session):
-        report = sender.run_once(session, settings, now=moment, worker=_worker())
+    with _session(ctx) as (settings, session):  # on the real clock unless it is a preview
+        report = sender.run_once(session, settings, now=moment, worker=_worker(),
+                                 clock=None if at else now)
     for line in report.lines():
         typer.echo(line)
 

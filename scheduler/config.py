@@ -416,8 +416,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "interval_seconds": Option(positive_int, 60, "how often the daemon looks for new calls, "
                                    "subscribers and expired leases (it also wakes when "
                                    "something falls due)"),
-        "lease_seconds": Option(positive_int, 300, "how long a claimed delivery is held; a "
-                                "daemon that died releases its claims after this"),
+        "lease_seconds": Option(positive_int, 120, "how long a claimed delivery is held; a "
+                                "daemon that died releases its claims after this (a live one "
+                                "renews its own while sending)"),
         "batch": Option(positive_int, 500, "deliveries claimed at a time"),
         "retry_seconds": Option(positive_int, 30, "first wait after a temporary failure; it "
                                 "doubles with each attempt, up to 30 minutes"),

@@ -6,7 +6,8 @@
 The unique key (call, occurrence, rule, channel, recipient) makes a delivery exist once however
 many planners run. A claim takes due rows with a lease (`FOR UPDATE SKIP LOCKED` on
 PostgreSQL), so two daemons never hold the same row; a daemon that dies leaves rows whose lease
-runs out, and the next claim takes them. A fan-out's results are recorded by a `Recorder`, a
+runs out, and the next claim takes them, while a live one renews the lease of what it is still
+sending (`renew`). A fan-out's results are recorded by a `Recorder`, a
 group per commit: a crash can repeat the messages in flight (one per connection) and those
 accepted but not yet recorded (at most `Recorder.WAITING`); a repeat keeps its Message-ID.
 """
@@ -17,6 +18,7 @@ import functools
 import logging
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -213,6 +216,18 @@ def claim(session: Session, *, now: datetime, worker: str, limit: int = 500,
     return sorted(claimed, key=lambda d: (d.due_at, d.id or 0))
 
 
+def renew(session: Session, ids: Collection[int], *, worker: str, until: datetime) -> int:
+    """Keep `worker`'s claim on those of `ids` it has not finished with, until `until`: a
+    batch that takes longer than the lease to send stays its own, while a daemon that died
+    stops renewing and its claims run out within one lease."""
+    result = session.exec(update(Delivery).where(
+        col(Delivery.id).in_(sorted(ids)), col(Delivery.leased_by) == worker,
+        col(Delivery.status) == "pending", col(Delivery.lease_until).is_not(None),
+    ).values(lease_until=until))
+    session.commit()
+    return int(result.rowcount)
+
+
 def next_wakeup(session: Session) -> datetime | None:
     """When the next pending delivery can be sent: its due time, retry time or lease expiry."""
     moments = []
@@ -302,13 +317,19 @@ class Recorder:
     database. A crash therefore repeats at most those and the messages in flight, each with
     its Message-ID unchanged. If recording fails (the database went away), every result
     after that raises, and sending stops: nothing more goes out that could not be recorded.
+
+    `renew`, when given, is called at least every `renew_every` seconds while the recorder
+    runs (the daemon keeps its claims with it); a failure there is logged, and the claims may
+    then run out as they would have without it.
     """
 
     WAITING = 16
 
     def __init__(self, engine: Engine, *, first_retry: timedelta = FIRST_RETRY,
-                 waiting: int = WAITING) -> None:
+                 waiting: int = WAITING, renew: Callable[[Session], object] | None = None,
+                 renew_every: float = 60.0) -> None:
         self.engine, self.first_retry = engine, first_retry
+        self.renew, self.renew_every = renew, renew_every
         self.outcomes: Counter[str] = Counter()
         self.error: BaseException | None = None
         self._queue: Queue[_Result | None] = Queue(maxsize=waiting)
@@ -344,8 +365,16 @@ class Recorder:
     def _run(self) -> None:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
+                renewed = time.monotonic()
                 while True:
-                    group = [self._queue.get()]
+                    if self.renew is not None and time.monotonic() - renewed >= self.renew_every:
+                        self._renew(session)
+                        renewed = time.monotonic()
+                    try:
+                        group = [self._queue.get(timeout=self.renew_every
+                                                 if self.renew is not None else None)]
+                    except Empty:
+                        continue
                     while True:
                         try:
                             group.append(self._queue.get_nowait())
@@ -356,6 +385,14 @@ class Recorder:
                         return
         except Exception as e:  # handed to the sending thread, which stops
             self.error = e
+
+    def _renew(self, session: Session) -> None:
+        assert self.renew is not None
+        try:
+            self.renew(session)
+        except SQLAlchemyError as e:
+            session.rollback()
+            log.warning("could not renew the claims being sent: %s", str(e).splitlines()[0])
 
     def _record(self, session: Session, group: list[_Result]) -> None:
         sent = [(claimed, message_id, now) for claimed, message_id, _, _, now in group

@@ -271,8 +271,9 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
               clock: Callable[[], datetime] | None = None) -> Counter[str]:
     """Claim what is due and send it; return how many ended in each state.
 
-    `clock` stamps each message when the server accepts it (the daemon's real clock); without
-    it, the pass's `now` is the stamp (a preview with --now).
+    `clock` stamps each message when the server accepts it (the daemon's real clock) and keeps
+    the batch's claims while it is being sent (every third of the lease); without it, the
+    pass's `now` is the stamp and the claims last one lease (a preview with --now).
     """
     templates = templates or Templates(settings.template_folders)
     rules = {rule.name: rule for rule in (*settings.reminders, followups.RULE)}
@@ -337,7 +338,17 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
     session.commit()
     engine = session.get_bind()
     assert isinstance(engine, Engine)
-    recorder = outbox.Recorder(engine, first_retry=timedelta(seconds=settings.daemon.retry_seconds))
+    lease = timedelta(seconds=settings.daemon.lease_seconds)
+    ids = [claimed.delivery_id for claimed in by_id.values()]
+
+    def renew(session: Session) -> None:
+        """While the batch is being sent, on the real clock: a preview (--now) is not."""
+        assert clock is not None
+        outbox.renew(session, ids, worker=worker, until=clock() + lease)
+
+    recorder = outbox.Recorder(engine, first_retry=timedelta(seconds=settings.daemon.retry_seconds),
+                               renew=renew if clock is not None else None,
+                               renew_every=lease.total_seconds() / 3)
 
     def record(result: mail.Sent) -> None:
         """As the server answers; recorded a group at a time, beside the sending."""

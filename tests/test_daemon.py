@@ -33,7 +33,7 @@ def service(config_case: object, port: int, members: int) -> Path:
     path: Path = config_case("example", f"service-{members}")  # type: ignore[operator]
     use_smtp(path, port)
     text = path.read_text().replace("interval_seconds = 60", "interval_seconds = 1")
-    path.write_text(text.replace("lease_seconds = 300", "lease_seconds = 2"))
+    path.write_text(text.replace("lease_seconds = 120", "lease_seconds = 2"))
     settings = config.load(path)
     engine = db.open_database(settings.database_url())
     now = datetime.now(UTC)
