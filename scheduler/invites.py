@@ -22,7 +22,7 @@ from enum import StrEnum
 from sqlmodel import Session, select
 
 from scheduler import ics, inputs, mail
-from scheduler.calls import changes_of, get_call, series_of
+from scheduler.calls import changes_of, get_call
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue
 from scheduler.feeds import call_event
@@ -68,11 +68,10 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
     if original is not None:
         occurrence = occurrence_at(original, event.series, event.changes.get(original))
     else:
-        upcoming = [o for o in occurrences(series_of(call), changes_of(session, call),
-                                           start=now, count=3)
+        upcoming = [o for o in occurrences(event.series, event.changes, start=now, count=3)
                     if o.status is not Status.CANCELLED]
-        occurrence = upcoming[0] if upcoming else occurrence_at(series_of(call).start,
-                                                                series_of(call), None)
+        occurrence = upcoming[0] if upcoming else occurrence_at(event.series.start,
+                                                                event.series, None)
     template = "cancellation" if method == "CANCEL" else "invitation"
     subject, text, html = _texts(settings, call, occurrence, template, now, {
         "again": update,
