@@ -50,6 +50,9 @@ def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
     return (row.call_id, row.occurrence_id, row.rule, row.channel, row.recipient)
 
 
+SYNCED = ("added", "missed", "retimed", "cancelled")  # what `sync` counts, in this order
+
+
 def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[Step],
          now: datetime) -> dict[str, int]:
     """Make the outbox match the plan for the steps in `covered` (call id, occurrence id, rule).
@@ -58,7 +61,7 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
     occurrence when it moved; pending ones no longer owed (the occurrence was cancelled, the
     subscriber left) are cancelled. Steps not covered are left alone.
     """
-    counts = {"added": 0, "missed": 0, "retimed": 0, "cancelled": 0}
+    counts = dict.fromkeys(SYNCED, 0)
     if not covered:
         return counts
     ids = [occurrence for _, occurrence, _ in covered]

@@ -124,7 +124,7 @@ def plan_pass(session: Session, settings: Settings, *, now: datetime,
     by_call: dict[int, set[Step]] = {}
     for step in to_sync:
         by_call.setdefault(step[0], set()).add(step)
-    counts = {"added": 0, "missed": 0, "retimed": 0, "cancelled": 0}
+    counts = dict.fromkeys(outbox.SYNCED, 0)
     chunks = [c for c in calls if c.call_id in by_call]
     for first in range(0, len(chunks), PLAN_CHUNK):  # a chunk of calls at a time: bounded memory
         chunk = chunks[first:first + PLAN_CHUNK]
