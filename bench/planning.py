@@ -44,7 +44,7 @@ def first_start(n: int, zone: str, now: datetime) -> datetime:
     """Call n's first occurrence: weekly on one of seven days, 8:00 to 16:00 in its zone, the
     first whose announcement (a week before) is still ahead of `now`. The coalition and its
     members are added just before the pass, so nothing is owed from before it; the pass
-    queues what falls due within the hour, as the daemon does every hour of the week."""
+    queues what falls due within `[daemon] queue_minutes`, as the daemon does all week."""
     local = datetime(2026, 1, 12, 8 + n % 9, tzinfo=ZoneInfo(zone)) + timedelta(days=n % 7)
     while local - timedelta(days=7) < now:
         local += timedelta(days=7)
