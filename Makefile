@@ -4,21 +4,36 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
+# uv installs exactly what uv.lock says (the versions CI last passed with); pip only brings uv.
+UV_VERSION := 0.13.9
+UV     := $(BIN)/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint clean node-deps system-deps bench bench-deps
+.PHONY: run test lint lock clean node-deps system-deps bench bench-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# One stamp per set of extras; reinstall when pyproject.toml changes.
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# One stamp per set of extras; reinstall when the lock or pyproject.toml changes. --locked
+# refuses a lock that no longer matches pyproject.toml (refresh it with `make lock`), and
+# --inexact leaves uv itself in the environment.
+$(VENV)/.installed-run: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --locked --inexact --python $(BIN)/python
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --locked --inexact --python $(BIN)/python --extra test
 	touch $@ $(VENV)/.installed-run
+
+# Refresh the lock on purpose: every dependency to its newest release within pyproject.toml's
+# bounds, then the whole suite. Commit uv.lock only if the tests pass.
+lock: | $(UV)
+	$(UV) lock --upgrade
+	rm -f $(VENV)/.installed-run $(VENV)/.installed-test
+	$(MAKE) test
 
 run: $(VENV)/.installed-run
 	$(BIN)/coalition init

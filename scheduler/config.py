@@ -23,6 +23,7 @@ from limits import parse as parse_rate
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from scheduler import resources
 from scheduler.errors import ConfigError, InvalidZone
 from scheduler.plan import Rule, parse_offset
 from scheduler.render import CHANNELS, TEMPLATES
@@ -31,7 +32,7 @@ from scheduler.zones import get_zone
 log = logging.getLogger(__name__)
 
 ENV_CONFIG = "COALITION_CONFIG"
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+BUILTIN_TEMPLATES = resources.templates()
 DEFAULT_CONFIG = Path("config.toml")
 
 

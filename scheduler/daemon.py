@@ -1,5 +1,5 @@
 """The long-running service: the web server and the reminder timer in one asyncio loop
-(uvloop's: it answers feed requests at about 1.5 times the rate of the standard loop).
+(uvloop's where it is installed: see `scheduler.loop`).
 
 APScheduler (3.x, `AsyncIOScheduler`) is only the timer: it wakes the loop when the outbox says
 the next delivery is due, and every `interval_seconds` to notice new calls and subscribers. The
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -21,12 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import uvicorn
-import uvloop
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from scheduler import feeds, outbox, sender, signup
+from scheduler import feeds, loop, outbox, sender, signup
 from scheduler.config import Settings
 from scheduler.errors import SchedulerError
 from scheduler.render import Templates
@@ -112,9 +110,9 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = _Server(config, on_ready)
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    running = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+        running.add_signal_handler(signum, stopping.set)
     scheduler.add_job(reminders.tick, "interval", seconds=settings.daemon.interval_seconds,
                       id="look", next_run_time=datetime.now(UTC), coalesce=True,
                       max_instances=1, misfire_grace_time=None)
@@ -161,6 +159,8 @@ def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         yield
         return
+    import fcntl  # POSIX only: imported here, so that the CLI's other commands run everywhere
+
     path = Path(f"{database}.daemon.lock")
     with path.open("a+") as lock:
         try:
@@ -184,5 +184,5 @@ def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
 def run(settings: Settings, engine: Engine, *, host: str, port: int,
         on_ready: Ready | None = None, worker: str = "daemon") -> None:
     with only_daemon_on_sqlite(engine):
-        uvloop.run(serve(settings, engine, host=host, port=port, on_ready=on_ready,
+        loop.run(serve(settings, engine, host=host, port=port, on_ready=on_ready,
                          worker=worker))

@@ -27,8 +27,8 @@ from email.utils import formataddr, parseaddr
 from pathlib import Path
 
 import aiosmtplib
-import uvloop
 
+from scheduler import loop
 from scheduler.config import Settings
 
 log = logging.getLogger(__name__)
@@ -229,4 +229,4 @@ def send(settings: Settings, messages: Sequence[EmailMessage | Outgoing],
     ready = [m if isinstance(m, Outgoing) else Outgoing.of(m) for m in messages]
     if settings.email.transport == "maildir":
         return to_maildir(settings.maildir, ready, on_result)
-    return uvloop.run(to_smtp(settings, ready, on_result))
+    return loop.run(to_smtp(settings, ready, on_result))
