@@ -461,6 +461,38 @@ def config_path(option: Path | None, environ: Mapping[str, str] | None = None) -
     return Path(environ[ENV_CONFIG]) if environ.get(ENV_CONFIG) else DEFAULT_CONFIG
 
 
+def write_example(path: Path) -> Path:
+    """Write the example configuration (every option with its default and a comment) to `path`,
+    or to `path`/config.toml when it is a folder; refuse to replace a file that exists.
+
+    The file appears whole or not at all: it is written beside its place, then linked there,
+    which fails if a file took that place meanwhile.
+    """
+    if path.is_dir():
+        path = path / DEFAULT_CONFIG.name
+    if path.exists():
+        raise ConfigError(f"{path}: already exists; not overwritten (move it away first, or "
+                          "edit it)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = resources.example_config().read_text(encoding="utf-8")
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        # Readable like any other file the umask allows: the file holds no secrets.
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w",
+                       encoding="utf-8") as f:
+            f.write(text)
+        try:
+            os.link(partial, path)
+        finally:
+            os.unlink(partial)
+    except FileExistsError:
+        raise ConfigError(f"{path}: already exists; not overwritten") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write: {e.strerror}") from e
+    log.info("wrote the example configuration to %s", path)
+    return path
+
+
 def load(path: Path) -> Settings:
     """Read and check the file; raise `ConfigError` listing every problem, one per line."""
     try:
@@ -468,7 +500,8 @@ def load(path: Path) -> Settings:
             raw = tomllib.load(f)
     except FileNotFoundError as e:
         raise ConfigError(
-            f"{path}: no such config file (give --config PATH or set {ENV_CONFIG})"
+            f"{path}: no such config file (write one with `coalition config init`, or give "
+            f"--config PATH or set {ENV_CONFIG})"
         ) from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e

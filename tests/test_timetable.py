@@ -45,10 +45,16 @@ def test_french_table_uses_24_hour_times_and_french_city_names() -> None:
 def test_weekday_and_date_are_shown_only_where_the_date_differs_from_the_anchor() -> None:
     rows = time_table(NOVEMBER_2018, ["Asia/Jakarta", "Pacific/Kiritimati", "Pacific/Chatham"],
                       anchor=ZoneInfo("America/New_York"), lang="en")
-    assert [(r.label, r.time, r.other_day) for r in rows] == [
-        ("Jakarta", "10:00 PM", None), ("Kiritimati", "5:00 AM", "Wed, Nov 14"),
-        ("Chatham", "4:45 AM", "Wed, Nov 14"),
+    # CLDR's wording changes between Babel releases ("Chatham" or "Chatham Islands", "Nov" or
+    # "November") and is not the point here: the reader needs the right time, and the weekday and
+    # day of the month exactly where the date is not the anchor's.
+    assert [(r.label.split()[0], r.time) for r in rows] == [
+        ("Jakarta", "10:00 PM"), ("Kiritimati", "5:00 AM"), ("Chatham", "4:45 AM"),
     ]
+    assert rows[0].other_day is None
+    for row in rows[1:]:
+        assert row.other_day is not None
+        assert row.other_day.startswith("Wed, Nov") and row.other_day.endswith(" 14")
 
 
 def test_configured_label_replaces_the_city_name() -> None:
