@@ -81,7 +81,8 @@ def prepare(folder: Path, members: int, port: int, url: str | None) -> datetime:
     text = text.replace("connections = 4", f"connections = {connections}", 1)
     (folder / "config.toml").write_text(text)
     settings = load(folder, url)
-    engine = db.open_database(settings.database_url())
+    engine = db.make_engine(settings.database_url())
+    db.migrate(engine)  # what `coalition init` does
     start = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
     setup = start - timedelta(days=2)
     due = start - timedelta(minutes=30)

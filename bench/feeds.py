@@ -40,7 +40,8 @@ def service(folder: Path, count: int) -> Path:
     text = (ROOT / "config.toml").read_text()
     (folder / "config.toml").write_text(text)
     settings = config.load(folder / "config.toml")
-    engine = db.open_database(settings.database_url())
+    engine = db.make_engine(settings.database_url())
+    db.migrate(engine)  # what `coalition init` does
     now = datetime(2026, 1, 1, tzinfo=UTC)
     with Session(engine) as session:
         for number in range(count):

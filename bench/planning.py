@@ -61,7 +61,8 @@ def child(calls: int, subscribers: int) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="bench-planning-"))
     (folder / "config.toml").write_text((ROOT / "config.toml").read_text())
     settings = config.load(folder / "config.toml")
-    engine = db.open_database(settings.database_url())
+    engine = db.make_engine(settings.database_url())
+    db.migrate(engine)  # what `coalition init` does
     now = datetime(2026, 1, 5, 12, tzinfo=UTC)
     with Session(engine) as session:  # rows straight in: the bench measures planning only
         zones = ["America/New_York", "Europe/Brussels", "Africa/Cairo", "Asia/Jakarta"]

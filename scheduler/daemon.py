@@ -15,14 +15,17 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlmodel import Session
+from starlette.types import ASGIApp
 
 from scheduler import feeds, loop, outbox, sender, signup
 from scheduler.config import Settings
@@ -37,15 +40,24 @@ Ready = Callable[[str], None]
 
 
 class Reminders:
-    """Runs passes one at a time, in a worker thread (database and SMTP block)."""
+    """Runs passes one at a time, in a worker thread (database and SMTP block).
+
+    For /healthz it keeps when it started and when a pass last succeeded, on the `monotonic`
+    clock (a wall clock that jumps must not make it look stuck), and the last pass's error: a
+    pass that raises leaves `last_pass` and `last_success` as they were.
+    """
 
     def __init__(self, settings: Settings, engine: Engine, scheduler: AsyncIOScheduler,
-                 worker: str) -> None:
+                 worker: str, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings, self.engine = settings, engine
         self.scheduler, self.worker = scheduler, worker
         self.lock = asyncio.Lock()
         self.stopping = False
+        self.monotonic = monotonic
+        self.started = monotonic()
         self.last_pass: datetime | None = None
+        self.last_success: float | None = None  # monotonic() when the last good pass ended
+        self.last_error: str | None = None
         self.feeds_built: datetime | None = None
         self.plan_memo: dict[str, object] = {}  # lets a pass plan only what is new
         self.templates: Templates | None = None
@@ -68,8 +80,9 @@ class Reminders:
             if report.outcomes or report.expired or any(report.planned.values()):
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
                          "; ".join(report.lines()))
-            self.last_pass = now
-            return outbox.next_wakeup(session)
+            wakeup = outbox.next_wakeup(session)
+            self.last_pass, self.last_success = now, self.monotonic()
+            return wakeup
 
     async def tick(self) -> None:
         if self.stopping or self.lock.locked():
@@ -77,13 +90,21 @@ class Reminders:
         async with self.lock:
             try:
                 wakeup = await asyncio.to_thread(self._pass)
-            except Exception:
+            except Exception as e:
+                self.last_error = (f"{datetime.now(UTC).isoformat(timespec='seconds')}: "
+                                   f"{type(e).__name__}: {e}").splitlines()[0]
                 log.exception("reminder pass failed; the next one retries")
                 return
         if wakeup is not None and not self.stopping:
             when = max(wakeup, datetime.now(UTC)) + timedelta(milliseconds=50)
             self.scheduler.add_job(self.tick, "date", run_date=when, id="wake",
                                    replace_existing=True, misfire_grace_time=None)
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports (see `scheduler.web.create_app`)."""
+        return {"alive": self.scheduler.running and not self.stopping,
+                "last_pass": self.last_pass, "last_error": self.last_error,
+                "last_success": self.last_success, "started": self.started}
 
     async def stop(self) -> None:
         """No new pass; wait for the one that is sending."""
@@ -105,9 +126,9 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
         raise SchedulerError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
     scheduler = AsyncIOScheduler(timezone=UTC)
     reminders = Reminders(settings, engine, scheduler, worker)
-    app = create_app(settings, engine, secret=signup.site_secret(settings, engine), health=lambda: {
-        "alive": scheduler.running and not reminders.stopping, "last_pass": reminders.last_pass})
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    app = create_app(settings, engine, secret=signup.site_secret(settings, engine),
+                     health=reminders.health)
+    config = web_server_config(app)
     server = _Server(config, on_ready)
     stopping = asyncio.Event()
     running = asyncio.get_running_loop()
@@ -145,6 +166,27 @@ class _Server(uvicorn.Server):
         if self.started and self.on_ready is not None:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             self.on_ready(f"http://{host}:{port}/")
+
+
+# Who may say, in X-Forwarded-For, which client a request comes from: a reverse proxy on this
+# machine (deploy/nginx.conf), unless FORWARDED_ALLOW_IPS names others.
+TRUSTED_PROXIES = "127.0.0.1,::1"
+
+
+def web_server_config(app: ASGIApp, environ: Mapping[str, str] | None = None) -> uvicorn.Config:
+    """uvicorn's settings for the members' page and the feeds.
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from the addresses or networks in
+    `FORWARDED_ALLOW_IPS` (uvicorn's own variable; comma-separated, e.g. "10.0.0.5,::1"),
+    by default the local machine only. From anyone else they are ignored, so a client cannot
+    pick the address its sign-up limit (`[web] signup_per_ip`) is counted against, and behind
+    the proxy every member is counted as themselves, not as the proxy.
+    """
+    environ = os.environ if environ is None else environ
+    trusted = environ.get("FORWARDED_ALLOW_IPS", "").strip() or TRUSTED_PROXIES
+    log.info("client addresses from X-Forwarded-For of %s only (FORWARDED_ALLOW_IPS)", trusted)
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                          proxy_headers=True, forwarded_allow_ips=trusted)
 
 
 @contextlib.contextmanager

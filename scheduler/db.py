@@ -1,14 +1,24 @@
-"""The database edge: engines, sessions, and Alembic migrations applied on open.
+"""The database edge: engines, sessions, and the schema (Alembic migrations).
 
-Every command opens the database through `open_database`, which brings the schema up to the
-newest migration (so an existing database survives an upgrade of the program) and refuses a
-database whose schema is newer than this program knows.
+Only `coalition init` changes the schema (`migrate`). Every other command, the daemon and the
+web open the database through `open_database`, which changes nothing and refuses, in one line
+that says what to do, a database whose schema is not the one this code was written for:
+
+* none yet (or no file): run `coalition init`;
+* older: run `coalition init` to upgrade it, after a backup;
+* newer, or unknown: a newer coalition upgraded it; install that version.
+
+So a newer CLI run by an organizer never upgrades a schema under daemons still running the
+older code: the admin upgrades on purpose, with every daemon stopped.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +26,28 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from scheduler.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SchemaMismatch(DatabaseError):
+    """The database has no schema, an older one or one this code does not know.
+
+    `found` is the database's revision (None: no schema), `needed` this code's.
+    """
+
+    def __init__(self, message: str, *, found: str | None, needed: str) -> None:
+        super().__init__(message)
+        self.found, self.needed = found, needed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,14 +72,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory SQLite."""
     parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` (a SQLite file's folder is made); the schema is not looked at."""
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
 
 
 def _alembic_config() -> AlembicConfig:
@@ -65,43 +101,108 @@ def _alembic_config() -> AlembicConfig:
     return cfg
 
 
+@cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
 
 
-def migrate(engine: Engine) -> SchemaState:
-    """Create or upgrade the schema to the newest migration; return where it was and is."""
-    cfg = _alembic_config()
-    scripts = ScriptDirectory.from_config(cfg)
-    head = head_revision()
-    safe_url = engine.url.render_as_string(hide_password=True)
+def _known(revision: str) -> bool:
     try:
-        with engine.begin() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
-            if current is not None and current != head:
-                try:
-                    scripts.get_revision(current)
-                except Exception as e:  # alembic raises several kinds for an unknown revision
-                    raise DatabaseError(
-                        f"database {safe_url} has schema revision {current}, which this version "
-                        "of coalition does not know (is it newer?); upgrade coalition"
-                    ) from e
-            if current != head:
-                cfg.attributes["connection"] = connection
-                command.upgrade(cfg, "head")
-                log.info("database %s upgraded from %s to %s", safe_url, current, head)
+        return _scripts().get_revision(revision) is not None
+    except CommandError:  # alembic's "no such revision" (ResolutionError is a CommandError)
+        return False
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextmanager
+def _reaching(engine: Engine) -> Iterator[None]:
+    """Turns a driver's failure into one line that names the database (never its password)."""
+    try:
+        yield
     except OperationalError as e:
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
-        raise DatabaseError(f"cannot open database {safe_url}: {reason}") from e
+        raise DatabaseError(f"cannot open database {_where(engine)}: {reason}") from e
     except SQLAlchemyError as e:
-        raise DatabaseError(f"database {safe_url}: {e}") from e
-    return SchemaState(before=current, after=head)
+        raise DatabaseError(f"database {_where(engine)}: {str(e).splitlines()[0]}") from e
+
+
+def _newer(engine: Engine, found: str) -> SchemaMismatch:
+    head = head_revision()
+    return SchemaMismatch(
+        f"database {_where(engine)} has schema revision {found}, which this coalition (schema "
+        f"{head}) does not know: it was upgraded by a newer coalition; install that version "
+        "(or newer)", found=found, needed=head)
+
+
+def check_schema(engine: Engine) -> str:
+    """The database's schema revision, when it is this code's; `SchemaMismatch` otherwise.
+
+    Reads only: nothing is created or changed.
+    """
+    head = head_revision()
+    with _reaching(engine), engine.connect() as connection:
+        found = _current(connection)
+    if found == head:
+        return head
+    where = _where(engine)
+    if found is None:
+        raise SchemaMismatch(f"database {where} has no schema yet: run `coalition init` to "
+                             "create it", found=None, needed=head)
+    if not _known(found):
+        raise _newer(engine, found)
+    backup = ("coalition backup FILE" if engine.dialect.name == "sqlite"
+              else "pg_dump" if engine.dialect.name == "postgresql" else "your database's tools")
+    raise SchemaMismatch(
+        f"database {where} has schema revision {found}, this coalition needs {head}: run "
+        f"`coalition init` to upgrade it (back it up first: {backup})", found=found, needed=head)
+
+
+def migrate(engine: Engine, *, revision: str = "head") -> SchemaState:
+    """Create the schema or upgrade it (to the newest migration, or to `revision`: the tests
+    build older schemas with it); return where it was and is. Only `coalition init` calls it.
+
+    A database upgraded by a newer coalition is refused, and left as it is.
+    """
+    cfg = _alembic_config()
+    with _reaching(engine), engine.begin() as connection:
+        current = _current(connection)
+        if current is not None and not _known(current):
+            raise _newer(engine, current)
+        target = _scripts().get_revision(revision)
+        assert target is not None
+        if current != target.revision:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
+            log.info("database %s upgraded from %s to %s", _where(engine), current,
+                     target.revision)
+    path = sqlite_file(engine.url)
+    if current is None and path is not None:
+        path.chmod(0o600)  # members' addresses: its owner's only (SQLite's -wal and -shm follow)
+    return SchemaState(before=current, after=target.revision)
 
 
 def open_database(url: str) -> Engine:
-    """An engine whose schema is current."""
-    engine = make_engine(url)
-    migrate(engine)
-    return engine
+    """An engine on a database whose schema is this code's; `SchemaMismatch` (saying what to
+    run) otherwise. Changes nothing: not even a missing SQLite file is created."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        where = make_url(url).render_as_string(hide_password=True)
+        raise SchemaMismatch(f"database {where} does not exist: run `coalition init` to "
+                             "create it", found=None, needed=head_revision())
+    # Looked at through a connection of its own without the SQLite pragmas: setting WAL mode
+    # would write to a database that is about to be refused.
+    probe = create_engine(url, poolclass=NullPool)
+    try:
+        check_schema(probe)
+    finally:
+        probe.dispose()
+    return make_engine(url)

@@ -26,6 +26,8 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from cli import app
+from scheduler import config, db
+from scheduler.errors import SchedulerError
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,16 +42,30 @@ def new_york() -> ZoneInfo:
     return ZoneInfo("America/New_York")
 
 
+def make_database(config_file: Path) -> None:
+    """Create the database `config_file` names (COALITION_DATABASE_URL, when set, wins), as
+    `coalition init` does: only that command makes or changes a schema."""
+    engine = db.make_engine(config.load(config_file).database_url())
+    try:
+        db.migrate(engine)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def config_case(tmp_path: Path) -> Callable[..., Path]:
     """tests/data/config/<name>.toml copied into a fresh folder (named `folder`, default the
-    case's name); 'example' is ./config.toml. Each folder is a service of its own."""
+    case's name); 'example' is ./config.toml. Each folder is a service of its own; an
+    'example' one comes with its database made, as an admin's `coalition init` leaves it
+    (`database=False`: without)."""
 
-    def copy(name: str, folder: str | None = None) -> Path:
+    def copy(name: str, folder: str | None = None, *, database: bool = True) -> Path:
         source = ROOT / "config.toml" if name == "example" else DATA / "config" / f"{name}.toml"
         target = tmp_path / (folder or name) / "config.toml"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
+        if name == "example" and database:
+            make_database(target)
         return target
 
     return copy
@@ -69,23 +85,60 @@ class Ran:
     stderr: str
 
 
-@pytest.fixture
-def coalition(
-    config_case: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Ran]:
-    """Runs `coalition --config <fresh copy of config.toml> ARGS...` in-process."""
-    config = config_case("example")
-    monkeypatch.delenv("COALITION_DATABASE_URL", raising=False)
+def cli_runner(config_file: Path, before: Callable[[Path, tuple[str, ...]], None] | None = None
+               ) -> Callable[..., Ran]:
+    """Runs `coalition --config <config_file> ARGS...` in-process (`before` sees each command
+    first)."""
     runner = CliRunner()
 
     def run(*args: str, config_path: Path | None = None) -> Ran:
-        result = runner.invoke(app, ["--config", str(config_path or config), *args])
+        if before is not None:
+            before(config_path or config_file, args)
+        result = runner.invoke(app, ["--config", str(config_path or config_file), *args])
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Ran(result.exit_code, result.stdout, result.stderr)
 
-    run.config = config  # type: ignore[attr-defined]
+    run.config = config_file  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture
+def coalition(
+    config_case: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Callable[..., Ran]:
+    """Runs `coalition --config <fresh copy of config.toml> ARGS...` in-process, on a database
+    `coalition init` made.
+
+    A test that takes `postgres_url` points COALITION_DATABASE_URL at it only after this
+    fixture is made (and no SQLite file may appear): there the database a command will use is
+    made before the first command on it, unless that command is `init` itself.
+    """
+    monkeypatch.delenv("COALITION_DATABASE_URL", raising=False)
+    later = "postgres_url" in request.fixturenames
+    made: set[str] = set()
+
+    def init_first(config_file: Path, args: tuple[str, ...]) -> None:
+        try:
+            url = config.load(config_file).database_url()
+        except SchedulerError:
+            return  # the command itself reports what is wrong with the config
+        if url not in made and "init" not in args:
+            make_database(config_file)
+        made.add(url)
+
+    return cli_runner(config_case("example", database=not later),
+                      init_first if later else None)
+
+
+@pytest.fixture
+def coalition_before_init(config_case: Callable[..., Path],
+                          monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+    """Runs `coalition` commands on a fresh service whose database nobody has made yet: what an
+    admin meets before running `coalition init`."""
+    monkeypatch.delenv("COALITION_DATABASE_URL", raising=False)
+    return cli_runner(config_case("example", database=False))
 
 
 @pytest.fixture

@@ -221,6 +221,7 @@ def test_installed_command_reports_errors_without_traceback(tmp_path: Path) -> N
     coalition = shutil.which("coalition", path=str(Path(sys.executable).parent))
     assert coalition, "the coalition console script is not installed in this environment"
     shutil.copy(Path(__file__).parent.parent / "config.toml", tmp_path / "config.toml")
+    subprocess.run([coalition, "init"], cwd=tmp_path, capture_output=True, check=True)
     ran = subprocess.run([coalition, "call", "show", "nope"], cwd=tmp_path, capture_output=True,
                          text=True, check=False)
     assert (ran.returncode, ran.stderr) == (2, "error: no call 'nope'; there are no calls yet\n")

@@ -1,9 +1,18 @@
-"""Storage: Alembic migrations on SQLite and PostgreSQL, applied by `init` and by every command."""
+"""Storage: Alembic migrations on SQLite and PostgreSQL, applied by `coalition init` only.
+
+Every other command, and the daemon, refuses a database whose schema is missing, older or newer
+than the code, with one line that says what to run, and changes nothing.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import sqlite3
+import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,31 +20,95 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from scheduler import db
+from scheduler import config, db
 from scheduler.models import UTCDateTime
 from tests.conftest import Ran
 from tests.test_cli_calls import ADD, SLUG
 
 Coalition = Callable[..., Ran]
+HEAD = db.head_revision()
+PREVIOUS = ScriptDirectory(str(db.MIGRATIONS)).get_revision(HEAD).down_revision  # type: ignore[union-attr]
+# What organizers and the daemon run; each must refuse a schema that is not the code's.
+COMMANDS = [
+    pytest.param(("call", "list"), id="call-list"),
+    pytest.param(tuple(ADD), id="call-add"),
+    pytest.param(("subscriber", "add", "ada@example.org"), id="subscriber-add"),
+    pytest.param(("feed", "build"), id="feed-build"),
+    pytest.param(("run-once", "--now", "2018-11-13T14:30:00Z"), id="run-once"),
+    pytest.param(("deliveries",), id="deliveries"),
+]
 
 
 def database_file(coalition: Coalition) -> Path:
     return Path(coalition.config).parent / "var" / "coalition.sqlite3"  # type: ignore[attr-defined]
 
 
-def test_init_creates_the_database_then_finds_it_up_to_date(coalition: Coalition) -> None:
-    first = coalition("init")
-    assert first.exit_code == 0 and "created database" in first.stdout
-    second = coalition("init")
-    assert second.exit_code == 0 and "is up to date" in second.stdout
+def service_state(coalition: Coalition) -> dict[str, str]:
+    """Every file of the service (the database's bytes included), by path and digest."""
+    folder = Path(coalition.config).parent  # type: ignore[attr-defined]
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_any_command_brings_a_new_database_up_to_date(coalition: Coalition) -> None:
-    assert coalition("call", "list", "--json").stdout.strip() == "[]"
-    assert "is up to date" in coalition("init").stdout
+def stamp(path: Path, revision: str) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    connection.close()
+
+
+def at_revision(coalition: Coalition, revision: str) -> None:
+    """The service's database as an older coalition's `init` left it."""
+    url = config.load(Path(coalition.config)).database_url()  # type: ignore[attr-defined]
+    engine = db.make_engine(url)
+    try:
+        assert db.migrate(engine, revision=revision).after == revision
+    finally:
+        engine.dispose()
+
+
+def refused(ran: Ran) -> str:
+    """The one line a refusal prints."""
+    assert ran.exit_code == 2, ran.stdout + ran.stderr
+    assert ran.stderr.count("\n") == 1 and ran.stderr.startswith("error: "), ran.stderr
+    return ran.stderr
+
+
+def test_init_creates_the_database_then_finds_it_up_to_date(
+        coalition_before_init: Coalition) -> None:
+    first = coalition_before_init("init")
+    assert first.exit_code == 0 and "created database sqlite:///" in first.stdout
+    second = coalition_before_init("init")
+    assert second.exit_code == 0 and f"is up to date (schema {HEAD})" in second.stdout
+
+
+def test_init_makes_the_sqlite_file_readable_by_its_owner_only(
+        coalition_before_init: Coalition) -> None:
+    """It holds members' addresses and unsubscribe tokens, whatever the umask of the admin."""
+    assert coalition_before_init("init").exit_code == 0
+    assert stat.S_IMODE(database_file(coalition_before_init).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_before_init_says_to_run_it_and_creates_nothing(
+        coalition_before_init: Coalition, command: tuple[str, ...]) -> None:
+    line = refused(coalition_before_init(*command))
+    assert "does not exist: run `coalition init` to create it" in line
+    assert not database_file(coalition_before_init).parent.exists()
+
+
+def test_an_empty_database_file_says_to_run_init(coalition_before_init: Coalition) -> None:
+    """A file with no schema in it (made by hand, or by a failed copy)."""
+    path = database_file(coalition_before_init)
+    path.parent.mkdir()
+    sqlite3.connect(path).close()
+    before = service_state(coalition_before_init)
+    line = refused(coalition_before_init("call", "list"))
+    assert f"database sqlite:///{path} has no schema yet: run `coalition init`" in line
+    assert service_state(coalition_before_init) == before
 
 
 def test_calls_survive_init_on_an_existing_database(coalition: Coalition) -> None:
@@ -44,13 +117,62 @@ def test_calls_survive_init_on_an_existing_database(coalition: Coalition) -> Non
     assert [c["slug"] for c in json.loads(coalition("call", "list", "--json").stdout)] == [SLUG]
 
 
-def test_database_with_a_newer_schema_is_refused(coalition: Coalition) -> None:
-    coalition("init")
-    with sqlite3.connect(database_file(coalition)) as connection:
-        connection.execute("UPDATE alembic_version SET version_num = '9999'")
-    ran = coalition("call", "list")
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_old_coalition_refuses_a_schema_a_newer_one_made_and_changes_nothing(
+        coalition: Coalition, command: tuple[str, ...]) -> None:
+    """The issue's case: replicas (or an organizer's CLI) still on the old version after an
+    upgrade. They must not write to a schema they do not know."""
+    assert coalition(*ADD).exit_code == 0
+    stamp(database_file(coalition), "9999")
+    before = service_state(coalition)
+    line = refused(coalition(*command))
+    assert (f"has schema revision 9999, which this coalition (schema {HEAD}) does not know: it "
+            "was upgraded by a newer coalition; install that version (or newer)") in line
+    assert service_state(coalition) == before
+
+
+def test_init_refuses_to_touch_a_schema_a_newer_coalition_made(coalition: Coalition) -> None:
+    stamp(database_file(coalition), "9999")
+    before = service_state(coalition)
+    assert "upgraded by a newer coalition" in refused(coalition("init"))
+    assert service_state(coalition) == before
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_new_coalition_refuses_an_older_schema_until_init_upgrades_it(
+        coalition_before_init: Coalition, command: tuple[str, ...]) -> None:
+    older = str(PREVIOUS)
+    at_revision(coalition_before_init, older)
+    before = service_state(coalition_before_init)
+    line = refused(coalition_before_init(*command))
+    assert (f"has schema revision {older}, this coalition needs {HEAD}: run `coalition init` to "
+            "upgrade it (back it up first: coalition backup FILE)") in line
+    assert service_state(coalition_before_init) == before
+    upgraded = coalition_before_init("init")
+    assert upgraded.exit_code == 0
+    assert f"upgraded database sqlite:///{database_file(coalition_before_init)} from schema " \
+           f"{older} to {HEAD}" in upgraded.stdout
+    assert coalition_before_init(*command).exit_code == 0
+
+
+def test_doctor_names_the_schema_problem(coalition: Coalition) -> None:
+    stamp(database_file(coalition), "9999")
+    ran = coalition("doctor")
     assert ran.exit_code == 2
-    assert "schema revision 9999, which this version of coalition does not know" in ran.stderr
+    assert "database: error: " in ran.stderr and "upgraded by a newer coalition" in ran.stderr
+
+
+def test_the_daemon_refuses_a_schema_it_does_not_know_before_it_listens(
+        coalition: Coalition) -> None:
+    stamp(database_file(coalition), "9999")
+    command = shutil.which("coalition", path=str(Path(sys.executable).parent))
+    assert command
+    ran = subprocess.run([command, "--config", str(coalition.config),  # type: ignore[attr-defined]
+                          "daemon", "--port", "0"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.count("\n") == 1 and "install that version (or newer)" in ran.stderr
+    assert "ready:" not in ran.stderr
 
 
 def test_unreachable_database_server_is_one_line(
@@ -64,8 +186,9 @@ def test_unreachable_database_server_is_one_line(
 
 
 def schema_drift(url: str) -> list[object]:
-    engine = db.open_database(url)
+    engine = db.make_engine(url)
     try:
+        db.migrate(engine)
         with engine.connect() as connection:
             return list(compare_metadata(MigrationContext.configure(connection),
                                          SQLModel.metadata))
@@ -106,8 +229,22 @@ def test_organizer_commands_work_on_postgresql(
 
 
 @pytest.mark.postgres
+def test_an_older_postgresql_schema_is_refused_with_pg_dump_named(
+    coalition_before_init: Coalition, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas on PostgreSQL: the upgrade is `coalition init`, after a pg_dump."""
+    monkeypatch.setenv("COALITION_DATABASE_URL", postgres_url)
+    at_revision(coalition_before_init, str(PREVIOUS))
+    line = refused(coalition_before_init("call", "list"))
+    assert f"this coalition needs {HEAD}: run `coalition init` to upgrade it (back it up " \
+           "first: pg_dump)" in line
+    assert "upgraded database postgresql+psycopg://" in coalition_before_init("init").stdout
+    assert coalition_before_init("call", "list").exit_code == 0
+
+
+@pytest.mark.postgres
 def test_instants_come_back_from_postgresql_in_utc(postgres_url: str) -> None:
-    engine = db.open_database(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    engine = db.make_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as connection:
             connection.execute(text("SET TIME ZONE 'Asia/Jakarta'"))

@@ -1,0 +1,327 @@
+"""The deployment kit in deploy/: the systemd unit, the nginx site, and the daemon's trust in
+X-Forwarded-For, which the two must agree on.
+
+`systemd-analyze` and `nginx` are used where they are installed; elsewhere those tests skip
+and say why, unless COALITION_REQUIRE_SYSTEMD=1 or COALITION_REQUIRE_NGINX=1 turns the skip
+into a failure (as .ci/run does for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+from starlette.types import Receive, Scope, Send
+
+from scheduler import config, daemon
+from tests.conftest import ROOT, Ran, free_port
+from tests.daemon_process import start, stop
+
+DEPLOY = ROOT / "deploy"
+UNIT = DEPLOY / "coalition.service"
+SITE = DEPLOY / "nginx.conf"
+INSTALLED = "/usr/local/bin/coalition"  # where the README's pipx command puts it
+STATE = "/var/lib/coalition"
+Coalition = Callable[..., Ran]
+
+
+def tool(name: str, variable: str) -> str:
+    """The path of `name`, or a skip (a failure when `variable`=1) that says it is missing."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
+    if found:
+        return found
+    reason = f"{name} is not installed (Debian: apt-get install {name.split('-')[0]})"
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{reason}; {variable}=1 requires it")
+    pytest.skip(reason)
+
+
+def unit_settings() -> dict[str, list[str]]:
+    """The unit's `Key=value` lines, every value of each key."""
+    found: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def coalition_command() -> str:
+    command = shutil.which("coalition", path=str(Path(sys.executable).parent))
+    assert command
+    return command
+
+
+# --- the systemd unit
+
+
+def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """Verified as installed, except that the program is this checkout's `coalition`:
+    systemd-analyze refuses an ExecStart whose file does not exist."""
+    analyze = tool("systemd-analyze", "COALITION_REQUIRE_SYSTEMD")
+    text = UNIT.read_text()
+    assert f"\nExecStart={INSTALLED} daemon\n" in text
+    copy = tmp_path / "coalition.service"
+    copy.write_text(text.replace(f"ExecStart={INSTALLED} ", f"ExecStart={coalition_command()} "))
+    ran = subprocess.run([analyze, "verify", "--man=no", str(copy)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    # verify only warns (exit 0) about a misspelled key or a bad value: any output is a fault
+    assert (ran.returncode, ran.stdout + ran.stderr) == (0, "")
+
+
+def test_the_unit_is_sandboxed_as_systemd_rates_ok(tmp_path: Path) -> None:
+    """systemd's own measure of what the service could do if it were taken over."""
+    analyze = tool("systemd-analyze", "COALITION_REQUIRE_SYSTEMD")
+    ran = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(UNIT)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    found = re.search(r"Overall exposure level for coalition\.service: (\d+\.\d+) (\w+)",
+                      ran.stdout)
+    assert found, ran.stdout + ran.stderr
+    assert float(found[1]) < 2.0 and found[2] == "OK", found[0]
+
+
+def test_the_unit_runs_the_daemon_as_its_own_user_with_secrets_from_a_file() -> None:
+    unit = unit_settings()
+    assert unit["User"] == ["coalition"] and unit["Group"] == ["coalition"]
+    assert unit["EnvironmentFile"] == ["/etc/coalition/env"]
+    assert "COALITION_CONFIG=/etc/coalition/config.toml" in unit["Environment"]
+    assert unit["Restart"] == ["on-failure"]
+    assert unit["StateDirectory"] == ["coalition"]
+    assert unit["ProtectSystem"] == ["strict"] and unit["NoNewPrivileges"] == ["yes"]
+    assert not any("init" in line for line in unit.get("ExecStartPre", [])), \
+        "only an admin's `coalition init` may change the schema"
+
+
+def test_the_env_example_names_every_secret_and_holds_none() -> None:
+    example = (DEPLOY / "coalition.env.example").read_text()
+    for name in ("COALITION_WEB_SECRET", "COALITION_SMTP_PASSWORD",
+                 "COALITION_DISCOURSE_API_KEY", "COALITION_DATABASE_URL"):
+        assert re.search(rf"^#?{name}=", example, re.MULTILINE), name
+    values = re.findall(r"^(COALITION_\w+)=(.*)$", example, re.MULTILINE)
+    assert dict(values) == {"COALITION_CONFIG": "/etc/coalition/config.toml",
+                            "COALITION_SMTP_PASSWORD": "", "COALITION_DISCOURSE_API_KEY": ""}
+
+
+def test_the_unit_and_the_nginx_site_agree() -> None:
+    """nginx connects to the port the daemon listens on by default, from an address the unit
+    lets it vouch for clients from, and serves the feeds from where the daemon writes them."""
+    site = SITE.read_text()
+    upstreams = set(re.findall(r"proxy_pass http://([\d.]+):(\d+);", site))
+    example = config.load(ROOT / "config.toml")
+    assert upstreams == {(example.web.host, str(example.web.port))}
+    (trusted,) = [v.split("=", 1)[1] for v in unit_settings()["Environment"]
+                  if v.startswith("FORWARDED_ALLOW_IPS=")]
+    assert example.web.host in trusted.split(",")
+    assert f"root {STATE};" in site and example.feeds.folder == "calendars"
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in site
+
+
+# --- the daemon's trust in proxy headers
+
+
+async def echo_client(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with the client address and scheme the application is told."""
+    body = f"{scope['client'][0]} {scope['scheme']}".encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def served() -> Iterator[Callable[[dict[str, str]], str]]:
+    """Starts uvicorn as the daemon configures it (for an environment) on 127.0.0.1; returns
+    its URL. Every server started is stopped afterwards."""
+    running: list[tuple[daemon._Server, threading.Thread]] = []
+
+    def serve(environ: dict[str, str]) -> str:
+        ready, address = threading.Event(), []
+        server = daemon._Server(daemon.web_server_config(echo_client, environ),
+                                lambda url: (address.append(url), ready.set()))
+        listener = socket.create_server(("127.0.0.1", 0))
+        thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[listener]),))
+        thread.start()
+        running.append((server, thread))
+        assert ready.wait(timeout=60)
+        return address[0]
+
+    yield serve
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+
+
+@pytest.mark.parametrize("environ", [
+    pytest.param({}, id="default-local-proxy"),
+    pytest.param({"FORWARDED_ALLOW_IPS": "192.0.2.1,127.0.0.1"}, id="named-proxies"),
+])
+def test_a_trusted_proxy_is_believed_about_the_client(
+        served: Callable[[dict[str, str]], str], environ: dict[str, str]) -> None:
+    """Behind nginx on this machine, each member counts as their own address (sign-up limits
+    per address), and the scheme is the one they used."""
+    url = served(environ)
+    assert httpx.get(url, headers=FORWARDED).text == "203.0.113.7 https"
+
+
+def test_anyone_else_cannot_choose_their_address(
+        served: Callable[[dict[str, str]], str]) -> None:
+    """From an address not in FORWARDED_ALLOW_IPS the headers are ignored: a client cannot
+    dodge the sign-up limit by making up X-Forwarded-For."""
+    url = served({"FORWARDED_ALLOW_IPS": "192.0.2.1"})
+    assert httpx.get(url, headers=FORWARDED).text == "127.0.0.1 http"
+
+
+# --- the nginx site
+
+
+def nginx_site(text: str, **where: str) -> str:
+    """The example site, with this test's ports, certificate and folders instead of a real
+    server's (each replaced text must be there: a changed example fails here, loudly)."""
+    replacements = {
+        "listen 80;": f"listen 127.0.0.1:{where['http']};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{where['https']} ssl;",
+        "listen [::]:80;": "", "listen [::]:443 ssl;": "",  # no IPv6 needed here
+        "/etc/letsencrypt/live/calls.example.org/fullchain.pem": where["cert"],
+        "/etc/letsencrypt/live/calls.example.org/privkey.pem": where["key"],
+        f"root {STATE};": f"root {where['state']};",
+        "root /var/www/html;": f"root {where['webroot']};",
+        "http://127.0.0.1:8080": f"http://127.0.0.1:{where['daemon']}",
+    }
+    for old, new in replacements.items():
+        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def nginx_setup(tmp_path: Path) -> Callable[..., tuple[Path, Path, trustme.CA]]:
+    """Writes a main nginx.conf (pid, logs and temporary files in a temporary folder) around
+    the example site; returns the config, its prefix and the throwaway CA."""
+    ca = trustme.CA()
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    cert, key = prefix / "fullchain.pem", prefix / "privkey.pem"
+    issued = ca.issue_cert("calls.example.org", "127.0.0.1")
+    issued.private_key_pem.write_to_path(str(key))
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    for pem in issued.cert_chain_pems[1:]:
+        pem.write_to_path(str(cert), append=True)
+
+    def write(*, state: Path, daemon_port: int, http: int, https: int) -> Path:
+        site = prefix / "coalition.conf"
+        site.write_text(nginx_site(SITE.read_text(), http=str(http), https=str(https),
+                                   cert=str(cert), key=str(key), state=str(state),
+                                   webroot=str(prefix / "www"), daemon=str(daemon_port)))
+        temp = "\n".join(f"    {kind}_temp_path {prefix / kind};"
+                         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        main = prefix / "nginx.conf"
+        main.write_text(
+            # as root, workers must stay root to read the test's private temporary folders
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'};\n"
+            + f"events {{}}\nhttp {{\n    access_log {prefix / 'access.log'};\n{temp}\n"
+            + f"    include {site};\n}}\n")
+        return main
+
+    return lambda **where: (write(**where), prefix, ca)
+
+
+def test_the_nginx_site_passes_nginx_t(nginx_setup: Callable[..., tuple[Path, Path, object]],
+                                       tmp_path: Path) -> None:
+    nginx = tool("nginx", "COALITION_REQUIRE_NGINX")
+    main, prefix, _ = nginx_setup(state=tmp_path, daemon_port=8080, http=free_port(),
+                                  https=free_port())
+    ran = subprocess.run([nginx, "-t", "-q", "-p", str(prefix), "-c", str(main)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert (ran.returncode, ran.stdout + ran.stderr) == (0, "")
+
+
+@pytest.fixture
+def behind_nginx(config_case: Callable[..., Path], coalition: Coalition,
+                 nginx_setup: Callable[..., tuple[Path, Path, trustme.CA]]
+                 ) -> Iterator[tuple[str, ssl.SSLContext]]:
+    """A daemon (one sign-up per address an hour, a call with its feed) behind the example
+    site in nginx, over TLS; yields nginx's https URL and a context that trusts it."""
+    nginx = tool("nginx", "COALITION_REQUIRE_NGINX")
+    path = config_case("example", "behind-nginx")
+    text = path.read_text().replace('signup_per_ip = "10/hour"', 'signup_per_ip = "1/hour"')
+    path.write_text(text.replace('base_url = "http://127.0.0.1:8080"',
+                                 'base_url = "https://calls.example.org"'))
+    assert coalition("call", "add", "--title", "Weekly", "--start", "2030-01-07 15:00", "--tz",
+                     "Europe/Brussels", "--rrule", "FREQ=WEEKLY", config_path=path).exit_code == 0
+    process = start(path)
+    try:
+        (line,) = [line for line in process.log if line.startswith("ready:")]
+        daemon_port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line)[1])  # type: ignore[index]
+        https = free_port()
+        main, prefix, ca = nginx_setup(state=path.parent, daemon_port=daemon_port,
+                                       http=free_port(), https=https)
+        # nginx returns once it listens (the master process then runs in the background)
+        subprocess.run([nginx, "-p", str(prefix), "-c", str(main)], check=True, timeout=60)
+        try:
+            context = ssl.create_default_context()
+            ca.configure_trust(context)
+            yield f"https://127.0.0.1:{https}", context
+        finally:
+            subprocess.run([nginx, "-p", str(prefix), "-c", str(main), "-s", "stop"],
+                           check=True, timeout=60)
+    finally:
+        assert stop(process) == 0
+
+
+def test_nginx_serves_the_feeds_from_disk_as_calendars(
+        behind_nginx: tuple[str, ssl.SSLContext]) -> None:
+    url, context = behind_nginx
+    with httpx.Client(verify=context) as client:
+        feed = client.get(f"{url}/calendars/weekly.ics")
+        assert feed.status_code == 200 and feed.text.startswith("BEGIN:VCALENDAR")
+        assert feed.headers["content-type"] == "text/calendar; charset=utf-8"
+        assert feed.headers["cache-control"] == "public, max-age=300"
+        assert "nginx" in feed.headers["server"]  # from disk, not through the daemon
+        again = client.get(f"{url}/calendars/weekly.ics",
+                           headers={"If-None-Match": feed.headers["etag"]})
+        assert again.status_code == 304
+        missing = client.get(f"{url}/calendars/no-such-call.ics")
+        assert missing.status_code == 404 and "strict-transport-security" in missing.headers
+        page = client.get(f"{url}/")
+        assert page.status_code == 200 and "Weekly" in page.text
+        assert client.get(f"{url}/metrics").status_code == 200  # from this machine only
+
+
+def sign_up(url: str, context: ssl.SSLContext, source: str, email: str,
+            forwarded: str | None = None) -> int:
+    """A sign-up from the address `source` (any 127.x.y.z is this machine)."""
+    transport = httpx.HTTPTransport(verify=context, local_address=source)
+    with httpx.Client(transport=transport, base_url=url) as client:
+        form = client.get("/subscribe").text
+        found = re.search(r'name="form_token" value="([^"]+)"', form)
+        assert found, form
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        return client.post("/subscribe", headers=headers, data={
+            "form_token": found[1], "email": email, "name": "", "language": "en",
+            "zone": "Europe/Brussels", "all": "yes"}).status_code
+
+
+def test_behind_nginx_each_client_has_its_own_sign_up_limit(
+        behind_nginx: tuple[str, ssl.SSLContext]) -> None:
+    """The daemon sees each member's address through nginx, not nginx's 127.0.0.1: one
+    member's sign-ups do not use up another's, and a made-up X-Forwarded-For does not help."""
+    url, context = behind_nginx
+    assert sign_up(url, context, "127.0.0.2", "ada@example.org") == 200
+    assert sign_up(url, context, "127.0.0.2", "bea@example.org") == 429
+    assert sign_up(url, context, "127.0.0.2", "bea@example.org", forwarded="198.51.100.9") == 429
+    assert sign_up(url, context, "127.0.0.3", "bea@example.org") == 200
