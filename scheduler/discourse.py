@@ -7,9 +7,10 @@ text ends with a hidden marker of its delivery key. Before a retry, the topic's 
 are searched for that marker, so a post whose answer was lost (timeout, 502 after the post was
 made) is not made twice.
 
-Answers: 429 is temporary and its Retry-After is honoured; other 5xx and network errors are
-temporary; 4xx are permanent, with Discourse's own error text; `{"action": "enqueued"}` means
-the post waits for a moderator, which counts as delivered.
+Answers: 429 is temporary and its Retry-After is honoured; other 5xx, network errors and answers
+that are not Discourse's JSON (a proxy's error page) are temporary; 4xx are permanent, with
+Discourse's own error text; `{"action": "enqueued"}` means the post waits for a moderator,
+which counts as delivered.
 """
 
 from __future__ import annotations
@@ -76,13 +77,17 @@ class Discourse:
                 payload |= {"title": title, "category": self.category,
                             "external_id": external_id(key)}
             response = self.client.post("/posts.json", json=payload)
+            return self._answer(response)
         except httpx.HTTPError as e:
             return Posted(error=f"{type(e).__name__}: {e}")
-        return self._answer(response)
+        except ValueError as e:  # an answer that is not the JSON Discourse sends: a proxy's page
+            return Posted(error=f"the forum's answer is not Discourse's JSON: {e}")
 
     def _answer(self, response: httpx.Response) -> Posted:
         if response.status_code == 200:
             data = response.json()
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
             if data.get("action") == "enqueued":
                 return Posted()  # held for review: delivered, a moderator publishes it
             return Posted(topic_id=data.get("topic_id"), post_id=data.get("id"))

@@ -3,7 +3,11 @@
 Both take a batch of messages and say, per message, whether it went out. SMTP sends a batch
 over `[email.smtp] connections` connections at once. A 4xx answer or a lost connection is
 temporary (try again later); a 5xx answer is permanent. Nothing here retries: the caller
-decides.
+decides. Whatever one message raises ends as that message's failure, never the batch's.
+
+An address with letters beyond ASCII before its @ goes with SMTPUTF8 (RFC 6531) when the server
+offers it, and otherwise fails for good with a reason that says so; its message carries the
+address in UTF-8 in its header (RFC 6532). A Maildir takes such messages as they are.
 
 A reminder to thousands is one message with thousands of recipients' details: `Prototype` has
 the email package build its headers and MIME structure once, and per recipient only To,
@@ -22,13 +26,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formataddr, parseaddr
+from email.policy import SMTP, SMTPUTF8
+from email.utils import parseaddr
 from pathlib import Path
 
 import aiosmtplib
 
-from scheduler import loop
+from scheduler import addresses, loop
 from scheduler.config import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ class Sent:
     recipient: str
     error: str | None = None
     permanent: bool = False
+    unusable: bool = False  # the address itself cannot be used (refused, or needs SMTPUTF8)
 
     @property
     def ok(self) -> bool:
@@ -50,6 +55,11 @@ def message_id(sender: str, kind: str, *key: object) -> str:
     """The same message always gets the same Message-ID: a resend is recognisable as one."""
     digest = hashlib.sha256("|".join(map(str, key)).encode()).hexdigest()[:32]
     return f"<{kind}.{digest}@{_domain(sender)}>"
+
+
+def _reason(error: Exception) -> str:
+    """An unexpected error as one line, for the delivery's record and the log."""
+    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 @functools.cache
@@ -67,9 +77,13 @@ class Outgoing:
 
     @classmethod
     def of(cls, message: EmailMessage) -> Outgoing:
+        """A message the email package built; one to an address beyond ASCII is written with
+        its headers in UTF-8 (RFC 6532), since an encoded word is not allowed in an address."""
+        recipient = parseaddr(str(message["To"]))[1]
+        utf8 = addresses.needs_smtputf8(recipient)
         return cls(message_id=str(message["Message-ID"]),
-                   recipient=parseaddr(str(message["To"]))[1],
-                   data=message.as_bytes(policy=SMTP))
+                   recipient=addresses.for_sending(recipient),
+                   data=message.as_bytes(policy=SMTPUTF8 if utf8 else SMTP))
 
 
 _TO, _ID = "to@placeholder.invalid", "<id@placeholder.invalid>"
@@ -105,7 +119,8 @@ class Prototype:
     def to(self, *, name: str, address: str, message_id: str, secret: str) -> Outgoing:
         text = _quoted_printable(self.text.replace(self.secret, secret))
         html = _quoted_printable(self.html.replace(self.secret, secret))
-        to = formataddr((name, address), charset="utf-8").encode()
+        address = addresses.for_sending(address)
+        to = addresses.formatted(name, address).encode()
         data = (self.data.replace(_TO.encode(), to).replace(_ID.encode(), message_id.encode())
                 .replace(self.secret.encode(), secret.encode())
                 .replace(_TEXT.encode(), text).replace(_HTML.encode(), html))
@@ -136,16 +151,23 @@ def to_maildir(folder: Path, messages: Sequence[Outgoing],
     box = mailbox.Maildir(folder, create=True)
     results = _Results(on_result)
     for message in messages:
-        message_id, recipient = message.message_id, message.recipient
-        try:
-            box.add(message.data.replace(b"\r\n", b"\n"))
-        except OSError as e:
-            results.append(Sent(message_id=message_id, recipient=recipient,
-                                error=f"cannot write to {folder}: {e.strerror}"))
-            continue
-        log.info("mail %s to %s written to %s", message_id, recipient, folder)
-        results.append(Sent(message_id=message_id, recipient=recipient))
+        results.append(_write_one(box, folder, message))
     return list(results)
+
+
+def _write_one(box: mailbox.Maildir, folder: Path, message: Outgoing) -> Sent:
+    message_id, recipient = message.message_id, message.recipient
+    try:
+        box.add(message.data.replace(b"\r\n", b"\n"))
+    except OSError as e:  # a full disk, a folder taken away: try again later
+        return Sent(message_id=message_id, recipient=recipient,
+                    error=f"cannot write to {folder}: {e.strerror or e}")
+    except Exception as e:  # this message cannot be written, whatever else can
+        log.warning("mail %s to %s cannot be written: %s", message_id, recipient, _reason(e))
+        return Sent(message_id=message_id, recipient=recipient, error=_reason(e),
+                    permanent=True)
+    log.info("mail %s to %s written to %s", message_id, recipient, folder)
+    return Sent(message_id=message_id, recipient=recipient)
 
 
 async def to_smtp(settings: Settings, messages: Sequence[Outgoing],
@@ -167,7 +189,7 @@ async def to_smtp(settings: Settings, messages: Sequence[Outgoing],
         connection = client()
         try:
             await connection.connect()
-        except (aiosmtplib.SMTPException, OSError) as e:
+        except Exception as e:  # a refusal, a timeout, a bad certificate: all retried
             return f"cannot reach {smtp.host}:{smtp.port}: {e}"
         return connection
 
@@ -202,31 +224,56 @@ async def to_smtp(settings: Settings, messages: Sequence[Outgoing],
 async def _send_one(connection: aiosmtplib.SMTP, sender: str, message: Outgoing,
                     host: str) -> Sent:
     message_id, recipient = message.message_id, message.recipient
+    beyond_ascii = [a for a in (recipient, sender) if addresses.needs_smtputf8(a)]
     try:
-        refused, _ = await connection.sendmail(sender, [recipient], message.data)
+        refused, _ = await connection.sendmail(
+            sender, [recipient], message.data, mail_options=["SMTPUTF8"] if beyond_ascii else [])
+    except aiosmtplib.SMTPNotSupported:  # raised before anything is sent: the session is fine
+        return Sent(message_id=message_id, recipient=recipient, permanent=True, unusable=True,
+                    error=f"the server {host} does not offer SMTPUTF8, which the address "
+                          f"{beyond_ascii[0] if beyond_ascii else recipient} needs")
     except aiosmtplib.SMTPRecipientsRefused as e:  # every recipient was refused
         first = e.recipients[0]
-        return Sent(message_id=message_id, recipient=recipient,
+        return Sent(message_id=message_id, recipient=recipient, unusable=True,
                     error=f"{first.code} {first.message}", permanent=500 <= first.code < 600)
     except aiosmtplib.SMTPResponseException as e:
         return Sent(message_id=message_id, recipient=recipient, error=f"{e.code} {e.message}",
                     permanent=500 <= e.code < 600)
     except (aiosmtplib.SMTPException, OSError) as e:
         return Sent(message_id=message_id, recipient=recipient, error=str(e) or "connection lost")
+    except Exception as e:  # this message cannot be sent, whatever else can
+        log.warning("mail %s to %s cannot be sent: %s", message_id, recipient, _reason(e))
+        try:  # the next message starts from a clean session, or on another connection
+            await connection.rset()
+        except Exception:
+            connection.close()
+        return Sent(message_id=message_id, recipient=recipient, error=_reason(e), permanent=True)
     if refused:
         code, text = next(iter(refused.values()))
         return Sent(message_id=message_id, recipient=recipient, error=f"{code} {text}",
-                    permanent=500 <= code < 600)
+                    permanent=500 <= code < 600, unusable=True)
     log.debug("mail %s to %s accepted by %s", message_id, recipient, host)
     return Sent(message_id=message_id, recipient=recipient)
 
 
 def send(settings: Settings, messages: Sequence[EmailMessage | Outgoing],
          on_result: OnResult | None = None) -> list[Sent]:
-    """Send through the transport config.toml names."""
-    if not messages:
-        return []
-    ready = [m if isinstance(m, Outgoing) else Outgoing.of(m) for m in messages]
+    """Send through the transport config.toml names. A message the email package cannot
+    write fails alone, first."""
+    results = _Results(on_result)
+    ready = []
+    for message in messages:
+        if isinstance(message, Outgoing):
+            ready.append(message)
+            continue
+        try:
+            ready.append(Outgoing.of(message))
+        except Exception as e:
+            log.warning("mail %s cannot be written: %s", message["Message-ID"], _reason(e))
+            results.append(Sent(message_id=str(message["Message-ID"]),
+                                recipient=str(message["To"]), error=_reason(e), permanent=True))
+    if not ready:
+        return list(results)
     if settings.email.transport == "maildir":
-        return to_maildir(settings.maildir, ready, on_result)
-    return loop.run(to_smtp(settings, ready, on_result))
+        return [*results, *to_maildir(settings.maildir, ready, on_result)]
+    return [*results, *loop.run(to_smtp(settings, ready, on_result))]

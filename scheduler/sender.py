@@ -5,6 +5,12 @@ Email goes to each subscriber in their language, their own zone first, with a Me
 derived from the delivery's key (a repeat after a crash is recognisable) and RFC 8058
 one-click unsubscribe headers. Forum posts are written as Markdown files, each carrying a
 hidden marker of its delivery key, so a post already written is never written twice.
+
+No message poisons a pass: whatever rendering or sending one delivery raises (a template
+error, an address the mail server cannot take, a file that cannot be written) is recorded as
+that delivery's failure with the reason, for good or to retry where the error may pass (the
+disk, the network), and the pass goes on with every other delivery. Only a database that
+cannot record anything stops it.
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parseaddr
+from urllib.parse import quote
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from scheduler import followups, mail, notices, outbox
-from scheduler.calls import all_changes, list_calls, series_of
+from scheduler import addresses, followups, mail, notices, outbox
+from scheduler.calls import all_changes, list_calls, series_of, skipped
 from scheduler.config import Settings
 from scheduler.discourse import Discourse
+from scheduler.errors import SchedulerError
 from scheduler.feeds import write_atomically
 from scheduler.messages import facts
 from scheduler.models import Call, Delivery, Subscriber
@@ -42,6 +51,16 @@ class PassReport:
     planned: dict[str, int] = field(default_factory=dict)
     expired: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        """Deliveries that failed for good in this pass (or ran out of time to retry)."""
+        return self.outcomes["failed"] + self.outcomes["missed"]
+
+    @property
+    def to_retry(self) -> int:
+        """Deliveries that failed in this pass and will be tried again."""
+        return self.outcomes["to retry"]
 
     def lines(self) -> list[str]:
         planned = ", ".join(f"{v} {k}" for k, v in self.planned.items())
@@ -69,15 +88,21 @@ def _occurrences(settings: Settings, calls: Sequence[Call],
                  changes: Mapping[int, Mapping[datetime, Change]], *, now: datetime,
                  ahead: timedelta = timedelta(days=1)) -> list[CallOccurrences]:
     """Each call's occurrences within the planning horizon (the longest rule plus a day) and
-    `ahead`: all whose reminders can fall due within `ahead`."""
+    `ahead`: all whose reminders can fall due within `ahead`. A stored call that cannot be
+    planned (a row an older version stored) is left out with a warning; the others are not."""
     start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + ahead
     found = []
     for call in calls:
         assert call.id is not None
+        try:
+            within = occurrences(series_of(call), changes.get(call.id, {}), start=start,
+                                 end=end)
+        except Exception as e:  # whatever one stored call raises must not stop the others
+            skipped(log, call, "the reminders", e)
+            continue
         found.append(CallOccurrences(
             call_id=call.id, slug=call.slug, created=min(call.created_at, now),
-            occurrences=occurrences(series_of(call), changes.get(call.id, {}), start=start,
-                                    end=end)))
+            occurrences=within))
     return found
 
 
@@ -200,7 +225,9 @@ def email_prototype(settings: Settings, templates: Templates, job: Job, *, lang:
     rendered = _render(settings, templates, job, lang=lang, zone=zone, now=now,
                        unsubscribe=unsubscribe)
     assert rendered.subject is not None and rendered.html is not None
-    mailto = parseaddr(settings.email.unsubscribe_mailto)[1]
+    mailto = addresses.for_sending(parseaddr(settings.email.unsubscribe_mailto)[1])
+    if not mailto.isascii():  # a mailto: URI carries UTF-8 percent-encoded (RFC 6068)
+        mailto = quote(mailto, safe="@!$'*+=^_`{|}~.-")
     headers = {
         "From": settings.email.sender, "Subject": rendered.subject,
         "Date": format_datetime(now),
@@ -266,6 +293,23 @@ def _forum_client(settings: Settings) -> Discourse | None:
                      category=settings.forum.category)
 
 
+def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
+         changes: Mapping[int, Mapping[datetime, Change]],
+         rules: Mapping[str, Rule]) -> Job | str:
+    """A claimed delivery with what rendering it needs, or why it is owed no more."""
+    call = calls.get(delivery.call_id)
+    rule = rules.get(delivery.rule) or notices.rule_for(delivery.rule)
+    if call is None or rule is None:
+        return "no such call or rule any more"
+    current = occurrence_at(delivery.occurrence_id, series_of(call),
+                            changes.get(delivery.call_id, {}).get(delivery.occurrence_id))
+    if current.status is Status.CANCELLED and not delivery.rule.startswith(notices.PREFIX):
+        return "the occurrence is cancelled"
+    extras = (followups.extras(session, delivery.call_id, delivery.occurrence_id)
+              if rule is followups.RULE else {})
+    return Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras)
+
+
 def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
               templates: Templates | None = None,
               clock: Callable[[], datetime] | None = None) -> Counter[str]:
@@ -284,56 +328,72 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
         return outcomes
     calls = {c.id: c for c in list_calls(session)}
     changes = all_changes(session)
-    addresses = sorted({d.recipient for d in claimed if d.channel == EMAIL})
+    recipients = sorted({d.recipient for d in claimed if d.channel == EMAIL})
     subscribers = {s.email: s for s in session.exec(select(Subscriber).where(
-        col(Subscriber.email).in_(addresses))).all()} if addresses else {}
+        col(Subscriber.email).in_(recipients))).all()} if recipients else {}
     emails: list[tuple[Delivery, mail.Outgoing]] = []
-    prototypes: dict[tuple[object, ...], mail.Prototype] = {}
+    prototypes: dict[tuple[object, ...], mail.Prototype | Exception] = {}
     forum: Discourse | None = None
     forum_tried = False
-    for delivery in claimed:
-        call = calls.get(delivery.call_id)
-        rule = rules.get(delivery.rule) or notices.rule_for(delivery.rule)
-        if call is None or rule is None:
-            outbox.mark_failed(session, delivery, error="no such call or rule any more",
-                               permanent=True, now=now)
-            outcomes["failed"] += 1
-            continue
-        current = occurrence_at(delivery.occurrence_id, series_of(call),
-                                changes.get(delivery.call_id, {}).get(delivery.occurrence_id))
-        if current.status is Status.CANCELLED and not delivery.rule.startswith(notices.PREFIX):
-            outbox.mark_failed(session, delivery, error="the occurrence is cancelled",
-                               permanent=True, now=now)
-            outcomes["failed"] += 1
-            continue
-        extras = (followups.extras(session, delivery.call_id, delivery.occurrence_id)
-                  if rule is followups.RULE else {})
-        job = Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras)
-        if delivery.channel == FORUM and settings.forum.transport == "discourse":
-            if forum is None and not forum_tried:
-                forum, forum_tried = _forum_client(settings), True
-            status = post_to_discourse(session, settings, templates, forum, job, now)
-            outcomes[status if status != "pending" else "to retry"] += 1
-        elif delivery.channel == FORUM:
-            marker = write_post(settings, templates, job, now)
-            outbox.mark_sent(session, delivery, message_id=marker, now=now)
-            outcomes["sent"] += 1
-        elif delivery.channel == EMAIL:
-            subscriber = subscribers.get(delivery.recipient)
-            if subscriber is None or subscriber.status != "confirmed":
-                outbox.mark_failed(session, delivery, error="not subscribed", permanent=True,
-                                   now=now)
-                outcomes["failed"] += 1
-                continue
-            group = (delivery.call_id, delivery.occurrence_id, delivery.rule,
-                     subscriber.language, subscriber.timezone)
-            if group not in prototypes:
+
+    def fail(delivery: Delivery, error: Exception | str) -> None:
+        """This delivery alone: recorded with the reason, and the pass goes on."""
+        reason, permanent = (error, True) if isinstance(error, str) else failure(error)
+        outbox.mark_failed(session, delivery, error=reason, permanent=permanent, now=now,
+                           first_retry=timedelta(seconds=settings.daemon.retry_seconds))
+        outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
+
+    def email(job: Job, subscriber: Subscriber) -> mail.Outgoing | Exception:
+        """The reminder to one member, from the prototype of everyone who reads it in the
+        same language and zone: rendered once for them all, or failed once for them all."""
+        delivery = job.delivery
+        group = (delivery.call_id, delivery.occurrence_id, delivery.rule, subscriber.language,
+                 subscriber.timezone)
+        if group not in prototypes:
+            try:
                 prototypes[group] = email_prototype(settings, templates, job, now=now,
                                                     lang=subscriber.language,
                                                     zone=subscriber.timezone)
-            emails.append((delivery, prototypes[group].to(
-                name=subscriber.name, address=subscriber.email,
-                message_id=message_id(settings, delivery), secret=subscriber.token)))
+            except SQLAlchemyError:
+                raise
+            except Exception as e:
+                log.warning("%s for %s in %s cannot be rendered: %s", delivery.rule,
+                            subscriber.language, subscriber.timezone, failure(e)[0])
+                prototypes[group] = e
+        prototype = prototypes[group]
+        if isinstance(prototype, Exception):
+            return prototype
+        return prototype.to(name=subscriber.name, address=subscriber.email,
+                            message_id=message_id(settings, delivery), secret=subscriber.token)
+
+    for delivery in claimed:
+        try:
+            job = _job(session, delivery, calls, changes, rules)
+            if isinstance(job, str):
+                fail(delivery, job)
+            elif delivery.channel == FORUM and settings.forum.transport == "discourse":
+                if forum is None and not forum_tried:
+                    forum, forum_tried = _forum_client(settings), True
+                status = post_to_discourse(session, settings, templates, forum, job, now)
+                outcomes[status if status != "pending" else "to retry"] += 1
+            elif delivery.channel == FORUM:
+                marker = write_post(settings, templates, job, now)
+                outbox.mark_sent(session, delivery, message_id=marker, now=now)
+                outcomes["sent"] += 1
+            elif delivery.channel == EMAIL:
+                subscriber = subscribers.get(delivery.recipient)
+                if subscriber is None or subscriber.status != "confirmed":
+                    fail(delivery, "not subscribed")
+                    continue
+                outgoing = email(job, subscriber)
+                if isinstance(outgoing, Exception):
+                    fail(delivery, outgoing)
+                else:
+                    emails.append((delivery, outgoing))
+        except SQLAlchemyError:
+            raise  # nothing can be recorded: the pass stops, and its claims run out
+        except Exception as e:
+            fail(delivery, e)
     by_id = {message.message_id: outbox.Claimed.of(delivery) for delivery, message in emails}
     session.commit()
     engine = session.get_bind()
@@ -350,8 +410,11 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                                renew=renew if clock is not None else None,
                                renew_every=lease.total_seconds() / 3)
 
+    answered: set[str] = set()
+
     def record(result: mail.Sent) -> None:
         """As the server answers; recorded a group at a time, beside the sending."""
+        answered.add(result.message_id)
         claimed = by_id[result.message_id]
         moment = clock() if clock is not None else now
         if result.ok:
@@ -361,7 +424,17 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                             now=moment)
 
     try:
-        mail.send(settings, [m for _, m in emails], on_result=record)
+        try:
+            mail.send(settings, [m for _, m in emails], on_result=record)
+        except Exception as e:
+            if recorder.error is not None:
+                raise  # recording stopped: nothing more may go out
+            reason, _ = failure(e)
+            log.warning("sending stopped: %s; the rest is retried", reason)
+            moment = clock() if clock is not None else now
+            for unanswered in by_id.keys() - answered:
+                recorder.failed(by_id[unanswered], error=f"sending stopped: {reason}",
+                                permanent=False, now=moment)
     finally:
         try:
             outcomes.update(recorder.close())
@@ -369,6 +442,16 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             if forum is not None:
                 forum.close()
     return outcomes
+
+
+def failure(error: Exception) -> tuple[str, bool]:
+    """What a delivery's record says about an error raised while rendering or sending it,
+    and whether that failure is for good: an error of the disk or the network may pass, and
+    is retried; anything else would happen again."""
+    if isinstance(error, SchedulerError):
+        return str(error).splitlines()[0], True
+    reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    return reason, not isinstance(error, OSError)
 
 
 def run_once(session: Session, settings: Settings, *, now: datetime, worker: str,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from scheduler import inputs, mail, subscribers
+from scheduler import addresses, inputs, mail, subscribers
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue, SchedulerError
 from scheduler.models import Subscriber
@@ -72,7 +72,7 @@ def checked(settings: Settings, *, email: str, name: str, language: str, timezon
             calls: list[str] | None, known: list[str]) -> Request:
     """The form's fields, or `FieldError` naming the first one that is wrong."""
     checks: list[tuple[str, Callable[[], object]]] = [
-        ("email", lambda: inputs.email_address(email)),
+        ("email", lambda: addresses.mailbox(email)),
         ("name", lambda: subscribers.clean_name(name)),
         ("language", lambda: inputs.language(language or settings.calls.default_language,
                                              settings.calls.languages)),
@@ -170,7 +170,7 @@ def confirmation_email(settings: Settings, request: Request, *, link: str,
     assert rendered.html is not None and rendered.subject is not None
     message = EmailMessage()
     message["From"] = settings.email.sender
-    message["To"] = formataddr((request.name, request.email))
+    message["To"] = addresses.formatted(request.name, request.email)
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(now)
     message["Message-ID"] = mail.message_id(settings.email.sender, "confirm", request.email,

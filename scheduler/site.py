@@ -307,6 +307,9 @@ class Site:
         sent = await asyncio.to_thread(mail.send, self.settings, [message])
         if not sent[0].ok:
             log.warning("confirmation email to %s not sent: %s", wanted.email, sent[0].error)
+            if sent[0].permanent and sent[0].unusable:  # refused, or needs SMTPUTF8: not later
+                return again(400, self.pages.texts(visitor.lang)["email_unusable"],
+                             invalid="email")
             return again(503, self.pages.texts(visitor.lang)["send_failed"])
         return self.notice(visitor, "sent_title", "sent_text", fill={
             "email": wanted.email, "hours": self.settings.web.confirm_hours})

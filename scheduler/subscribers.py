@@ -3,6 +3,7 @@ signing up on the members' page (pending until they confirm)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import secrets
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from scheduler import inputs
+from scheduler import addresses, inputs
 from scheduler.config import Settings
 from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
 from scheduler.models import Delivery, Subscriber
@@ -30,8 +31,9 @@ class NewSubscriber:
 
 
 def normalized(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, str]:
-    address = inputs.email_address(data.email)
-    email = address.rsplit("<", 1)[-1].rstrip(">").lower()
+    """The address as stored (see `addresses`), the name on one line, a language and zone
+    we know; or the `InvalidValue` of the first that is wrong."""
+    email = addresses.mailbox(data.email)
     language = inputs.language(data.language or settings.calls.default_language,
                                settings.calls.languages)
     zone = get_zone((data.timezone or settings.calls.default_zones[0]).strip()).key
@@ -69,22 +71,23 @@ def import_csv(session: Session, settings: Settings, path: Path, *, now: datetim
     """email,name,language,timezone per line (a header line is optional); all rows or none."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            rows = [(reader.line_num, row) for row in reader]  # the line in the file
     except FileNotFoundError as e:
         raise SchedulerError(f"{path}: no such file") from e
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise SchedulerError(f"{path}: cannot read: {e}") from e
-    if rows and rows[0] and rows[0][0].strip().lower() == "email":
+    if rows and rows[0][1] and rows[0][1][0].strip().lower() == "email":
         rows = rows[1:]
     seen: set[str] = set()
     count = 0
     try:
-        for number, row in enumerate(rows, 1):
+        for number, row in rows:
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) > 4:
-                raise InvalidValue(f"has {len(row)} columns; expected email,name,language,"
-                                   "timezone")
+                raise InvalidValue(f"{path} line {number}: has {len(row)} columns; expected "
+                                   "email,name,language,timezone")
             cells = [*row, "", "", ""][:4]
             data = NewSubscriber(email=cells[0], name=cells[1], language=cells[2] or None,
                                  timezone=cells[3] or None)
@@ -120,8 +123,11 @@ def as_dict(subscriber: Subscriber) -> dict[str, Any]:
 
 def unsubscribe(session: Session, email: str, *, now: datetime) -> Subscriber:
     """They get nothing more: status unsubscribed, and their pending deliveries cancelled."""
+    typed = {email.strip().lower()}  # as typed, and as it would be stored now
+    with contextlib.suppress(InvalidValue):
+        typed.add(addresses.mailbox(email))
     subscriber = session.exec(select(Subscriber).where(
-        Subscriber.email == email.strip().lower())).first()
+        col(Subscriber.email).in_(sorted(typed)))).first()
     if subscriber is None:
         raise NotFound(f"no subscriber {email.strip()!r}")
     return _unsubscribe(session, subscriber, now)

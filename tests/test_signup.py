@@ -126,6 +126,15 @@ def test_a_new_link_from_a_subscribed_address_updates_its_choices(site: Site) ->
     assert (amina["timezone"], amina["language"], amina["calls"]) == ("Asia/Jakarta", "en", None)
 
 
+def test_a_domain_beyond_ascii_is_confirmed_in_its_ascii_form(site: Site) -> None:
+    """email-validator gives the IDNA form; it is what is mailed to and stored."""
+    assert site.sign_up(email="Amina@Exémple.fr").exit_code == 200
+    (mail,) = site.mails()
+    assert mail["To"] == "Amina <amina@xn--exmple-cva.fr>"
+    assert site.confirm(site.link()).exit_code == 200
+    assert list(site.subscribers()) == ["amina@xn--exmple-cva.fr"]
+
+
 def test_a_form_without_its_token_is_refused(site: Site) -> None:
     for token in ("", "forged", signup.Links("another secret" * 3, max_age_hours=1).form_token(
             site.client.cookies.get("form") or "x")):
@@ -143,6 +152,8 @@ def test_a_form_without_its_token_is_refused(site: Site) -> None:
     ({"email": "amina at example.org"}, "email", "L’adresse e-mail n’est pas valide."),
     ({"email": "amina@example.org\r\nBcc: x@example.org"}, "email",
      "L’adresse e-mail n’est pas valide."),
+    ({"email": "amina@example"}, "email", "L’adresse e-mail n’est pas valide."),
+    ({"email": "amina@exa_mple.org"}, "email", "L’adresse e-mail n’est pas valide."),
     ({"zone": "Mars/Olympus_Mons"}, "zone", "Veuillez choisir un fuseau horaire dans la liste."),
     ({"language": "de"}, "language", "Veuillez choisir une langue dans la liste."),
     ({"all": "", "calls": []}, "calls", "Veuillez choisir au moins un appel, ou tous les appels."),
