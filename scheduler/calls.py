@@ -7,6 +7,7 @@ change raises the call's `sequence`, which calendar invitations use to order upd
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
@@ -17,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from scheduler import inputs
 from scheduler.config import Settings
-from scheduler.errors import Conflict, InvalidValue, NotFound
+from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
 from scheduler.models import Call, OccurrenceChange
 from scheduler.recurrence import (
     Change,
@@ -30,8 +31,9 @@ from scheduler.recurrence import (
     occurrences,
     rekey_changes,
 )
-from scheduler.zones import get_zone, localize_strict, resolve_recurring, to_utc
+from scheduler.zones import get_zone, localize_strict, resolve_recurring, to_utc, within_years
 
+log = logging.getLogger(__name__)
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 DEFAULT_COUNT = 10
 
@@ -89,8 +91,39 @@ def zone_of(call: Call) -> ZoneInfo:
 
 
 def series_of(call: Call) -> Series:
-    start = resolve_recurring(datetime.fromisoformat(call.start_local), zone_of(call))
+    """The stored call's schedule. A row this version would not store (written by an older
+    one, or by hand: a start in the year 9999) raises a `SchedulerError` naming the call."""
+    try:
+        wall = datetime.fromisoformat(call.start_local)
+    except ValueError as e:
+        raise InvalidValue(f"call {call.slug}: its start {call.start_local!r} is not a date "
+                           "and time") from e
+    within_years(wall, what=f"call {call.slug}'s start")
+    start = resolve_recurring(wall, zone_of(call))
     return Series(start=start, duration=timedelta(minutes=call.duration_minutes), rrule=call.rrule)
+
+
+def reason(error: Exception) -> str:
+    """One line saying why a stored call could not be used."""
+    if isinstance(error, SchedulerError) and str(error):
+        return str(error).splitlines()[0]
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+_told: set[tuple[str, str, str]] = set()
+
+
+def skipped(logger: logging.Logger, call: Call, what: str, error: Exception) -> str:
+    """Log that `what` ("the feed", "the reminders") of one stored call was left out, and return
+    the reason. One warning per call, task and reason in a process: a daemon that meets the
+    same bad row at every pass says so once, then at DEBUG."""
+    why = reason(error)
+    key = (what, call.uid, why)
+    level = logging.DEBUG if key in _told else logging.WARNING
+    _told.add(key)
+    logger.log(level, "%s of call %s left out: %s", what, call.slug, why)
+    logger.debug("%s of call %s left out", what, call.slug, exc_info=error)
+    return why
 
 
 def display_zones(call: Call, settings: Settings) -> list[str]:
@@ -172,13 +205,17 @@ def edit_call(
     if not data.given():
         raise InvalidValue("nothing to change: give at least one option, such as --title")
     before = call.model_dump()
-    old_series = series_of(call)
-    _apply(session, settings, call, data)
+    try:
+        old_series: Series | None = series_of(call)
+    except SchedulerError:
+        old_series = None  # a row an older version stored (see series_of): this edit mends it
+    _apply(session, settings, call, data, stored=data.start is None)
     if call.model_dump() == before:
         return call  # nothing changed: no new sequence, so calendars see no phantom update
     new_series = series_of(call)
     if new_series != old_series:
-        _rekey(session, call, old_series, new_series, now)
+        # Without the old schedule, changes are matched by their dates in the new one's zone.
+        _rekey(session, call, old_series or new_series, new_series, now)
     call.sequence += 1
     call.updated_at = now
     session.add(call)
@@ -197,8 +234,10 @@ def delete_call(session: Session, slug: str) -> Call:
     return call
 
 
-def _apply(session: Session, settings: Settings, call: Call, data: CallInput) -> None:
-    """Check every given field, then set them on `call` (not yet committed)."""
+def _apply(session: Session, settings: Settings, call: Call, data: CallInput, *,
+           stored: bool = False) -> None:
+    """Check every given field, then set them on `call` (not yet committed). `stored`: the
+    start is the one already stored (an edit that does not give --start)."""
     given = data.given()
     if "title" in given:
         call.title = inputs.title(data.title or "")
@@ -209,10 +248,12 @@ def _apply(session: Session, settings: Settings, call: Call, data: CallInput) ->
     zone = get_zone(data.timezone.strip()) if data.timezone is not None else zone_of(call)
     wall = (inputs.wall_time(data.start, field="--start") if data.start is not None
             else datetime.fromisoformat(call.start_local))
+    if stored:
+        within_years(wall, what="the call's stored start (give --start to change it)")
     start = localize_strict(wall, zone, what="--start")
     rrule = call.rrule if data.rrule is None else (data.rrule.strip() or None)
     if rrule is not None and given & {"rrule", "start", "timezone"}:
-        rrule = normalize_rrule(rrule, start)
+        rrule = normalize_rrule(rrule, start, field="--rrule")
     call.timezone, call.rrule = zone.key, rrule
     call.start_local = start.strftime("%Y-%m-%dT%H:%M:%S")
     if data.duration is not None:

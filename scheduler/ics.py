@@ -22,10 +22,14 @@ from icalendar import Calendar, Event, vCalAddress
 from icalendar.prop import vDuration, vRecur
 
 from scheduler.recurrence import Change, Occurrence, Series, Status, occurrence_at
-from scheduler.vtimezone import vtimezone
+from scheduler.vtimezone import WINDOW_END_YEAR, vtimezone
 from scheduler.zones import to_utc
 
 PRODID = "-//Coalition call scheduler//coalition-calls//EN"
+# A VTIMEZONE is derived from the tz database up to WINDOW_END_YEAR, its yearly rules left open
+# from there on. One for a call that starts later begins this many years before that end, so
+# that its rules are found (a window after the end would hold no change: no summer time).
+_RULE_YEARS = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +121,8 @@ def _first_years(calls: Iterable[CallEvent]) -> dict[str, int]:
     for call in calls:
         moments = [call.series.start, *call.changes,
                    *(c.start for c in call.changes.values() if c.start is not None)]
-        first = min(m.astimezone(call.series.zone).year for m in moments)
+        first = min(min(m.astimezone(call.series.zone).year for m in moments),
+                    WINDOW_END_YEAR - _RULE_YEARS)
         years[call.zone_key] = min(years.get(call.zone_key, first), first)
     return years
 

@@ -31,7 +31,7 @@ from scheduler.config import Settings
 from scheduler.errors import InvalidRecurrence, InvalidValue, InvalidZone, SchedulerError
 from scheduler.models import Call, OccurrenceChange
 from scheduler.recurrence import Change, Series, normalize_rrule, occurrences
-from scheduler.zones import get_zone, is_ambiguous, is_nonexistent, to_utc
+from scheduler.zones import get_zone, is_ambiguous, is_nonexistent, to_utc, within_years
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 8
@@ -89,7 +89,8 @@ def _name(event: Component) -> str:
 
 
 def _zoned(event: Component, prop: str) -> datetime:
-    """An event's date-time as an aware datetime in an IANA zone, or a clear error."""
+    """An event's date-time as an aware datetime in an IANA zone, or a clear error (also for
+    a time outside the years this service handles)."""
     value = event.get(prop)
     if value is None:
         raise InvalidValue(f"{_name(event)}: no {prop.upper()}")
@@ -100,6 +101,7 @@ def _zoned(event: Component, prop: str) -> datetime:
             raise InvalidValue(f"{_name(event)}: {prop.upper()} is a whole day; a call needs a "
                                "start time")
         raise InvalidValue(f"{_name(event)}: {prop.upper()} {value!s} is not a date-time")
+    within_years(moment, what=f"{_name(event)}: {prop.upper()}")
     if tzid:
         iana = WINDOWS_TO_OLSON.get(str(tzid), str(tzid))
         try:
@@ -158,8 +160,8 @@ def _plan(master: Component, overrides: list[Component], settings: Settings,
                                 "calls of their own")
     try:
         rrule = normalize_rrule(rules.to_ical().decode(), start) if rules is not None else None
-    except InvalidRecurrence as e:
-        raise InvalidRecurrence(f"{_name(master)}: {e}") from e
+    except (InvalidRecurrence, InvalidValue) as e:
+        raise type(e)(f"{_name(master)}: {e}") from e
     minutes = _duration(master, start)
     title = " ".join(str(master.get("summary", "")).split()) or "Imported call"
     call = Call(
@@ -175,7 +177,7 @@ def _plan(master: Component, overrides: list[Component], settings: Settings,
     exdates = master.get("exdate")
     for prop in exdates if isinstance(exdates, list) else [exdates] if exdates else []:
         for value in prop.dts:
-            original = _as_instant(value.dt, zone)
+            original = _as_instant(value.dt, zone, master)
             _must_be_occurrence(series, original, master, "EXDATE")
             planned.changes.append(Change(original=original, cancelled=True))
     for override in overrides:
@@ -193,9 +195,10 @@ def _plan(master: Component, overrides: list[Component], settings: Settings,
     return planned
 
 
-def _as_instant(value: datetime | date, zone: ZoneInfo) -> datetime:
+def _as_instant(value: datetime | date, zone: ZoneInfo, event: Component) -> datetime:
     if not isinstance(value, datetime):
         raise InvalidValue(f"EXDATE {value} is a whole day")
+    within_years(value, what=f"{_name(event)}: EXDATE")
     return to_utc(value if value.tzinfo else value.replace(tzinfo=zone))
 
 

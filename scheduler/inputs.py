@@ -1,5 +1,9 @@
 """Converters for what organizers type: each returns a typed value or raises `InvalidValue`
-naming the field. They run once, on the way in; nothing after them handles raw strings."""
+naming the field. They run once, on the way in; nothing after them handles raw strings.
+
+Dates and times must lie in the years this service handles (`scheduler.zones.within_years`);
+a call's start and a move's new time are checked where they become instants
+(`scheduler.zones.localize_strict`)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from scheduler.errors import InvalidValue
-from scheduler.zones import get_zone
+from scheduler.zones import get_zone, within_years
 
 MAX_DURATION_MINUTES = 24 * 60
 
@@ -36,13 +40,14 @@ def day_or_wall_time(text: str, *, field: str) -> date | datetime:
     """A date ('2019-02-12') or, where a day holds several occurrences, a wall time."""
     text = text.strip()
     try:
-        return date.fromisoformat(text)
+        day: date | datetime = date.fromisoformat(text)
     except ValueError:
-        pass
-    try:
-        return wall_time(text, field=field)
-    except InvalidValue:
-        raise InvalidValue(f"{field} {text!r} is not a date like '2019-02-12'") from None
+        try:
+            day = wall_time(text, field=field)
+        except InvalidValue:
+            raise InvalidValue(f"{field} {text!r} is not a date like '2019-02-12'") from None
+    within_years(day, what=field)
+    return day
 
 
 def window_bound(text: str, zone: ZoneInfo, *, field: str, end_of_day: bool = False) -> datetime:
@@ -54,6 +59,7 @@ def window_bound(text: str, zone: ZoneInfo, *, field: str, end_of_day: bool = Fa
     except ValueError:
         pass
     else:
+        within_years(day, what=field)
         if end_of_day:
             day += timedelta(days=1)
         return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
@@ -61,6 +67,7 @@ def window_bound(text: str, zone: ZoneInfo, *, field: str, end_of_day: bool = Fa
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
         raise InvalidValue(f"{field} {text!r} is not a date like '2018-11-01'") from e
+    within_years(value, what=field, typed=text)
     return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
 
 
@@ -74,6 +81,7 @@ def instant(text: str, *, field: str) -> datetime:
     if value.tzinfo is None:
         raise InvalidValue(f"{field} {text!r} needs a UTC offset or Z, like "
                            "'2018-11-13T14:30:00Z'")
+    within_years(value, what=field, typed=text.strip())
     return value.astimezone(UTC)
 
 

@@ -13,6 +13,7 @@ are remembered, and every later change of the call reaches them with a higher SE
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -22,7 +23,7 @@ from enum import StrEnum
 from sqlmodel import Session, select
 
 from scheduler import ics, inputs, mail
-from scheduler.calls import changes_of, get_call
+from scheduler.calls import changes_of, get_call, skipped
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue
 from scheduler.feeds import call_event
@@ -31,6 +32,8 @@ from scheduler.models import Call, Invitee
 from scheduler.recurrence import Occurrence, Status, occurrence_at, occurrences
 from scheduler.render import Templates, message_context
 from scheduler.zones import to_utc
+
+log = logging.getLogger(__name__)
 
 
 class Change(StrEnum):
@@ -143,13 +146,23 @@ def invitees(session: Session, call: Call) -> list[str]:
 
 def prepare_update(session: Session, settings: Settings, call: Call, change: Change, *,
                    original: datetime | None = None, now: datetime) -> list[EmailMessage]:
-    """The messages a change of `call` owes its invitees (build them before a delete)."""
+    """The messages a change of `call` owes its invitees (build them before a delete). A call
+    whose invitation cannot be built (a row an older version stored) owes none: that is
+    logged, and the change goes on."""
     method = "CANCEL" if change in (Change.CANCELLED, Change.DELETED) else "REQUEST"
     # A restored occurrence: the series no longer excludes it, and it is back at its own time.
     targets = [None, original] if change is Change.RESTORED else [original]
+    attendees = invitees(session, call)
+    if not attendees:
+        return []
+    try:
+        ics.master(call_event(call, changes_of(session, call)))
+    except Exception as e:  # whatever the stored call raises must not stop its change
+        skipped(log, call, "the invitation update", e)
+        return []
     return [build(settings, session, call, attendee=attendee, method=method, change=change,
                   original=target, now=now)
-            for attendee in invitees(session, call) for target in targets]
+            for attendee in attendees for target in targets]
 
 
 def send_update(session: Session, settings: Settings, call: Call | None,

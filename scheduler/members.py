@@ -4,6 +4,7 @@ language, the ways to put them in a calendar, and the zone picker. Plain dicts f
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from babel import Locale, negotiate_locale
 from sqlmodel import Session
 
 from scheduler import ics
-from scheduler.calls import all_changes, changes_of, get_call, list_calls, series_of
+from scheduler.calls import all_changes, changes_of, get_call, list_calls, series_of, skipped
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue, NotFound
 from scheduler.feeds import call_event
@@ -25,6 +26,7 @@ from scheduler.recurrence import Occurrence, Status, occurrence_at, occurrences
 from scheduler.timetable import format_offset, full_date, local_time, zone_label
 from scheduler.zones import to_utc
 
+log = logging.getLogger(__name__)
 PER_CALL = 4  # occurrences shown for each call
 STAMP = "%Y%m%dT%H%M%SZ"  # an occurrence in a URL: its original start in UTC
 
@@ -106,19 +108,24 @@ def feed_links(settings: Settings, slug: str) -> dict[str, str]:
 
 def page(session: Session, settings: Settings, *, now: datetime, reader: ZoneInfo,
          lang: str) -> list[dict[str, Any]]:
-    """Every call with an occurrence still to come, soonest first."""
+    """Every call with an occurrence still to come, soonest first. A stored call that cannot
+    be shown (a row an older version stored) is left out with a warning; the others are not."""
     calls = []
     changes = all_changes(session)
     for call in list_calls(session):
-        found = occurrences(series_of(call), changes.get(call.id or 0, {}), start=now,
-                            count=PER_CALL)
+        try:
+            found = occurrences(series_of(call), changes.get(call.id or 0, {}), start=now,
+                                count=PER_CALL)
+            rows = [_row(o, call.slug, reader, lang, settings.labels) for o in found]
+        except Exception as e:  # whatever one stored call raises must not blank the page
+            skipped(log, call, "the members' page entry", e)
+            continue
         if not found:
             continue
         calls.append({
             "slug": call.slug, "title": call.title, "description": call.description,
             "register_url": call.register_url, "feed": feed_links(settings, call.slug),
-            "occurrences": [_row(o, call.slug, reader, lang, settings.labels) for o in found],
-            "next": found[0].start,
+            "occurrences": rows, "next": found[0].start,
         })
     calls.sort(key=lambda c: (c["next"], c["title"]))
     return calls

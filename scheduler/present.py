@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from scheduler.calls import display_zones, series_of
+from scheduler.calls import display_zones, list_calls, next_occurrence, reason, series_of
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue
 from scheduler.models import Call, Delivery
@@ -22,16 +24,49 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None) -> dict[str, Any]:
-    start = series_of(call).start
+@dataclass(frozen=True, kw_only=True)
+class Listed:
+    """A call in a listing: its next occurrence, or why it cannot be served."""
+
+    call: Call
+    next: Occurrence | None
+    error: str | None = None
+
+
+def listing(session: Session, now: datetime) -> list[Listed]:
+    """Every call with its next occurrence. A stored call that cannot be served (a row an
+    older version stored: a start in the year 9999) is listed with its error, not dropped,
+    and does not stop the list."""
+    rows = []
+    for call in list_calls(session):
+        try:
+            next_one = next_occurrence(session, call, now)
+            if next_one is not None:
+                occurrence_dict(next_one)  # its local times, too, must be within reach
+        except Exception as e:  # whatever one stored call raises must not hide the others
+            rows.append(Listed(call=call, next=None, error=reason(e)))
+            continue
+        rows.append(Listed(call=call, next=next_one))
+    return rows
+
+
+def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None, *,
+              error: str | None = None) -> dict[str, Any]:
+    """A call's fields. With an `error` (see `listing`), the start is the stored wall time,
+    as text, and there is no UTC start and no next occurrence."""
+    if error is None:
+        start = series_of(call).start
+        start_text, start_utc = start.isoformat(), iso_utc(start)
+    else:
+        start_text, start_utc, next_one = call.start_local, None, None
     return {
         "slug": call.slug,
         "uid": call.uid,
         "title": call.title,
         "description": call.description,
         "timezone": call.timezone,
-        "start": start.isoformat(),
-        "start_utc": iso_utc(start),
+        "start": start_text,
+        "start_utc": start_utc,
         "duration": call.duration_minutes,
         "rrule": call.rrule,
         "register_url": call.register_url,
@@ -44,6 +79,7 @@ def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None
         "next": occurrence_dict(next_one) if next_one else None,
         "created_at": iso_utc(call.created_at),
         "updated_at": iso_utc(call.updated_at),
+        "error": error,
     }
 
 
@@ -64,12 +100,18 @@ def _local(moment: datetime) -> str:
     return f"{moment:%a %Y-%m-%d %H:%M} {moment.tzname()}"
 
 
-def calls_table(calls: list[tuple[Call, Occurrence | None]]) -> Table:
+def calls_table(calls: Sequence[Listed | tuple[Call, Occurrence | None]]) -> Table:
     table = Table(box=None, pad_edge=False)
     table.add_column("slug", no_wrap=True)
     for name in ("title", "schedule", "next"):
         table.add_column(name)
-    for call, next_one in calls:
+    for row in calls:
+        listed = row if isinstance(row, Listed) else Listed(call=row[0], next=row[1])
+        call, next_one = listed.call, listed.next
+        if listed.error is not None:
+            table.add_row(call.slug, call.title, f"{call.start_local[11:16]} {call.timezone}, "
+                          f"{call.rrule or 'once'}", f"cannot be served: {listed.error}")
+            continue
         schedule = f"{series_of(call).start:%H:%M} {call.timezone}, {call.rrule or 'once'}"
         table.add_row(call.slug, call.title, schedule, _local(next_one.local_start)
                       if next_one else "-")

@@ -22,7 +22,7 @@ from dateutil.rrule import rrule, rrulestr
 from icalendar.prop import vRecur
 
 from scheduler.errors import Conflict, InvalidRecurrence, NotFound
-from scheduler.zones import to_utc
+from scheduler.zones import before_end, to_utc, within_years
 
 SUPPORTED_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 
@@ -53,13 +53,18 @@ class Series:
         return self.start.tzinfo
 
     def originals(self, after: datetime) -> Iterator[datetime]:
-        """Original starts (aware, in the anchor zone) at or after the instant `after`."""
+        """Original starts (aware, in the anchor zone) at or after the instant `after`, and
+        before the years this service handles end (a rule without COUNT or UNTIL ends there,
+        instead of running into the year 9999, where datetime overflows)."""
         after = to_utc(after)  # compare as instants, never as wall times of one zone
         if self.rrule is None:
-            if self.start >= after:
+            if self.start >= after and before_end(self.start):
                 yield self.start
             return
-        yield from _rule(self.rrule, self.start).xafter(after, inc=True)
+        for original in _rule(self.rrule, self.start).xafter(after, inc=True):
+            if not before_end(original):
+                return
+            yield original
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,13 +113,14 @@ def _rule(text: str, start: datetime) -> rrule:
     return rule
 
 
-def normalize_rrule(text: str, start: datetime) -> str:
+def normalize_rrule(text: str, start: datetime, *, field: str = "RRULE") -> str:
     """Check an RRULE typed by an organizer against the first start, and return its RFC form.
 
     The start must itself be the rule's first occurrence (RFC 5545 leaves a DTSTART that is not
     "synchronized with the recurrence rule" undefined, and calendar clients disagree on it). An
     UNTIL given as a date or a wall time is read in the anchor zone and stored in UTC, as RFC
-    5545 requires when DTSTART has a TZID.
+    5545 requires when DTSTART has a TZID; it must lie in the years this service handles.
+    `field` names the rule in that error ("--rrule").
     """
     text = text.strip().removeprefix("RRULE:")
     try:
@@ -136,6 +142,7 @@ def normalize_rrule(text: str, start: datetime) -> str:
     zone = start.tzinfo
     if "UNTIL" in parts:
         until = parts["UNTIL"][0]
+        within_years(until, what=f"{field} UNTIL")
         if not isinstance(until, datetime):  # a date: through the end of that day, locally
             until = datetime.combine(until + timedelta(days=1), datetime.min.time()) - timedelta(
                 seconds=1
@@ -259,9 +266,8 @@ def _nearest(series: Series, moment: datetime) -> str:
         after = series.start if series.start >= moment else None
         before = series.start if series.start < moment else None
     else:
-        rule = _rule(series.rrule, series.start)
-        after = rule.after(to_utc(moment), inc=True)
-        before = rule.before(to_utc(moment))
+        after = next(series.originals(moment), None)
+        before = _rule(series.rrule, series.start).before(to_utc(moment))
     parts = [f"the one before is {before:%a %Y-%m-%d %H:%M}" if before else "none before it",
              f"the next is {after:%a %Y-%m-%d %H:%M}" if after else "none after it"]
     return "; ".join(parts)

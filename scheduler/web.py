@@ -176,6 +176,22 @@ class FeedServer:
 
 
 Health = Callable[[], dict[str, Any]]
+STALE_INTERVALS = 3  # /healthz says 503 when no pass succeeded for this many intervals
+
+
+def stale(state: dict[str, Any], now: float, interval: float) -> str | None:
+    """Why the reminder passes look stuck, or None: no pass has succeeded for more than
+    STALE_INTERVALS intervals (since the last good one, or since the start). `now` and the
+    state's "last_success" and "started" are readings of the same monotonic clock."""
+    since = state.get("last_success")
+    if since is None:
+        since = state.get("started")
+    if since is None:
+        return None
+    age = now - since
+    if age <= STALE_INTERVALS * interval:
+        return None
+    return f"no successful pass for {age:.0f} s (interval {interval:.0f} s)"
 
 
 def create_app(settings: Settings, engine: Engine | None = None, *,
@@ -184,10 +200,11 @@ def create_app(settings: Settings, engine: Engine | None = None, *,
                monotonic: Callable[[], float] = time.monotonic) -> ASGIApp:
     """The feeds, the members' page (`scheduler.site`), /healthz and /metrics.
 
-    `health` reports the reminder scheduler ({"alive": bool, "last_pass": datetime|None});
-    `secret` signs sign-up links and forms (without one, every form is refused with 403 and
-    confirmation links with 404); `monotonic` tells the feed cache when to look at its files
-    again.
+    `health` reports the reminder scheduler (`scheduler.daemon.Reminders.health`: "alive",
+    "last_pass" and "last_error" to show, and "started" and "last_success", readings of
+    `monotonic`, to tell a scheduler whose passes keep failing); `secret` signs sign-up links
+    and forms (without one, every form is refused with 403 and confirmation links with 404);
+    `monotonic` also tells the feed cache when to look at its files again.
     """
     cache = FeedCache(settings.calendars, monotonic=monotonic)
     site = Site(settings, engine, clock=clock, secret=secret)
@@ -199,22 +216,33 @@ def create_app(settings: Settings, engine: Engine | None = None, *,
                                  status_code=404)
 
     async def healthz(request: Request) -> Response:
-        """200 when the database answers and the scheduler runs; 503 and why, otherwise."""
-        report: dict[str, Any] = {"database": "not configured", "scheduler": "not running",
-                                  "last_pass": None}
+        """200 when the database answers, the scheduler runs and a pass has succeeded within
+        the last few intervals; 503 and the reason, otherwise."""
+        report: dict[str, Any] = {"ok": False, "reason": None, "database": "not configured",
+                                  "scheduler": "not running", "last_pass": None,
+                                  "last_error": None}
         if engine is not None:
             try:
                 await asyncio.to_thread(_ping, engine)
                 report["database"] = "ok"
             except SQLAlchemyError as e:
                 report["database"] = f"error: {str(e).splitlines()[0]}"
-        if health is not None:
+        reasons = [] if report["database"] == "ok" else [f"database: {report['database']}"]
+        if health is None:
+            reasons.append("the reminder scheduler is not running")
+        else:
             state = health()
             report["scheduler"] = "alive" if state["alive"] else "stopped"
             last = state.get("last_pass")
             report["last_pass"] = last.isoformat() if last else None
-        healthy = report["database"] == "ok" and report["scheduler"] == "alive"
-        return JSONResponse(report, status_code=200 if healthy else 503,
+            report["last_error"] = state.get("last_error")
+            if not state["alive"]:
+                reasons.append("the reminder scheduler is stopped")
+            late = stale(state, monotonic(), settings.daemon.interval_seconds)
+            if late is not None:
+                reasons.append(late)
+        report["ok"], report["reason"] = not reasons, "; ".join(reasons) or None
+        return JSONResponse(report, status_code=503 if reasons else 200,
                             headers={"Cache-Control": "no-store"})
 
     async def metrics_page(request: Request) -> Response:

@@ -14,6 +14,19 @@ The DST policy, written down once:
   used (02:30 becomes 03:30 summer time); a repeated time means its *first* instant. Python's
   `fold=0` gives exactly this, so `resolve_recurring` is a plain `replace(tzinfo=zone)`.
 
+**The years this service handles** are 1900 to 2199 (`FIRST_YEAR`, `END_YEAR`): a call's start,
+a move's new time and an RRULE's UNTIL are refused outside them where they are typed
+(`within_years`), and a rule without an end is expanded no further than `END_YEAR`
+(`before_end`). Outside them, Python's datetime overflows at the year 9999 as soon as an end,
+an offset or a window is added to a time. Inside them, each part works (tests/test_far_values.py
+tries both ends): zoneinfo (after 2037 each zone's rules come from its POSIX footer), dateutil,
+Babel, SQLite (and PostgreSQL, whose timestamps reach far wider); the VTIMEZONEs of
+`scheduler.vtimezone` (every zone's every change from 1900 on is found and read back by
+icalendar; a call after 2090 gets one that starts in 2090, so that its summer-time rules are
+there); and ical.js, Thunderbird's parser, which reads feeds of both ends as we do, except
+that it drops the seconds of the local mean times some zones kept into the 20th century
+(Jakarta was +07:07:12 until 1923): such a call is seconds off there.
+
 Zone data comes from the `tzdata` package, not the operating system, so that every machine
 computes with the same, current rules (Egypt brought summer time back in 2023; an old OS would
 not know). `pytz` is used only for what `zoneinfo` lacks: country to zones, for zone pickers.
@@ -23,10 +36,13 @@ from __future__ import annotations
 
 import difflib
 import zoneinfo
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
-from scheduler.errors import AmbiguousLocalTime, InvalidZone, NonexistentLocalTime
+from scheduler.errors import AmbiguousLocalTime, InvalidValue, InvalidZone, NonexistentLocalTime
+
+FIRST_YEAR = 1900
+END_YEAR = 2200  # the first year not handled
 
 # Ignore the operating system's zoneinfo: read the tzdata package only (see module docstring).
 zoneinfo.reset_tzpath(to=[])
@@ -78,6 +94,21 @@ def get_zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
+def within_years(moment: date, *, what: str, typed: str | None = None) -> None:
+    """Refuse a date or a wall time (or an instant, by its own year) outside the years this
+    service handles; `what` names the field ("--start"), `typed` is the value as given."""
+    if not FIRST_YEAR <= moment.year < END_YEAR:
+        shown = typed or (moment.replace(tzinfo=None).isoformat(" ", "minutes")
+                          if isinstance(moment, datetime) else moment.isoformat())
+        raise InvalidValue(f"{what}: {shown} is outside the years this service handles "
+                           f"({FIRST_YEAR} to {END_YEAR - 1})")
+
+
+def before_end(moment: datetime) -> bool:
+    """True when a wall time (aware in its own zone, or naive) is before `END_YEAR`."""
+    return moment.year < END_YEAR
+
+
 def is_nonexistent(wall: datetime, zone: zoneinfo.ZoneInfo) -> bool:
     """True when the naive wall time falls in a spring-forward gap of `zone`."""
     aware = wall.replace(tzinfo=zone)
@@ -117,10 +148,12 @@ def _describe(instant: datetime, zone: zoneinfo.ZoneInfo) -> str:
 def localize_strict(wall: datetime, zone: zoneinfo.ZoneInfo, *, what: str = "time") -> datetime:
     """A wall time typed by a person, as an aware datetime; refuses gaps and repeats.
 
-    `what` names the field in the error message ("--start", "--to").
+    `what` names the field in the error message ("--start", "--to"). A wall time outside the
+    years this service handles is refused first (`within_years`).
     """
     if wall.tzinfo is not None:
         raise ValueError("localize_strict takes a naive wall time")
+    within_years(wall, what=what)
     if is_nonexistent(wall, zone):
         jump_from, jump_to = _gap_around(wall, zone)
         fmt = "%H:%M" if jump_from.date() == jump_to.date() else "%Y-%m-%d %H:%M"

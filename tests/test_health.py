@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import create_engine
 from starlette.testclient import TestClient
 
-from scheduler import config, db
+from scheduler import config, daemon, db, sender
 from scheduler.web import create_app
 from tests.conftest import Ran
 from tests.daemon_process import start, stop
@@ -20,18 +24,101 @@ Coalition = Callable[..., Ran]
 PASSED = datetime(2019, 3, 5, 15, tzinfo=UTC)
 
 
-def app_for(coalition: Coalition, alive: bool = True) -> TestClient:
+class Clock:
+    """A monotonic clock that a test moves by hand, in seconds."""
+
+    def __init__(self, at: float = 1000.0) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def app_for(coalition: Coalition, alive: bool = True, *, clock: Clock | None = None,
+            health: Callable[[], dict[str, Any]] | None = None) -> TestClient:
+    """The web app with a scheduler whose last pass succeeded at the clock's present moment
+    (the example config.toml passes every 60 s), unless `health` says otherwise."""
+    clock = clock or Clock()
     settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
     engine = db.open_database(settings.database_url())
-    return TestClient(create_app(settings, engine,
-                                 health=lambda: {"alive": alive, "last_pass": PASSED}))
+    state = {"alive": alive, "last_pass": PASSED, "last_error": None, "last_success": clock(),
+             "started": clock() - 30}
+    return TestClient(create_app(settings, engine, health=health or (lambda: state),
+                                 monotonic=clock))
 
 
 def test_healthy_service_says_so(coalition: Coalition) -> None:
     response = app_for(coalition).get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "scheduler": "alive",
-                               "last_pass": "2019-03-05T15:00:00+00:00"}
+    assert response.json() == {"ok": True, "reason": None, "database": "ok",
+                               "scheduler": "alive", "last_pass": "2019-03-05T15:00:00+00:00",
+                               "last_error": None}
+
+
+def test_issue_13_healthz_503_after_missed_passes(coalition: Coalition) -> None:
+    """Passes that keep failing used to leave /healthz at 200 with a last_pass minutes old:
+    three intervals without a successful pass are one too many."""
+    clock = Clock()
+    client = app_for(coalition, clock=clock)
+    clock.at += 3 * 60
+    assert client.get("/healthz").status_code == 200
+    clock.at += 412 - 3 * 60
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["ok"] is False
+    assert response.json()["reason"] == "no successful pass for 412 s (interval 60 s)"
+    assert response.json()["last_pass"] == "2019-03-05T15:00:00+00:00"
+
+
+def test_healthz_503_when_no_pass_succeeded_since_the_start(coalition: Coalition) -> None:
+    clock = Clock()
+    state = {"alive": True, "last_pass": None, "last_error": None, "last_success": None,
+             "started": clock()}
+    client = app_for(coalition, clock=clock, health=lambda: state)
+    clock.at += 100
+    assert client.get("/healthz").status_code == 200  # the first pass may still be running
+    clock.at += 100
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["reason"] == "no successful pass for 200 s (interval 60 s)"
+
+
+def test_pass_that_raises_keeps_last_pass_and_records_its_error(
+    coalition: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed pass is not a pass: /healthz goes to 503 with its error after three intervals,
+    and back to 200 once a pass succeeds."""
+    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    engine = db.open_database(settings.database_url())
+    clock = Clock()
+    reminders = daemon.Reminders(settings, engine, AsyncIOScheduler(timezone=UTC), "test",
+                                 monotonic=clock)
+    client = app_for(coalition, clock=clock,
+                     health=lambda: {**reminders.health(), "alive": True})
+    real_pass = sender.run_once
+
+    def broken(*args: object, **kwargs: object) -> sender.PassReport:
+        raise RuntimeError("the database went away")
+
+    async def passes() -> None:
+        monkeypatch.setattr(sender, "run_once", broken)
+        await reminders.tick()
+        assert reminders.last_pass is None and reminders.last_success is None
+        assert reminders.last_error is not None
+        assert reminders.last_error.endswith("RuntimeError: the database went away")
+        clock.at += 200
+        failing = client.get("/healthz")
+        assert failing.status_code == 503 and failing.json()["last_error"] == \
+            reminders.last_error
+        monkeypatch.setattr(sender, "run_once", real_pass)
+        await reminders.tick()
+        assert reminders.last_pass is not None
+
+    try:
+        asyncio.run(passes())
+        assert client.get("/healthz").status_code == 200
+    finally:
+        engine.dispose()
 
 
 def test_stopped_scheduler_is_unhealthy(coalition: Coalition) -> None:
