@@ -49,11 +49,14 @@ node-deps:
 	    npm install --prefix tests/js --no-audit --no-fund --silent; fi
 
 # Debian packages some tests drive: Chromium for the members' page (through Playwright, which
-# downloads no browser of its own) and libfaketime for the clock-jump fault test. Installed
-# where they are missing and we may (apt-get, as root); otherwise those tests say why they skip.
+# downloads no browser of its own), libfaketime for the clock-jump fault test, and systemd's
+# systemd-analyze and nginx to check the deployment examples in deploy/. Installed where they
+# are missing and we may (apt-get, as root); otherwise those tests say why they skip.
 system-deps:
 	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; \
 	[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing="$$missing faketime"; \
+	[ -x /usr/bin/systemd-analyze ] || missing="$$missing systemd"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
 	    >/dev/null; fi

@@ -24,6 +24,7 @@ from sqlmodel import Session
 from typer.core import TyperGroup
 
 from scheduler import (
+    __version__,
     calls,
     config,
     daemon,
@@ -39,6 +40,7 @@ from scheduler import (
     sender,
     subscribers,
 )
+from scheduler import backup as backups
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.errors import SchedulerError
@@ -75,7 +77,7 @@ class OneLineErrors(TyperGroup):
 
 
 _verbose = False
-app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, add_completion=False,
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
                   pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurring coalition calls: times in every zone, feeds and reminders.")
 call_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -87,6 +89,9 @@ app.add_typer(subscriber_app, name="subscriber")
 feed_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="The .ics feeds members subscribe to.")
 app.add_typer(feed_app, name="feed")
+config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="The configuration file.")
+app.add_typer(config_app, name="config")
 # Piped output is not cut at 80 columns: slugs and times are meant to be copied.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
@@ -101,6 +106,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"coalition {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
@@ -108,6 +119,8 @@ def main(
         None, "--config", envvar=config.ENV_CONFIG, show_envvar=True,
         help="config file [default: ./config.toml]"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress; show tracebacks"),
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="print the version and exit"),
 ) -> None:
     global _verbose
     _verbose = verbose
@@ -171,12 +184,34 @@ def _json(value: Any) -> None:
 # --- the database
 
 
+@config_app.command("init")
+def config_init(path: Path = typer.Argument(
+        Path("config.toml"), help="where to write it (a folder gets config.toml inside)")) -> None:
+    """Write a commented config.toml with every default; never replaces an existing file.
+
+    Example: coalition config init /etc/coalition/config.toml
+    """
+    written = config.write_example(path)
+    typer.echo(f"wrote {written}: the defaults, each with a comment; relative paths in it are "
+               "relative to its folder")
+
+
 @app.command()
 def init(ctx: typer.Context) -> None:
-    """Create the database, or upgrade its schema to this version."""
+    """Create the database, or upgrade its schema to this version.
+
+    In a folder without a config file, first writes one with the defaults (as `config init`).
+    """
+    state: State = ctx.obj
+    if not state.config_path.exists():
+        written = config.write_example(state.config_path)
+        typer.echo(f"wrote {written} (the defaults, commented: edit it to suit)")
     settings = _settings(ctx)
     engine = db.make_engine(settings.database_url())
-    state = db.migrate(engine)
+    try:
+        state = db.migrate(engine)
+    finally:
+        engine.dispose()
     where = engine.url.render_as_string(hide_password=True)
     if state.before is None:
         typer.echo(f"created database {where} (schema {state.after})")
@@ -186,13 +221,26 @@ def init(ctx: typer.Context) -> None:
         typer.echo(f"database {where} is up to date (schema {state.after})")
 
 
+@app.command("backup")
+def backup_database(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., metavar="FILE",
+                                help="the copy to write (a new file; FILE.secret too)"),
+) -> None:
+    """Copy the SQLite database, consistently, even while the daemon runs, and the secret kept
+    beside it. (PostgreSQL: use pg_dump.)"""
+    for line in backups.backup(_settings(ctx).database_url(), file).lines():
+        typer.echo(line)
+
+
 @app.command()
 def upcoming(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
     """The next occurrence of every call."""
     with _session(ctx) as (settings, session):
-        rows = [(c, calls.next_occurrence(session, c, now())) for c in calls.list_calls(session)]
+        rows = present.listing(session, now())
         if json_out:
-            return _json([present.call_dict(c, settings, n) for c, n in rows])
+            return _json([present.call_dict(r.call, settings, r.next, error=r.error)
+                          for r in rows])
         if not rows:
             typer.echo("no calls yet; add one with `coalition call add --help`")
         else:
@@ -275,11 +323,12 @@ def _show_call(session: Session, settings: config.Settings, call: Call, json_out
 
 @call_app.command("list")
 def call_list(ctx: typer.Context, json_out: bool = JSON) -> None:
-    """All calls, with their next occurrence."""
+    """All calls, with their next occurrence (or why a call cannot be served)."""
     with _session(ctx) as (settings, session):
-        rows = [(c, calls.next_occurrence(session, c, now())) for c in calls.list_calls(session)]
+        rows = present.listing(session, now())
         if json_out:
-            return _json([present.call_dict(c, settings, n) for c, n in rows])
+            return _json([present.call_dict(r.call, settings, r.next, error=r.error)
+                          for r in rows])
         out.print(present.calls_table(rows) if rows else "no calls yet")
 
 
@@ -393,8 +442,9 @@ def feed_build(ctx: typer.Context) -> None:
         typer.echo(f"wrote {path}")
     for path in result.removed:
         typer.echo(f"removed {path}")
+    left_out = f"{len(result.skipped)} left out (see the warnings), " if result.skipped else ""
     typer.echo(f"{len(result.written)} written, {result.unchanged} unchanged, "
-               f"{len(result.removed)} removed, in {settings.calendars}")
+               f"{len(result.removed)} removed, {left_out}in {settings.calendars}")
 
 
 @app.command("daemon")
@@ -429,8 +479,11 @@ def invite(
     to: list[str] = typer.Option(..., "--to", help="an address to invite (repeat for more)"),
 ) -> None:
     """Email a calendar invitation for the whole series; later changes follow by themselves."""
+    from scheduler import addresses  # checked before anything is opened
+
+    attendees = [addresses.with_name(address) for address in to]
     with _session(ctx) as (settings, session):
-        report = invites.invite(session, settings, slug, to, now=now())
+        report = invites.invite(session, settings, slug, attendees, now=now())
         for address in report.sent:
             typer.echo(f"invited {address}")
         for failure in report.failed:
@@ -513,13 +566,24 @@ def run_once(
     at: str | None = typer.Option(None, "--now", help="pretend it is this moment, e.g. "
                                   "2019-03-12T13:31:00Z [default: now]"),
 ) -> None:
-    """One planning and sending pass (for cron, or to preview a moment)."""
+    """One planning and sending pass (for cron, or to preview a moment).
+
+    Exit status: 0 when every delivery due was sent, or none was due; 1 when at least one
+    failed for good in this pass, or failed with no time left to retry it (`coalition
+    deliveries` says why), or on an internal error; 75 (EX_TEMPFAIL) when none failed for
+    good but some failed for now and will be retried by a later pass; 2 for bad input or
+    configuration (nothing is sent).
+    """
     moment = inputs.instant(at, field="--now") if at else now()
     with _session(ctx) as (settings, session):  # on the real clock unless it is a preview
         report = sender.run_once(session, settings, now=moment, worker=_worker(),
                                  clock=None if at else now)
     for line in report.lines():
         typer.echo(line)
+    if report.failed or report.to_retry:
+        typer.echo(f"error: {report.failed} deliveries failed for good, {report.to_retry} will "
+                   "be retried; see `coalition deliveries`", err=True)
+        raise typer.Exit(1 if report.failed else 75)  # 75: EX_TEMPFAIL, as in sysexits.h
 
 
 @app.command()

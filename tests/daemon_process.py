@@ -39,12 +39,16 @@ def start(path: Path, env: dict[str, str] | None = None) -> Daemon:
     """The daemon, once it listens (`env`: more environment variables for it)."""
     command = shutil.which("coalition", path=str(Path(sys.executable).parent))
     assert command
-    process = Daemon([command, "--config", str(path), "daemon", "--port", "0"],
-                     stderr=subprocess.PIPE, text=True,
-                     env={**os.environ, "PYTHONUNBUFFERED": "1",
-                          # what an operator gives every replica on PostgreSQL
-                          "COALITION_WEB_SECRET": "tests-secret-shared-by-all-replicas-0123",
-                          **(env or {})})
+    return spawn([command, "--config", str(path), "daemon", "--port", "0"],
+                 env={**os.environ, "PYTHONUNBUFFERED": "1",
+                      # what an operator gives every replica on PostgreSQL
+                      "COALITION_WEB_SECRET": "tests-secret-shared-by-all-replicas-0123",
+                      **(env or {})})
+
+
+def spawn(args: list[str], env: dict[str, str], cwd: Path | None = None) -> Daemon:
+    """`args` (a `coalition ... daemon` command line), once it says it listens."""
+    process = Daemon(args, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     process.log, process._new_line = [], threading.Condition()
 
     def drain() -> None:
