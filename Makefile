@@ -4,28 +4,29 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-# uv installs exactly what uv.lock says (the versions CI last passed with); pip only brings uv.
+# uv installs exactly what uv.lock says (the versions CI last passed with) into .venv; pip only
+# brings uv itself, into .tools/, outside the environment it keeps exact.
 UV_VERSION := 0.13.9
-UV     := $(BIN)/uv
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: run test lint lock clean node-deps system-deps bench bench-deps
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-
-$(UV): | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+$(UV):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS) \
+	    uv==$(UV_VERSION)
 
 # One stamp per set of extras; reinstall when the lock or pyproject.toml changes. --locked
-# refuses a lock that no longer matches pyproject.toml (refresh it with `make lock`), and
-# --inexact leaves uv itself in the environment.
+# refuses a lock that no longer matches pyproject.toml (refresh it with `make lock`); sync
+# removes whatever the lock does not list.
 $(VENV)/.installed-run: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --quiet --locked --inexact --python $(BIN)/python
+	$(UV) sync --quiet --locked --python $(PYTHON)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --quiet --locked --inexact --python $(BIN)/python --extra test
+	$(UV) sync --quiet --locked --python $(PYTHON) --extra test
 	touch $@ $(VENV)/.installed-run
 
 # Refresh the lock on purpose: every dependency to its newest release within pyproject.toml's
@@ -86,5 +87,5 @@ bench: $(VENV)/.installed-test bench-deps
 	$(BIN)/python bench/planning.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/js/node_modules \
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/js/node_modules \
 	    tests/artifacts
