@@ -477,14 +477,14 @@ def write_example(path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = resources.example_config().read_text(encoding="utf-8")
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        # Readable like any other file the umask allows: the file holds no secrets.
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w",
-                       encoding="utf-8") as f:
-            f.write(text)
         try:
+            # Readable like any other file the umask allows: the file holds no secrets.
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644),
+                           "w", encoding="utf-8") as f:
+                f.write(text)
             os.link(partial, path)
         finally:
-            os.unlink(partial)
+            partial.unlink(missing_ok=True)
     except FileExistsError:
         raise ConfigError(f"{path}: already exists; not overwritten") from None
     except OSError as e:

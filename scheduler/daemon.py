@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.types import ASGIApp
 
-from scheduler import feeds, loop, outbox, sender, signup
+from scheduler import db, feeds, loop, outbox, sender, signup
 from scheduler.config import Settings
 from scheduler.errors import SchedulerError
 from scheduler.render import Templates
@@ -44,7 +44,13 @@ class Reminders:
 
     For /healthz it keeps when it started and when a pass last succeeded, on the `monotonic`
     clock (a wall clock that jumps must not make it look stuck), and the last pass's error: a
-    pass that raises leaves `last_pass` and `last_success` as they were.
+    pass that raises leaves `last_pass` and `last_success` as they were. A pass that sends for
+    long (a slow relay, a large fan-out) is alive while messages keep being recorded: each one
+    moves `last_progress`.
+
+    Each pass first checks the schema: after an upgrade by a newer `coalition init`, this
+    daemon stops sending (and /healthz says why) rather than write into a schema it does not
+    know.
     """
 
     def __init__(self, settings: Settings, engine: Engine, scheduler: AsyncIOScheduler,
@@ -57,13 +63,20 @@ class Reminders:
         self.started = monotonic()
         self.last_pass: datetime | None = None
         self.last_success: float | None = None  # monotonic() when the last good pass ended
+        self.last_progress: float | None = None  # monotonic() when a message was last recorded
         self.last_error: str | None = None
         self.feeds_built: datetime | None = None
         self.plan_memo: dict[str, object] = {}  # lets a pass plan only what is new
         self.templates: Templates | None = None
 
+    def _progress(self) -> datetime:
+        """The sending pass's clock: each recorded message reads it, which shows progress."""
+        self.last_progress = self.monotonic()
+        return datetime.now(UTC)
+
     def _pass(self) -> datetime | None:
         now = datetime.now(UTC)
+        db.check_schema(self.engine)
         with Session(self.engine, expire_on_commit=False) as session:
             # Calls may have changed elsewhere (another replica's machine): keep the feeds this
             # daemon serves current, once an interval, not on every wake-up for a reminder.
@@ -71,17 +84,21 @@ class Reminders:
             # fan-out (Jinja still reads a template file again when it changes).
             interval = timedelta(seconds=self.settings.daemon.interval_seconds)
             if self.feeds_built is None or now - self.feeds_built >= interval:
-                feeds.build(session, self.settings)
+                try:
+                    feeds.build(session, self.settings)
+                except SchedulerError as e:  # a full disk or a folder we may not write
+                    log.error("feeds not rebuilt (reminders go on): %s", e)
                 self.templates = Templates(self.settings.template_folders)
                 self.feeds_built = now
             report = sender.run_once(session, self.settings, now=now, worker=self.worker,
-                                     clock=lambda: datetime.now(UTC), memo=self.plan_memo,
+                                     clock=self._progress, memo=self.plan_memo,
                                      templates=self.templates)
             if report.outcomes or report.expired or any(report.planned.values()):
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
                          "; ".join(report.lines()))
             wakeup = outbox.next_wakeup(session)
             self.last_pass, self.last_success = now, self.monotonic()
+            self.last_error = None
             return wakeup
 
     async def tick(self) -> None:
@@ -104,7 +121,8 @@ class Reminders:
         """What /healthz reports (see `scheduler.web.create_app`)."""
         return {"alive": self.scheduler.running and not self.stopping,
                 "last_pass": self.last_pass, "last_error": self.last_error,
-                "last_success": self.last_success, "started": self.started}
+                "last_success": self.last_success, "last_progress": self.last_progress,
+                "started": self.started}
 
     async def stop(self) -> None:
         """No new pass; wait for the one that is sending."""

@@ -180,12 +180,12 @@ STALE_INTERVALS = 3  # /healthz says 503 when no pass succeeded for this many in
 
 
 def stale(state: dict[str, Any], now: float, interval: float) -> str | None:
-    """Why the reminder passes look stuck, or None: no pass has succeeded for more than
-    STALE_INTERVALS intervals (since the last good one, or since the start). `now` and the
-    state's "last_success" and "started" are readings of the same monotonic clock."""
-    since = state.get("last_success")
-    if since is None:
-        since = state.get("started")
+    """Why the reminder passes look stuck, or None: no pass has succeeded, and no message
+    has been recorded by a pass still sending, for more than STALE_INTERVALS intervals (or
+    since the start). `now` and the state's "last_success", "last_progress" and "started" are
+    readings of the same monotonic clock."""
+    readings = [state.get(key) for key in ("last_success", "last_progress")]
+    since = max((r for r in readings if r is not None), default=state.get("started"))
     if since is None:
         return None
     age = now - since

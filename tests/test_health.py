@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy import create_engine
 from starlette.testclient import TestClient
 
 from scheduler import config, daemon, db, sender
+from scheduler.errors import SchedulerError
 from scheduler.web import create_app
 from tests.conftest import Ran
 from tests.daemon_process import start, stop
@@ -113,12 +115,77 @@ def test_pass_that_raises_keeps_last_pass_and_records_its_error(
         monkeypatch.setattr(sender, "run_once", real_pass)
         await reminders.tick()
         assert reminders.last_pass is not None
+        assert reminders.last_error is None  # a 200 does not carry an old error
 
     try:
         asyncio.run(passes())
         assert client.get("/healthz").status_code == 200
     finally:
         engine.dispose()
+
+
+def test_a_long_pass_that_keeps_recording_messages_is_healthy(coalition: Coalition) -> None:
+    """A fan-out through a slow relay can take many intervals; while messages keep being
+    recorded, a monitor that restarts on 503 must not kill it."""
+    clock = Clock()
+    state = {"alive": True, "last_pass": PASSED, "last_error": None,
+             "last_success": clock() - 600, "last_progress": clock() - 5,
+             "started": clock() - 900}
+    client = app_for(coalition, clock=clock, health=lambda: state)
+    assert client.get("/healthz").status_code == 200
+    clock.at += 3 * 60 + 1  # and then it stalls
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["reason"] == "no successful pass for 186 s (interval 60 s)"
+
+
+def run_pass(coalition: Coalition, before: Callable[[Path], None] | None = None
+             ) -> daemon.Reminders:
+    """One pass of a daemon started on the coalition's database (`before` sees the database
+    file after the daemon opened it)."""
+    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    engine = db.open_database(settings.database_url())
+    reminders = daemon.Reminders(settings, engine, AsyncIOScheduler(timezone=UTC), "test",
+                                 monotonic=Clock())
+    if before is not None:
+        before(Path(settings.database_url().removeprefix("sqlite:///")))
+    try:
+        asyncio.run(reminders.tick())
+    finally:
+        engine.dispose()
+    return reminders
+
+
+def test_feeds_that_cannot_be_written_do_not_stop_the_reminders(
+    coalition: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise SchedulerError("calendars/all.ics: cannot write: No space left on device")
+
+    monkeypatch.setattr(daemon.feeds, "build", full_disk)
+    sent: list[object] = []
+    real_pass = sender.run_once
+    monkeypatch.setattr(sender, "run_once",
+                        lambda *a, **k: sent.append(a) or real_pass(*a, **k))
+    reminders = run_pass(coalition)
+    assert len(sent) == 1  # the sending pass ran
+    assert reminders.last_pass is not None and reminders.last_error is None
+
+
+def test_daemon_stops_sending_when_a_newer_coalition_upgrades_the_schema(
+    coalition: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An organizer's newer `coalition init` upgraded the database under this daemon: it must
+    not write into a schema it does not know, and /healthz says why."""
+    def newer_init(path: Path) -> None:
+        with sqlite3.connect(path) as connection:
+            connection.execute("UPDATE alembic_version SET version_num = '9999'")
+
+    monkeypatch.setattr(sender, "run_once", lambda *a, **k: pytest.fail("sent anyway"))
+    reminders = run_pass(coalition, newer_init)
+    assert reminders.last_pass is None
+    assert reminders.last_error is not None
+    assert "upgraded by a newer coalition" in reminders.last_error
 
 
 def test_stopped_scheduler_is_unhealthy(coalition: Coalition) -> None:
