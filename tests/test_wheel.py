@@ -10,13 +10,14 @@ checkout is not on the path of the installed command.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import subprocess
-import sys
 import venv
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _uv() -> str:
-    found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    """uv: where make installs it (.tools/), else on the PATH."""
+    found = shutil.which("uv", path=str(ROOT / ".tools" / "bin")) or shutil.which("uv")
     if found is None:
         pytest.fail("uv is needed to build and install the wheel (make test installs it)")
     return found
@@ -123,20 +125,35 @@ def test_installed_command_works_from_an_empty_folder(installed: Path, empty: Pa
 
 @pytest.fixture
 def daemon(installed: Path, empty: Path) -> Iterator[Daemon]:
-    assert coalition(installed, empty, "init").returncode == 0
+    """The installed daemon, on a call that starts in 20 minutes and one member: the "starts
+    in 30 minutes" reminder is due at its first pass."""
+    start = (datetime.now(UTC) + timedelta(minutes=20)).strftime("%Y-%m-%d %H:%M")
+    for args in (("init",),
+                 ("call", "add", "--title", "Soon", "--start", start, "--tz", "UTC"),
+                 ("subscriber", "add", "ada@example.org")):
+        done = coalition(installed, empty, *args)
+        assert done.returncode == 0, (args, done.stderr)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COALITION_CONFIG")}
-    process = spawn([str(installed / "coalition"), "daemon", "--port", "0"], env=env, cwd=empty)
+    process = spawn([str(installed / "coalition"), "daemon", "--port", "0"],
+                    env=env, cwd=empty)
     yield process
-    stop(process)
+    assert stop(process) == 0, process.log
 
 
-def test_installed_daemon_serves_the_members_page(daemon: Daemon) -> None:
+def test_installed_daemon_sends_what_is_due_and_serves_the_members_page(
+        daemon: Daemon, empty: Path) -> None:
+    assert daemon.wait_for(lambda log: any("pass at" in line and "sent: 2 sent" in line
+                                           for line in log), timeout=120), daemon.log
+    (message,) = (empty / "var" / "mail" / "new").iterdir()
+    assert "Soon" in message.read_text()
     line = next(line for line in daemon.log if "ready:" in line)
     port = int(line.split("listening on http://127.0.0.1:")[1].split()[0].rstrip("/"))
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("GET", "/", headers={"Accept-Language": "fr"})
     page = connection.getresponse()
     assert page.status == 200
-    assert "<html" in page.read().decode()
+    assert "Soon" in page.read().decode()
     connection.request("GET", "/healthz")
-    assert connection.getresponse().status == 200
+    health = connection.getresponse()
+    assert health.status == 200
+    assert json.loads(health.read())["last_pass"] is not None

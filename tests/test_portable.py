@@ -1,0 +1,59 @@
+"""The CLI installs and runs where uvloop has no wheels and where there is no `fcntl` (Windows):
+the organizer's commands, and an SMTP fan-out on asyncio's own loop. Shell completion is on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli import app
+from tests.conftest import Ran, SmtpSink, use_smtp
+
+# Run the console script's entry point with both modules made unimportable, as they are where
+# they do not exist (an import of a name mapped to None raises ImportError).
+WITHOUT = """
+import sys
+sys.modules["uvloop"] = None
+sys.modules["fcntl"] = None
+sys.argv = ["coalition", *sys.argv[1:]]
+from scheduler.entry import main
+main()
+"""
+
+
+def without_uvloop_or_fcntl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", WITHOUT, "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+
+def test_commands_and_an_smtp_fan_out_run_without_uvloop_or_fcntl(
+    coalition: Callable[..., Ran], smtp_sink: tuple[SmtpSink, int]
+) -> None:
+    sink, port = smtp_sink
+    config = Path(coalition.config)  # type: ignore[attr-defined]
+    use_smtp(config, port)
+    for args in (
+        ("call", "add", "--title", "Justice For All coalition call", "--start",
+         "2018-11-13 10:00", "--tz", "America/New_York", "--rrule", "FREQ=MONTHLY;BYDAY=2TU"),
+        ("subscriber", "add", "ada@example.org"),
+        ("subscriber", "add", "bea@example.org", "--lang", "fr"),
+        ("feed", "build"),
+    ):
+        done = without_uvloop_or_fcntl(config, *args)
+        assert done.returncode == 0, (args, done.stderr)
+    sent = without_uvloop_or_fcntl(config, "run-once", "--now", "2018-11-06T15:00:30Z")
+    assert sent.returncode == 0, sent.stderr
+    assert sorted(str(m["To"]) for m in sink.received) == ["ada@example.org",
+                                                           "bea@example.org"]
+
+
+def test_shell_completion_is_offered() -> None:
+    shown = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="coalition")
+    assert shown.exit_code == 0
+    assert "_coalition_completion" in shown.stdout
+    assert "--install-completion" in CliRunner().invoke(app, ["--help"]).stdout
