@@ -59,14 +59,16 @@ def make_secret(config_file: Path) -> str:
 
 def restore(backup: Path, config_file: Path) -> None:
     """The README's restore, with the daemon stopped: the copy in place of the database (its
-    stale -wal and -shm files removed first), and the secret beside it."""
+    stale -wal and -shm files removed first), and the secret beside it if the backup has one
+    (it has none when the secret comes from COALITION_WEB_SECRET)."""
     database = database_file(config_file)
     database.parent.mkdir(parents=True, exist_ok=True)
     for stale in (Path(f"{database}-wal"), Path(f"{database}-shm")):
         stale.unlink(missing_ok=True)
     shutil.copyfile(backup, database)
-    shutil.copyfile(f"{backup}.secret", secret_file(config_file))
-    os.chmod(secret_file(config_file), 0o600)
+    if Path(f"{backup}.secret").exists():
+        shutil.copyfile(f"{backup}.secret", secret_file(config_file))
+        os.chmod(secret_file(config_file), 0o600)
 
 
 @pytest.fixture
@@ -126,29 +128,42 @@ def test_a_backup_taken_while_a_writer_keeps_committing_is_one_moment(
     engine = db.open_database(settings.database_url())
     added, stop_writing = threading.Event(), threading.Event()
     count = 0
+    failed: list[BaseException] = []  # what the writer raised: raised again here
 
     def keep_adding() -> None:
         nonlocal count
-        with Session(engine) as session:
-            while not stop_writing.is_set():
-                subscribers.add(session, settings, subscribers.NewSubscriber(
-                    email=f"member{count}@example.org"), now=datetime.now(UTC))
-                count += 1
-                added.set()
+        try:
+            with Session(engine) as session:
+                while not stop_writing.is_set():
+                    subscribers.add(session, settings, subscribers.NewSubscriber(
+                        email=f"member{count}@example.org"), now=datetime.now(UTC))
+                    count += 1
+                    added.set()
+        except BaseException as e:
+            failed.append(e)
+            added.set()  # the test waits for the writer: it must not wait in vain
+
+    def writer_ok() -> None:
+        if failed:
+            raise failed[0]
 
     writer = threading.Thread(target=keep_adding)
     writer.start()
     try:
         assert added.wait(timeout=60)
+        writer_ok()
         before = count
         target = tmp_path / "during.sqlite3"
         ran = coalition("backup", str(target))
         added.clear()
+        writer_ok()  # one that failed before the clear set `added` in vain
         assert added.wait(timeout=60), "the writer was blocked by the backup"
+        writer_ok()
     finally:
         stop_writing.set()
         writer.join()
         engine.dispose()
+    writer_ok()
     assert ran.exit_code == 0, ran.stderr
     with sqlite3.connect(target) as copy:
         assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -217,6 +232,28 @@ def test_a_backup_taken_while_the_daemon_sends_restores_every_delivery(
                                                               if s == "sent"}
     assert 0 < sum(s == "sent" for k, s in backed.items() if k in email) < members
     assert secret_file(elsewhere).read_text() == secret_file(path).read_text()
+
+
+def test_a_backup_with_the_secret_from_the_environment_restores_without_one(
+        coalition: Coalition, tmp_path: Path, config_case: Callable[..., Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With COALITION_WEB_SECRET set there is no FILE.secret: the README's restore copies the
+    secret only if present, and the restored service signs with the environment's secret."""
+    monkeypatch.setenv("COALITION_WEB_SECRET", "a-secret-kept-in-the-environment-0123")
+    config_file = Path(coalition.config)  # type: ignore[attr-defined]
+    assert coalition("subscriber", "add", "dana@example.org").exit_code == 0
+    committed = contents(coalition)
+    target = tmp_path / "env-secret.sqlite3"
+    ran = coalition("backup", str(target))
+    assert ran.exit_code == 0, ran.stderr
+    assert "no secret beside" in ran.stdout and "keep that environment variable" in ran.stdout
+    assert not Path(f"{target}.secret").exists()
+
+    elsewhere = config_case("example", "restored", database=False)
+    restore(target, elsewhere)
+    assert contents(coalition, elsewhere) == committed
+    assert not secret_file(elsewhere).exists()
+    assert make_secret(elsewhere) == make_secret(config_file)
 
 
 def test_backup_never_overwrites_a_file(with_deliveries: Coalition, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -48,14 +49,24 @@ def tool(name: str, variable: str) -> str:
     pytest.skip(reason)
 
 
-def unit_settings() -> dict[str, list[str]]:
-    """The unit's `Key=value` lines, every value of each key."""
+def unit_settings(section: str | None = None) -> dict[str, list[str]]:
+    """The unit's `Key=value` lines (of one [section], or of all), every value of each key."""
     found: dict[str, list[str]] = {}
+    current = None
     for line in UNIT.read_text().splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif "=" in line and not line.startswith("#") and section in (None, current):
             key, value = line.split("=", 1)
             found.setdefault(key, []).append(value)
     return found
+
+
+def seconds(span: str) -> float:
+    """A systemd time span of one number and unit, as the unit writes them ("10s", "10min")."""
+    found = re.fullmatch(r"(\d+)(s|min|h)?", span)
+    assert found, f"{span!r}: write it as a number and s, min or h"
+    return int(found[1]) * {None: 1, "s": 1, "min": 60, "h": 3600}[found[2]]
 
 
 def coalition_command() -> str:
@@ -97,11 +108,34 @@ def test_the_unit_runs_the_daemon_as_its_own_user_with_secrets_from_a_file() -> 
     assert unit["User"] == ["coalition"] and unit["Group"] == ["coalition"]
     assert unit["EnvironmentFile"] == ["/etc/coalition/env"]
     assert "COALITION_CONFIG=/etc/coalition/config.toml" in unit["Environment"]
-    assert unit["Restart"] == ["on-failure"]
     assert unit["StateDirectory"] == ["coalition"]
     assert unit["ProtectSystem"] == ["strict"] and unit["NoNewPrivileges"] == ["yes"]
     assert not any("init" in line for line in unit.get("ExecStartPre", [])), \
         "only an admin's `coalition init` may change the schema"
+
+
+# How long an attempt to start takes to fail at most (Python's imports, the config, the database
+# refusing) for the start limit to still be reached: the daemon exits 2 in about 1 to 5 s.
+SLOWEST_FAILED_START = 20.0
+
+
+def test_a_daemon_that_cannot_start_is_retried_for_minutes_then_left_failed() -> None:
+    """The daemon exits 2 at start on a bad config or schema (for good) and on a database it
+    cannot reach (an outage at boot, which passes). systemd retries for at least two minutes,
+    then its start limit stops the loop: the default limit (5 starts in 10 s) is never reached
+    with a RestartSec of seconds, which would restart the daemon forever and fill the journal."""
+    service, unit = unit_settings("Service"), unit_settings("Unit")
+    assert service["Restart"] == ["on-failure"]
+    delay = seconds(service["RestartSec"][0])
+    # the start limit's place is [Unit] (in [Service], StartLimitBurst= passes unnoticed)
+    assert "StartLimitIntervalSec" not in service and "StartLimitBurst" not in service
+    interval = seconds(unit["StartLimitIntervalSec"][0])
+    (burst,) = [int(value) for value in unit["StartLimitBurst"]]
+    retried_for = (burst - 1) * delay  # from the first failed start to the last one allowed
+    assert retried_for >= 120, f"a database outage at boot gets only {retried_for:.0f} s"
+    assert burst * (delay + SLOWEST_FAILED_START) < interval, \
+        "the failed starts could spread beyond StartLimitIntervalSec=: restarted forever"
+    assert interval <= 3600, "after a fix, a manual start could be refused for too long"
 
 
 def test_the_env_example_names_every_secret_and_holds_none() -> None:
@@ -250,12 +284,17 @@ def test_the_nginx_site_passes_nginx_t(nginx_setup: Callable[..., tuple[Path, Pa
     assert (ran.returncode, ran.stdout + ran.stderr) == (0, "")
 
 
+class Site(NamedTuple):
+    url: str  # nginx's https URL
+    context: ssl.SSLContext  # trusts nginx's certificate
+    state: Path  # the daemon's folder: the feeds are in calendars/
+
+
 @pytest.fixture
 def behind_nginx(config_case: Callable[..., Path], coalition: Coalition,
-                 nginx_setup: Callable[..., tuple[Path, Path, trustme.CA]]
-                 ) -> Iterator[tuple[str, ssl.SSLContext]]:
+                 nginx_setup: Callable[..., tuple[Path, Path, trustme.CA]]) -> Iterator[Site]:
     """A daemon (one sign-up per address an hour, a call with its feed) behind the example
-    site in nginx, over TLS; yields nginx's https URL and a context that trusts it."""
+    site in nginx, over TLS."""
     nginx = tool("nginx", "COALITION_REQUIRE_NGINX")
     path = config_case("example", "behind-nginx")
     text = path.read_text().replace('signup_per_ip = "10/hour"', 'signup_per_ip = "1/hour"')
@@ -275,7 +314,7 @@ def behind_nginx(config_case: Callable[..., Path], coalition: Coalition,
         try:
             context = ssl.create_default_context()
             ca.configure_trust(context)
-            yield f"https://127.0.0.1:{https}", context
+            yield Site(f"https://127.0.0.1:{https}", context, path.parent)
         finally:
             subprocess.run([nginx, "-p", str(prefix), "-c", str(main), "-s", "stop"],
                            check=True, timeout=60)
@@ -283,15 +322,24 @@ def behind_nginx(config_case: Callable[..., Path], coalition: Coalition,
         assert stop(process) == 0
 
 
-def test_nginx_serves_the_feeds_from_disk_as_calendars(
-        behind_nginx: tuple[str, ssl.SSLContext]) -> None:
-    url, context = behind_nginx
-    with httpx.Client(verify=context) as client:
+def nginx_etag(file: Path) -> str:
+    """The ETag nginx gives a file it serves gzipped: its mtime and size in hex
+    (ngx_http_set_etag), made weak by gzip. The daemon's ETag for a feed is a hash of it."""
+    found = file.stat()
+    return f'W/"{int(found.st_mtime):x}-{found.st_size:x}"'
+
+
+def test_nginx_serves_the_feeds_from_disk_as_calendars(behind_nginx: Site) -> None:
+    url, context, state = behind_nginx
+    with httpx.Client(verify=context, headers={"Accept-Encoding": "gzip"}) as client:
         feed = client.get(f"{url}/calendars/weekly.ics")
         assert feed.status_code == 200 and feed.text.startswith("BEGIN:VCALENDAR")
         assert feed.headers["content-type"] == "text/calendar; charset=utf-8"
         assert feed.headers["cache-control"] == "public, max-age=300"
-        assert "nginx" in feed.headers["server"]  # from disk, not through the daemon
+        assert feed.headers["content-encoding"] == "gzip"
+        # From disk, not through the daemon (nginx names itself in Server either way): a wrong
+        # root in the site would pass every feed on to the daemon, whose ETag is a hash.
+        assert feed.headers["etag"] == nginx_etag(state / "calendars" / "weekly.ics")
         again = client.get(f"{url}/calendars/weekly.ics",
                            headers={"If-None-Match": feed.headers["etag"]})
         assert again.status_code == 304
@@ -316,11 +364,10 @@ def sign_up(url: str, context: ssl.SSLContext, source: str, email: str,
             "zone": "Europe/Brussels", "all": "yes"}).status_code
 
 
-def test_behind_nginx_each_client_has_its_own_sign_up_limit(
-        behind_nginx: tuple[str, ssl.SSLContext]) -> None:
+def test_behind_nginx_each_client_has_its_own_sign_up_limit(behind_nginx: Site) -> None:
     """The daemon sees each member's address through nginx, not nginx's 127.0.0.1: one
     member's sign-ups do not use up another's, and a made-up X-Forwarded-For does not help."""
-    url, context = behind_nginx
+    url, context, _ = behind_nginx
     assert sign_up(url, context, "127.0.0.2", "ada@example.org") == 200
     assert sign_up(url, context, "127.0.0.2", "bea@example.org") == 429
     assert sign_up(url, context, "127.0.0.2", "bea@example.org", forwarded="198.51.100.9") == 429
