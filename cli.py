@@ -1,7 +1,8 @@
 """The organizer's command line. Thin: parse, call one function of `scheduler`, print.
 
 Only this module knows about Typer, exit codes, stdout and the clock. Every error a user can act
-on arrives as a `SchedulerError` and leaves as one line on stderr with exit status 2.
+on arrives as a `SchedulerError` and leaves as one line on stderr with exit status 2 (`run-once`
+says more with its status: see its help).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from scheduler import (
 from scheduler import backup as backups
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
-from scheduler.errors import SchedulerError
+from scheduler.errors import DatabaseError, SchedulerError
 from scheduler.models import Call
 
 log = logging.getLogger("coalition")
@@ -99,6 +100,7 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 @dataclass
 class State:
     config_path: Path
+    named: bool  # given by --config or $COALITION_CONFIG, not the default ./config.toml
 
 
 def now() -> datetime:
@@ -125,7 +127,7 @@ def main(
     global _verbose
     _verbose = verbose
     log_setup.setup(verbose)
-    ctx.obj = State(config_path=config.config_path(config_file))
+    ctx.obj = State(config_path=config.config_path(config_file), named=config_file is not None)
 
 
 def _settings(ctx: typer.Context) -> config.Settings:
@@ -200,25 +202,26 @@ def config_init(path: Path = typer.Argument(
 def init(ctx: typer.Context) -> None:
     """Create the database, or upgrade its schema to this version.
 
-    In a folder without a config file, first writes one with the defaults (as `config init`).
+    In a folder without a config file (and with no --config or $COALITION_CONFIG naming one),
+    first writes ./config.toml with the defaults, as `config init` does.
     """
-    state: State = ctx.obj
-    if not state.config_path.exists():
-        written = config.write_example(state.config_path)
+    given: State = ctx.obj
+    if not given.named and not given.config_path.exists():
+        written = config.write_example(given.config_path)
         typer.echo(f"wrote {written} (the defaults, commented: edit it to suit)")
     settings = _settings(ctx)
     engine = db.make_engine(settings.database_url())
     try:
-        state = db.migrate(engine)
+        schema = db.migrate(engine)
     finally:
         engine.dispose()
     where = engine.url.render_as_string(hide_password=True)
-    if state.before is None:
-        typer.echo(f"created database {where} (schema {state.after})")
-    elif state.changed:
-        typer.echo(f"upgraded database {where} from schema {state.before} to {state.after}")
+    if schema.before is None:
+        typer.echo(f"created database {where} (schema {schema.after})")
+    elif schema.changed:
+        typer.echo(f"upgraded database {where} from schema {schema.before} to {schema.after}")
     else:
-        typer.echo(f"database {where} is up to date (schema {state.after})")
+        typer.echo(f"database {where} is up to date (schema {schema.after})")
 
 
 @app.command("backup")
@@ -235,16 +238,8 @@ def backup_database(
 
 @app.command()
 def upcoming(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
-    """The next occurrence of every call."""
-    with _session(ctx) as (settings, session):
-        rows = present.listing(session, now())
-        if json_out:
-            return _json([present.call_dict(r.call, settings, r.next, error=r.error)
-                          for r in rows])
-        if not rows:
-            typer.echo("no calls yet; add one with `coalition call add --help`")
-        else:
-            out.print(present.calls_table(rows))
+    """The next occurrence of every call (as `call list`)."""
+    call_list(ctx, json_out)
 
 
 # --- calls
@@ -478,12 +473,12 @@ def invite(
     ctx: typer.Context, slug: str,
     to: list[str] = typer.Option(..., "--to", help="an address to invite (repeat for more)"),
 ) -> None:
-    """Email a calendar invitation for the whole series; later changes follow by themselves."""
-    from scheduler import addresses  # checked before anything is opened
+    """Email a calendar invitation for the whole series; later changes follow by themselves.
 
-    attendees = [addresses.with_name(address) for address in to]
+    Every address is checked before anything is sent; one that cannot be used stops them all.
+    """
     with _session(ctx) as (settings, session):
-        report = invites.invite(session, settings, slug, attendees, now=now())
+        report = invites.invite(session, settings, slug, to, now=now())
         for address in report.sent:
             typer.echo(f"invited {address}")
         for failure in report.failed:
@@ -568,16 +563,25 @@ def run_once(
 ) -> None:
     """One planning and sending pass (for cron, or to preview a moment).
 
-    Exit status: 0 when every delivery due was sent, or none was due; 1 when at least one
-    failed for good in this pass, or failed with no time left to retry it (`coalition
-    deliveries` says why), or on an internal error; 75 (EX_TEMPFAIL) when none failed for
-    good but some failed for now and will be retried by a later pass; 2 for bad input or
-    configuration (nothing is sent).
+    Exit status: 0 when every delivery due was sent, or none was due (one owed no more since
+    it was queued, as when the member left or the occurrence was cancelled, is cancelled:
+    nothing failed); 1 when at least one failed for good in this pass, failed with no time
+    left to retry it, or expired before it could be sent (`coalition deliveries` says why),
+    or on an internal error; 75 (EX_TEMPFAIL) when none failed for good but some failed for
+    now and will be retried by a later pass, or when the database cannot be reached or stops
+    answering; 2 for bad input or configuration, or a database that needs `coalition init`
+    or a newer coalition (nothing is sent).
     """
     moment = inputs.instant(at, field="--now") if at else now()
-    with _session(ctx) as (settings, session):  # on the real clock unless it is a preview
-        report = sender.run_once(session, settings, now=moment, worker=_worker(),
-                                 clock=None if at else now)
+    try:
+        with _session(ctx) as (settings, session):  # on the real clock unless a preview
+            report = sender.run_once(session, settings, now=moment, worker=_worker(),
+                                     clock=None if at else now)
+    except db.SchemaMismatch:
+        raise  # the admin's to fix, with `coalition init` or an upgrade: status 2
+    except DatabaseError as e:  # an outage: a later run retries
+        typer.echo(f"error: {str(e).splitlines()[0]}", err=True)
+        raise typer.Exit(75) from e
     for line in report.lines():
         typer.echo(line)
     if report.failed or report.to_retry:

@@ -3,12 +3,12 @@ naming the field. They run once, on the way in; nothing after them handles raw s
 
 Dates and times must lie in the years this service handles (`scheduler.zones.within_years`);
 a call's start and a move's new time are checked where they become instants
-(`scheduler.zones.localize_strict`)."""
+(`scheduler.zones.localize_strict`). Email addresses have a module of their own,
+`scheduler.addresses`."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parseaddr
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -132,13 +132,3 @@ def language(code: str, allowed: tuple[str, ...]) -> str:
         raise InvalidValue(f"language {code!r} is not one of {', '.join(allowed)} "
                            "(see [calls] languages in config.toml)")
     return code
-
-
-def email_address(text: str) -> str:
-    """'Ada <ada@example.org>' or 'ada@example.org', checked; returned as given, trimmed."""
-    name, address = parseaddr(text.strip())
-    local, _, domain = address.partition("@")
-    if any(c in text for c in "\r\n") or not local or "." not in domain or \
-            any(c.isspace() or c in "<>" for c in address):
-        raise InvalidValue(f"{text!r} is not an email address")
-    return f"{name} <{address}>" if name else address

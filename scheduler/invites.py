@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, select
 
-from scheduler import ics, inputs, mail
+from scheduler import addresses, ics, mail
 from scheduler.calls import changes_of, get_call, skipped
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue
@@ -102,13 +102,18 @@ def _send(settings: Settings, messages: list[EmailMessage]) -> Report:
                   failed=[f"{r.recipient}: {r.error}" for r in results if not r.ok])
 
 
-def invite(session: Session, settings: Settings, slug: str, addresses: list[str], *,
+def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
            now: datetime) -> Report:
-    """Send the series, and each moved occurrence ahead, to each address; remember them."""
-    call = get_call(session, slug)
-    attendees = list(dict.fromkeys(inputs.email_address(a) for a in addresses))
+    """Send the series, and each moved occurrence ahead, to each address of `to` ('Ada
+    <ada@exémple.fr>' or an address alone); remember them.
+
+    Every address is checked (`scheduler.addresses.with_name`: a domain beyond ASCII goes in
+    its IDNA form) before anything is read, stored or sent: one that cannot be used raises
+    `InvalidAddress`, and nobody is invited."""
+    attendees = list(dict.fromkeys(addresses.with_name(a) for a in to))
     if not attendees:
         raise InvalidValue("give at least one --to address")
+    call = get_call(session, slug)
     moved = [o for o, c in changes_of(session, call).items()
              if c.start is not None and not c.cancelled and c.start >= to_utc(now)]
     already = set(invitees(session, call))

@@ -2,6 +2,7 @@
 
     pending --claim (lease)--> sent | pending (retry later) | failed (permanent) | missed
     pending --occurrence cancelled, subscriber gone--> cancelled
+    claimed, and found owed no more when it is sent (`mark_cancelled`) --> cancelled
 
 The unique key (call, occurrence, rule, channel, recipient) makes a delivery exist once however
 many planners run. A claim takes due rows with a lease (`FOR UPDATE SKIP LOCKED` on
@@ -292,6 +293,16 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
     session.add(delivery)
     log.info("delivery %s %s: %s", _key(delivery), delivery.status
              if delivery.status != "pending" else "will be retried", error)
+
+
+def mark_cancelled(session: Session, delivery: Delivery, *, reason: str, now: datetime) -> None:
+    """A claimed delivery found owed no more when its turn came (the member left, the
+    occurrence was cancelled, the call or the rule is gone): cancelled with the reason, as
+    planning cancels one it finds first; nothing failed. Committed by the caller."""
+    delivery.status, delivery.last_error = "cancelled", reason
+    delivery.lease_until, delivery.updated_at = None, now
+    session.add(delivery)
+    log.info("delivery %s cancelled: %s", _key(delivery), reason)
 
 
 @dataclass(frozen=True)

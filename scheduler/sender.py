@@ -9,8 +9,10 @@ hidden marker of its delivery key, so a post already written is never written tw
 No message poisons a pass: whatever rendering or sending one delivery raises (a template
 error, an address the mail server cannot take, a file that cannot be written) is recorded as
 that delivery's failure with the reason, for good or to retry where the error may pass (the
-disk, the network), and the pass goes on with every other delivery. Only a database that
-cannot record anything stops it.
+disk, the network), and the pass goes on with every other delivery. A delivery found owed no
+more when its turn comes (the member left, the occurrence was cancelled, the call or its rule
+is gone) is cancelled with the reason: nothing failed. Only a database that cannot record
+anything stops a pass: `run_once` raises `DatabaseError` then.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from email.utils import format_datetime, parseaddr
 from urllib.parse import quote
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from scheduler import addresses, followups, mail, notices, outbox
 from scheduler.calls import all_changes, list_calls, series_of, skipped
 from scheduler.config import Settings
 from scheduler.discourse import Discourse
-from scheduler.errors import SchedulerError
+from scheduler.errors import DatabaseError, SchedulerError
 from scheduler.feeds import write_atomically
 from scheduler.messages import facts
 from scheduler.models import Call, Delivery, Subscriber
@@ -54,8 +56,10 @@ class PassReport:
 
     @property
     def failed(self) -> int:
-        """Deliveries that failed for good in this pass (or ran out of time to retry)."""
-        return self.outcomes["failed"] + self.outcomes["missed"]
+        """Deliveries given up on in this pass: failed for good, out of time to retry, or
+        expired before they could be sent (all recorded as failed or missed). Those cancelled
+        because they were owed no more (`outcomes["cancelled"]`) are not failures."""
+        return self.outcomes["failed"] + self.outcomes["missed"] + self.expired
 
     @property
     def to_retry(self) -> int:
@@ -296,7 +300,8 @@ def _forum_client(settings: Settings) -> Discourse | None:
 def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
          changes: Mapping[int, Mapping[datetime, Change]],
          rules: Mapping[str, Rule]) -> Job | str:
-    """A claimed delivery with what rendering it needs, or why it is owed no more."""
+    """A claimed delivery with what rendering it needs, or why it is owed no more (the
+    reason it is cancelled with)."""
     call = calls.get(delivery.call_id)
     rule = rules.get(delivery.rule) or notices.rule_for(delivery.rule)
     if call is None or rule is None:
@@ -313,7 +318,8 @@ def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
 def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
               templates: Templates | None = None,
               clock: Callable[[], datetime] | None = None) -> Counter[str]:
-    """Claim what is due and send it; return how many ended in each state.
+    """Claim what is due and send it; return how many ended in each state ("sent", "failed",
+    "missed", "to retry", "cancelled").
 
     `clock` stamps each message when the server accepts it (the daemon's real clock) and keeps
     the batch's claims while it is being sent (every third of the lease); without it, the
@@ -343,6 +349,11 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                            first_retry=timedelta(seconds=settings.daemon.retry_seconds))
         outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
 
+    def drop(delivery: Delivery, reason: str) -> None:
+        """Owed no more since it was queued: cancelled with the reason; nothing failed."""
+        outbox.mark_cancelled(session, delivery, reason=reason, now=now)
+        outcomes["cancelled"] += 1
+
     def email(job: Job, subscriber: Subscriber) -> mail.Outgoing | Exception:
         """The reminder to one member, from the prototype of everyone who reads it in the
         same language and zone: rendered once for them all, or failed once for them all."""
@@ -366,81 +377,82 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
         return prototype.to(name=subscriber.name, address=subscriber.email,
                             message_id=message_id(settings, delivery), secret=subscriber.token)
 
-    for delivery in claimed:
-        try:
-            job = _job(session, delivery, calls, changes, rules)
-            if isinstance(job, str):
-                fail(delivery, job)
-            elif delivery.channel == FORUM and settings.forum.transport == "discourse":
-                if forum is None and not forum_tried:
-                    forum, forum_tried = _forum_client(settings), True
-                status = post_to_discourse(session, settings, templates, forum, job, now)
-                outcomes[status if status != "pending" else "to retry"] += 1
-            elif delivery.channel == FORUM:
-                marker = write_post(settings, templates, job, now)
-                outbox.mark_sent(session, delivery, message_id=marker, now=now)
-                outcomes["sent"] += 1
-            elif delivery.channel == EMAIL:
-                subscriber = subscribers.get(delivery.recipient)
-                if subscriber is None or subscriber.status != "confirmed":
-                    fail(delivery, "not subscribed")
-                    continue
-                outgoing = email(job, subscriber)
-                if isinstance(outgoing, Exception):
-                    fail(delivery, outgoing)
-                else:
-                    emails.append((delivery, outgoing))
-        except SQLAlchemyError:
-            raise  # nothing can be recorded: the pass stops, and its claims run out
-        except Exception as e:
-            fail(delivery, e)
-    by_id = {message.message_id: outbox.Claimed.of(delivery) for delivery, message in emails}
-    session.commit()
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    lease = timedelta(seconds=settings.daemon.lease_seconds)
-    ids = [claimed.delivery_id for claimed in by_id.values()]
+    try:  # whatever stops the pass, the forum's client is closed
+        for delivery in claimed:
+            try:
+                job = _job(session, delivery, calls, changes, rules)
+                if isinstance(job, str):
+                    drop(delivery, job)
+                elif delivery.channel == FORUM and settings.forum.transport == "discourse":
+                    if forum is None and not forum_tried:
+                        forum, forum_tried = _forum_client(settings), True
+                    status = post_to_discourse(session, settings, templates, forum, job, now)
+                    outcomes[status if status != "pending" else "to retry"] += 1
+                elif delivery.channel == FORUM:
+                    marker = write_post(settings, templates, job, now)
+                    outbox.mark_sent(session, delivery, message_id=marker, now=now)
+                    outcomes["sent"] += 1
+                elif delivery.channel == EMAIL:
+                    subscriber = subscribers.get(delivery.recipient)
+                    if subscriber is None or subscriber.status != "confirmed":
+                        drop(delivery, "not subscribed")
+                        continue
+                    outgoing = email(job, subscriber)
+                    if isinstance(outgoing, Exception):
+                        fail(delivery, outgoing)
+                    else:
+                        emails.append((delivery, outgoing))
+            except SQLAlchemyError:
+                raise  # nothing can be recorded: the pass stops, and its claims run out
+            except Exception as e:
+                fail(delivery, e)
+        by_id = {message.message_id: outbox.Claimed.of(delivery) for delivery, message in emails}
+        session.commit()
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        lease = timedelta(seconds=settings.daemon.lease_seconds)
+        ids = [claimed.delivery_id for claimed in by_id.values()]
 
-    def renew(session: Session) -> None:
-        """While the batch is being sent, on the real clock: a preview (--now) is not."""
-        assert clock is not None
-        outbox.renew(session, ids, worker=worker, until=clock() + lease)
+        def renew(session: Session) -> None:
+            """While the batch is being sent, on the real clock: a preview (--now) is not."""
+            assert clock is not None
+            outbox.renew(session, ids, worker=worker, until=clock() + lease)
 
-    recorder = outbox.Recorder(engine, first_retry=timedelta(seconds=settings.daemon.retry_seconds),
-                               renew=renew if clock is not None else None,
-                               renew_every=lease.total_seconds() / 3)
+        recorder = outbox.Recorder(engine,
+                                   first_retry=timedelta(seconds=settings.daemon.retry_seconds),
+                                   renew=renew if clock is not None else None,
+                                   renew_every=lease.total_seconds() / 3)
 
-    answered: set[str] = set()
+        answered: set[str] = set()
 
-    def record(result: mail.Sent) -> None:
-        """As the server answers; recorded a group at a time, beside the sending."""
-        answered.add(result.message_id)
-        claimed = by_id[result.message_id]
-        moment = clock() if clock is not None else now
-        if result.ok:
-            recorder.sent(claimed, message_id=result.message_id, now=moment)
-        else:
-            recorder.failed(claimed, error=result.error or "unknown", permanent=result.permanent,
-                            now=moment)
-
-    try:
-        try:
-            mail.send(settings, [m for _, m in emails], on_result=record)
-        except Exception as e:
-            if recorder.error is not None:
-                raise  # recording stopped: nothing more may go out
-            reason, _ = failure(e)
-            log.warning("sending stopped: %s; the rest is retried", reason)
+        def record(result: mail.Sent) -> None:
+            """As the server answers; recorded a group at a time, beside the sending."""
+            answered.add(result.message_id)
+            claimed = by_id[result.message_id]
             moment = clock() if clock is not None else now
-            for unanswered in by_id.keys() - answered:
-                recorder.failed(by_id[unanswered], error=f"sending stopped: {reason}",
-                                permanent=False, now=moment)
-    finally:
+            if result.ok:
+                recorder.sent(claimed, message_id=result.message_id, now=moment)
+            else:
+                recorder.failed(claimed, error=result.error or "unknown",
+                                permanent=result.permanent, now=moment)
+
         try:
-            outcomes.update(recorder.close())
+            try:
+                mail.send(settings, [m for _, m in emails], on_result=record)
+            except Exception as e:
+                if recorder.error is not None:
+                    raise  # recording stopped: nothing more may go out
+                reason, _ = failure(e)
+                log.warning("sending stopped: %s; the rest is retried", reason)
+                moment = clock() if clock is not None else now
+                for unanswered in by_id.keys() - answered:
+                    recorder.failed(by_id[unanswered], error=f"sending stopped: {reason}",
+                                    permanent=False, now=moment)
         finally:
-            if forum is not None:
-                forum.close()
+            outcomes.update(recorder.close())
+    finally:
+        if forum is not None:
+            forum.close()
     return outcomes
 
 
@@ -458,9 +470,17 @@ def run_once(session: Session, settings: Settings, *, now: datetime, worker: str
              clock: Callable[[], datetime] | None = None,
              memo: dict[str, object] | None = None,
              templates: Templates | None = None) -> PassReport:
+    """One pass: plan, expire, send. A database that stops answering midway (gone, locked,
+    out of disk) raises `DatabaseError`, in one line: what the pass recorded stays, its
+    claims run out, and a later pass takes them up."""
     report = PassReport()
-    report.planned = plan_pass(session, settings, now=now, memo=memo)
-    report.expired = outbox.expire(session, now=now)
-    report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock,
-                                templates=templates)
+    try:
+        report.planned = plan_pass(session, settings, now=now, memo=memo)
+        report.expired = outbox.expire(session, now=now)
+        report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock,
+                                    templates=templates)
+    except OperationalError as e:
+        where = session.get_bind().engine.url.render_as_string(hide_password=True)
+        reason = str(e.orig if e.orig is not None else e).strip().splitlines()[0]
+        raise DatabaseError(f"database {where} stopped the pass: {reason}") from e
     return report

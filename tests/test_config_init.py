@@ -59,9 +59,17 @@ def test_init_in_an_empty_folder_writes_a_config_then_makes_the_database(empty: 
     assert again.exit_code == 0 and "wrote" not in again.stdout
 
 
-def test_example_config_is_found_in_the_checkout_and_in_the_package() -> None:
-    """In a checkout the example is config.toml at the top; the wheel carries it inside the
-    package (tests/test_wheel.py runs it from there)."""
+def test_init_never_writes_a_config_where_one_was_named(empty: Path) -> None:
+    """A misspelt --config must not quietly become a new configuration and a new database."""
+    result = CliRunner().invoke(app, ["--config", "etc/confg.toml", "init"])
+    assert result.exit_code == 2
+    assert "etc/confg.toml: no such config file" in result.stderr
+    assert list(empty.iterdir()) == []
+
+
+def test_example_config_is_found_in_the_checkout() -> None:
+    """In a checkout the example is config.toml at the top (tests/test_wheel.py runs the
+    wheel, which carries it inside the package)."""
     assert resources.example_config() == ROOT / "config.toml"
     assert resources.templates() == ROOT / "templates"
 

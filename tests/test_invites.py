@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from icalendar import Calendar
+from sqlmodel import Session
 
+from scheduler import calls, config, db, invites
+from scheduler.addresses import InvalidAddress
+from scheduler.config import Settings
 from tests.conftest import Ran, SmtpSink, read_maildir, use_smtp
 from tests.test_cli_calls import ADD, SLUG
 
 Coalition = Callable[..., Ran]
+NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
 
 def maildir(coalition: Coalition) -> list[EmailMessage]:
@@ -123,3 +129,41 @@ def test_invitations_go_through_smtp_when_configured(
     assert "invitation not sent to bea@example.org: 550" in ran.stderr
     assert [m["To"] for m in sink.received] == ["ada@example.org"]
     assert calendar_part(sink.received[0])[0] == "REQUEST"
+
+
+@pytest.fixture
+def library(config_case: Callable[..., Path]) -> Iterator[tuple[Settings, Session, str]]:
+    """The library alone, no CLI: settings, a session, and the slug of one call."""
+    settings = config.load(config_case("example"))
+    engine = db.open_database(settings.database_url())
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            call = calls.add_call(session, settings, calls.CallInput(
+                title="Weekly call", start="2026-01-12 10:00", timezone="Europe/Brussels",
+                rrule="FREQ=WEEKLY"), now=NOW)
+            yield settings, session, call.slug
+    finally:
+        engine.dispose()
+
+
+def test_invite_refuses_a_bad_address_before_inviting_anyone(
+        library: tuple[Settings, Session, str]) -> None:
+    """The library checks every address itself, whoever calls it: the good one given first
+    is neither sent nor remembered."""
+    settings, session, slug = library
+    with pytest.raises(InvalidAddress) as refused:
+        invites.invite(session, settings, slug, ["Ana <ana@exémple.fr>", "bea at example.org"],
+                       now=NOW)
+    assert refused.value.text == "bea at example.org"
+    assert read_maildir(settings.maildir) == []
+    assert invites.invitees(session, calls.get_call(session, slug)) == []
+
+
+def test_invite_sends_an_idn_domain_in_its_idna_form(
+        library: tuple[Settings, Session, str]) -> None:
+    settings, session, slug = library
+    report = invites.invite(session, settings, slug, ["Ana <ana@exémple.fr>"], now=NOW)
+    assert report == invites.Report(sent=["ana@xn--exmple-cva.fr"], failed=[])
+    assert [str(m["To"]) for m in read_maildir(settings.maildir)] == [
+        "Ana <ana@xn--exmple-cva.fr>"]
+    assert invites.invitees(session, calls.get_call(session, slug)) == ["ana@xn--exmple-cva.fr"]

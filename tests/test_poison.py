@@ -16,8 +16,10 @@ from typing import Any
 import aiosmtplib
 import httpx
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from scheduler import mail
+from scheduler import mail, outbox, sender
+from scheduler.config import Settings
 from scheduler.discourse import Discourse
 from tests.conftest import DATA, Ran, SmtpSink, read_maildir, use_smtp
 
@@ -174,3 +176,29 @@ def test_a_forum_answer_that_is_not_discourses_json_is_retried(body: bytes) -> N
                         retry=False)
     assert not posted.ok and not posted.permanent
     assert str(posted.error).startswith("the forum's answer is not Discourse's JSON")
+
+
+def test_a_database_failing_midway_still_closes_the_forum_client(
+        members: Coalition, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass stops (nothing can be recorded), and the Discourse client it opened is closed
+    on the way out, not left to the garbage collector."""
+    made: list[Discourse] = []
+
+    def client(settings: Settings) -> Discourse:
+        made.append(Discourse(settings.forum.url, api_key="k", api_username="system",
+                              category=1, transport=httpx.MockTransport(
+                                  lambda request: httpx.Response(200, json={"id": 9,
+                                                                            "topic_id": 77}))))
+        return made[-1]
+
+    def cannot_record(*args: object, **kwargs: object) -> None:
+        raise OperationalError("UPDATE delivery", {}, sqlite3.OperationalError("disk I/O error"))
+
+    config = folder(members) / "config.toml"
+    config.write_text(config.read_text().replace('transport = "files"', 'transport = "discourse"'))
+    monkeypatch.setattr(sender, "_forum_client", client)
+    monkeypatch.setattr(outbox, "mark_sent", cannot_record)
+    ran = members("run-once", "--now", DUE)
+    assert ran.exit_code == 75 and ran.stderr.endswith("stopped the pass: disk I/O error\n")
+    (forum,) = made
+    assert forum.client.is_closed
