@@ -24,28 +24,15 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from scheduler import (
-    __version__,
-    calls,
-    config,
-    daemon,
-    db,
-    feeds,
-    followups,
-    importer,
-    inputs,
-    invites,
-    messages,
-    notices,
-    present,
-    sender,
-    subscribers,
-)
-from scheduler import backup as backups
+from scheduler import __version__, config, daemon, importer, present
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
+from scheduler.core import inputs
+from scheduler.delivery import feeds, followups, invites, notices, preview, sender
 from scheduler.errors import DatabaseError, SchedulerError
-from scheduler.models import Call
+from scheduler.store import backup as backups
+from scheduler.store import calls, db, subscribers
+from scheduler.store.models import Call
 
 log = logging.getLogger("coalition")
 EXIT_USAGE = 2
@@ -451,7 +438,7 @@ def run_daemon(
     """Run the service: send reminders when due and serve the feeds, until Ctrl-C or SIGTERM
     (which let the messages being sent finish first)."""
     settings = _settings(ctx)
-    problems = messages.check_templates(settings)  # fail now, not when a reminder is due
+    problems = preview.check_templates(settings)  # fail now, not when a reminder is due
     if problems:
         for problem in problems:
             typer.echo(f"error: {problem}", err=True)
@@ -666,7 +653,7 @@ def times(
 ) -> None:
     """One occurrence's local time in several zones."""
     with _session(ctx) as (settings, session):
-        rows = messages.zone_times(session, settings, slug, on=on, zones=zones, lang=lang)
+        rows = preview.zone_times(session, settings, slug, on=on, zones=zones, lang=lang)
         if json_out:
             return _json([row.as_dict() for row in rows])
         out.print(present.zone_table(rows))
@@ -691,7 +678,7 @@ def render(
     moment = inputs.instant(at, field="--now") if at else now()
     notes_text = _read_text(notes, "--notes") if notes else None
     with _session(ctx) as (settings, session):
-        message = messages.render_message(
+        message = preview.render_message(
             session, settings, slug, on=on, template=template, channel=channel, now=moment,
             lang=lang, reader_zone=tz, recording_url=recording, notes=notes_text)
     if message.subject is None:
@@ -725,7 +712,7 @@ def check(ctx: typer.Context) -> None:
     """Check config.toml and render every template in every language with sample data."""
     settings = _settings(ctx)
     typer.echo(f"{settings.path}: ok")
-    problems = messages.check_templates(settings)
+    problems = preview.check_templates(settings)
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:

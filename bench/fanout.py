@@ -72,7 +72,8 @@ def prepare(folder: Path, members: int, port: int, url: str | None) -> datetime:
     reminder queued before it falls due, as the daemon does; returns its due time."""
     from sqlmodel import Session
 
-    from scheduler import calls, db, sender, subscribers
+    from scheduler.delivery import sender
+    from scheduler.store import calls, db, subscribers
 
     text = (ROOT / "config.toml").read_text()
     text = text.replace('transport = "maildir"', 'transport = "smtp"', 1)
@@ -117,8 +118,8 @@ def lateness(folder: Path, members: int, url: str | None) -> tuple[float, float]
     """p50 and p99 of sent_at - due_at; every member's message sent, once."""
     from sqlmodel import Session, select
 
-    from scheduler import db
-    from scheduler.models import Delivery
+    from scheduler.store import db
+    from scheduler.store.models import Delivery
 
     engine = db.open_database(load(folder, url).database_url())
     with Session(engine) as session:
@@ -139,8 +140,9 @@ def child_send(folder: Path, due: datetime, worker: str) -> float:
     ended (wall clock)."""
     from sqlmodel import Session
 
-    from scheduler import db, sender
-    from scheduler.render import Templates
+    from scheduler.delivery import sender
+    from scheduler.delivery.render import Templates
+    from scheduler.store import db
 
     settings = load(folder, os.environ.get("BENCH_DATABASE") or None)
     engine = db.open_database(settings.database_url())

@@ -34,8 +34,10 @@ def service(folder: Path, count: int) -> Path:
     and a cancelled occurrence; the feeds built."""
     from sqlmodel import Session
 
-    from scheduler import calls, config, db, feeds
-    from scheduler.zones import get_zone
+    from scheduler import config
+    from scheduler.core.zones import get_zone
+    from scheduler.delivery import feeds
+    from scheduler.store import calls, db
 
     text = (ROOT / "config.toml").read_text()
     (folder / "config.toml").write_text(text)

@@ -55,8 +55,10 @@ def child(calls: int, subscribers: int) -> dict[str, float]:
     from sqlalchemy import func
     from sqlmodel import Session, select
 
-    from scheduler import config, db, sender
-    from scheduler.models import Call, Delivery, Subscriber
+    from scheduler import config
+    from scheduler.delivery import sender
+    from scheduler.store import db
+    from scheduler.store.models import Call, Delivery, Subscriber
 
     folder = Path(tempfile.mkdtemp(prefix="bench-planning-"))
     (folder / "config.toml").write_text((ROOT / "config.toml").read_text())

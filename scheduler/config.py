@@ -24,10 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from scheduler import resources
+from scheduler.core.plan import Rule, parse_offset
+from scheduler.core.zones import get_zone
+from scheduler.delivery.render import CHANNELS, TEMPLATES
 from scheduler.errors import ConfigError, InvalidZone
-from scheduler.plan import Rule, parse_offset
-from scheduler.render import CHANNELS, TEMPLATES
-from scheduler.zones import get_zone
 
 log = logging.getLogger(__name__)
 

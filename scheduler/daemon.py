@@ -27,11 +27,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.types import ASGIApp
 
-from scheduler import db, feeds, loop, outbox, sender, signup
+from scheduler import loop
 from scheduler.config import Settings
+from scheduler.delivery import feeds, sender
+from scheduler.delivery.render import Templates
 from scheduler.errors import SchedulerError
-from scheduler.render import Templates
-from scheduler.web import create_app
+from scheduler.store import db, outbox
+from scheduler.web import signup
+from scheduler.web.app import create_app
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,7 @@ class Reminders:
                                    replace_existing=True, misfire_grace_time=None)
 
     def health(self) -> dict[str, Any]:
-        """What /healthz reports (see `scheduler.web.create_app`)."""
+        """What /healthz reports (see `scheduler.web.app.create_app`)."""
         return {"alive": self.scheduler.running and not self.stopping,
                 "last_pass": self.last_pass, "last_error": self.last_error,
                 "last_success": self.last_success, "last_progress": self.last_progress,

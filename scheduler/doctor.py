@@ -11,12 +11,12 @@ import aiosmtplib
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from scheduler import db
+from scheduler.channels.discourse import Discourse
 from scheduler.config import Settings
-from scheduler.discourse import Discourse
+from scheduler.delivery.preview import check_templates
 from scheduler.errors import SchedulerError
-from scheduler.messages import check_templates
-from scheduler.models import Call, Subscriber
+from scheduler.store import db
+from scheduler.store.models import Call, Subscriber
 
 
 @dataclass(frozen=True, kw_only=True)

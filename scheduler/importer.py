@@ -25,13 +25,13 @@ from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from slugify import slugify
 from sqlmodel import Session, select
 
-from scheduler import inputs
-from scheduler.calls import SLUG
 from scheduler.config import Settings
+from scheduler.core import inputs
+from scheduler.core.recurrence import Change, Series, normalize_rrule, occurrences
+from scheduler.core.zones import get_zone, is_ambiguous, is_nonexistent, to_utc, within_years
 from scheduler.errors import InvalidRecurrence, InvalidValue, InvalidZone, SchedulerError
-from scheduler.models import Call, OccurrenceChange
-from scheduler.recurrence import Change, Series, normalize_rrule, occurrences
-from scheduler.zones import get_zone, is_ambiguous, is_nonexistent, to_utc, within_years
+from scheduler.store.calls import SLUG
+from scheduler.store.models import Call, OccurrenceChange
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 8

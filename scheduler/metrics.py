@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from scheduler.models import Delivery
+from scheduler.store.models import Delivery
 
 REGISTRY = CollectorRegistry()
 LATENESS = Histogram(

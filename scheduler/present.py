@@ -11,12 +11,12 @@ from typing import Any
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from scheduler.calls import display_zones, list_calls, next_occurrence, reason, series_of
 from scheduler.config import Settings
+from scheduler.core.recurrence import Occurrence, Status
+from scheduler.core.timetable import ZoneRow
 from scheduler.errors import InvalidValue
-from scheduler.models import Call, Delivery
-from scheduler.recurrence import Occurrence, Status
-from scheduler.timetable import ZoneRow
+from scheduler.store.calls import display_zones, list_calls, next_occurrence, reason, series_of
+from scheduler.store.models import Call, Delivery
 
 
 def iso_utc(moment: datetime) -> str:

@@ -26,8 +26,9 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from cli import app
-from scheduler import config, db
+from scheduler import config
 from scheduler.errors import SchedulerError
+from scheduler.store import db
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

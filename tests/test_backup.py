@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from scheduler import calls, config, db, signup, subscribers
+from scheduler import config
+from scheduler.store import calls, db, subscribers
+from scheduler.web import signup
 from tests.conftest import Ran, SmtpSink, use_smtp
 from tests.daemon_process import start, stop
 

@@ -18,8 +18,9 @@ import time_machine
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlmodel import Session
 
-from scheduler import calls, config, daemon, db, subscribers
-from scheduler import outbox as outbox_module
+from scheduler import config, daemon
+from scheduler.store import calls, db, subscribers
+from scheduler.store import outbox as outbox_module
 from tests.conftest import REQUIRE_POSTGRES, SmtpSink, free_port, read_maildir, use_smtp
 from tests.daemon_process import start, stop
 

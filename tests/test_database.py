@@ -24,8 +24,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from scheduler import config, db
-from scheduler.models import UTCDateTime
+from scheduler import config
+from scheduler.store import db
+from scheduler.store.models import UTCDateTime
 from tests.conftest import Ran
 from tests.test_cli_calls import ADD, SLUG
 

@@ -1,6 +1,6 @@
 """Issue 13: times that parse but that the service cannot serve are refused where they enter.
 
-The years this service handles are 1900 to 2199 (`scheduler.zones`): a call's start, a move's
+The years this service handles are 1900 to 2199 (`scheduler.core.zones`): a call's start, a move's
 new time and an RRULE's UNTIL outside them are refused with one line, exit 2, nothing stored;
 inside them, both ends build their feeds (read back alike by calendar clients), plan and send
 their reminders, and show their times.
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.recurrence import Series, occurrences
+from scheduler.core.recurrence import Series, occurrences
 from tests.conftest import DATA, Ran
 from tests.readers import READERS
 

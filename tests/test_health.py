@@ -16,9 +16,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import create_engine
 from starlette.testclient import TestClient
 
-from scheduler import config, daemon, db, sender
+from scheduler import config, daemon
+from scheduler.delivery import sender
 from scheduler.errors import SchedulerError
-from scheduler.web import create_app
+from scheduler.store import db
+from scheduler.web.app import create_app
 from tests.conftest import Ran
 from tests.daemon_process import start, stop
 

@@ -11,9 +11,11 @@ import pytest
 from icalendar import Calendar
 from sqlmodel import Session
 
-from scheduler import calls, config, db, invites
-from scheduler.addresses import InvalidAddress
+from scheduler import config
 from scheduler.config import Settings
+from scheduler.core.addresses import InvalidAddress
+from scheduler.delivery import invites
+from scheduler.store import calls, db
 from tests.conftest import Ran, SmtpSink, read_maildir, use_smtp
 from tests.test_cli_calls import ADD, SLUG
 

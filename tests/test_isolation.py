@@ -18,9 +18,10 @@ import pytest
 from sqlmodel import Session
 from starlette.testclient import TestClient
 
-from scheduler import config, db
-from scheduler.models import Call, OccurrenceChange
-from scheduler.web import create_app
+from scheduler import config
+from scheduler.store import db
+from scheduler.store.models import Call, OccurrenceChange
+from scheduler.web.app import create_app
 from tests.conftest import Ran
 from tests.daemon_process import start, stop
 

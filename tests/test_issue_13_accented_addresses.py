@@ -19,8 +19,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from starlette.testclient import TestClient
 
-from scheduler import config, db
-from scheduler.web import create_app
+from scheduler import config
+from scheduler.store import db
+from scheduler.web.app import create_app
 from tests.conftest import Ran, SmtpSink, free_port, read_maildir, use_smtp
 
 Coalition = Callable[..., Ran]

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from scheduler.mail import Prototype
+from scheduler.channels.mail import Prototype
 
 PLACEHOLDER = "token-placeholder"
 TEXT = ("Bonjour,\n\nL’appel de la coalition commence dans 20 minutes, à 16:00 (Kinshasa). "

@@ -12,8 +12,10 @@ import pytest
 from icalendar import Calendar
 from starlette.testclient import TestClient
 
-from scheduler import config, db, members
-from scheduler.web import SECURITY_HEADERS, create_app
+from scheduler import config
+from scheduler.store import db
+from scheduler.web import members
+from scheduler.web.app import SECURITY_HEADERS, create_app
 from tests.conftest import ROOT, Ran
 
 Coalition = Callable[..., Ran]

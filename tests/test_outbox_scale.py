@@ -9,8 +9,10 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from scheduler import calls, config, db, sender
-from scheduler.models import Delivery, Subscriber
+from scheduler import config
+from scheduler.delivery import sender
+from scheduler.store import calls, db
+from scheduler.store.models import Delivery, Subscriber
 
 
 def test_more_rows_than_one_statement_carries_are_planned(config_case: object) -> None:

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.config import DEFAULT_REMINDERS, reminder_rules
-from scheduler.plan import CallOccurrences, Planned, Recipient, plan
-from scheduler.recurrence import Occurrence, Status
+from scheduler.core.plan import CallOccurrences, Planned, Recipient, plan
+from scheduler.core.recurrence import Occurrence, Status
 
 RULES = reminder_rules(DEFAULT_REMINDERS)
 NEW_YORK = ZoneInfo("America/New_York")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from scheduler import calls, config, db, sender, subscribers
+from scheduler import config
+from scheduler.delivery import sender
+from scheduler.store import calls, db, subscribers
 
 START = datetime(2026, 1, 5, 12, tzinfo=UTC)
 NOTHING = {"added": 0, "missed": 0, "retimed": 0, "cancelled": 0}

@@ -18,9 +18,11 @@ import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from scheduler import mail, outbox, sender
+from scheduler.channels import mail
+from scheduler.channels.discourse import Discourse
 from scheduler.config import Settings
-from scheduler.discourse import Discourse
+from scheduler.delivery import sender
+from scheduler.store import outbox
 from tests.conftest import DATA, Ran, SmtpSink, read_maildir, use_smtp
 
 Coalition = Callable[..., Ran]

@@ -12,9 +12,10 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from scheduler import calls, config, db, outbox
-from scheduler.models import Delivery
-from scheduler.plan import EMAIL, Planned
+from scheduler import config
+from scheduler.core.plan import EMAIL, Planned
+from scheduler.store import calls, db, outbox
+from scheduler.store.models import Delivery
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
 LEASE = timedelta(seconds=60)

@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduler.errors import Conflict, InvalidRecurrence, NotFound
-from scheduler.recurrence import (
+from scheduler.core.recurrence import (
     Change,
     Series,
     Status,
@@ -17,6 +16,7 @@ from scheduler.recurrence import (
     occurrences,
     rekey_changes,
 )
+from scheduler.errors import Conflict, InvalidRecurrence, NotFound
 
 HOUR = timedelta(hours=1)
 

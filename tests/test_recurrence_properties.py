@@ -15,8 +15,8 @@ import pytz
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from scheduler.recurrence import Series, occurrences
-from scheduler.zones import is_ambiguous, is_nonexistent
+from scheduler.core.recurrence import Series, occurrences
+from scheduler.core.zones import is_ambiguous, is_nonexistent
 
 ZONES = [
     "America/New_York", "Europe/Brussels", "Africa/Cairo", "Asia/Jakarta",  # the coalition's

@@ -11,9 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.config import BUILTIN_TEMPLATES
-from scheduler.errors import InvalidValue
-from scheduler.recurrence import Occurrence, Status
-from scheduler.render import (
+from scheduler.core.recurrence import Occurrence, Status
+from scheduler.delivery.render import (
     CHANNELS,
     EMAIL_ONLY,
     TEMPLATES,
@@ -25,6 +24,7 @@ from scheduler.render import (
     message_context,
     sample_context,
 )
+from scheduler.errors import InvalidValue
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOTS = DATA / "snapshots"

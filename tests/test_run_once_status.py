@@ -15,7 +15,7 @@ import pytest
 import time_machine
 from sqlalchemy.exc import OperationalError
 
-from scheduler import outbox
+from scheduler.store import outbox
 from tests.conftest import Ran, SmtpSink, free_port, use_smtp
 from tests.test_cli_calls import SLUG
 

@@ -19,9 +19,11 @@ import time_machine
 from sqlalchemy import create_engine
 from starlette.testclient import TestClient
 
-from scheduler import config, db, signup
+from scheduler import config
 from scheduler.errors import SchedulerError
-from scheduler.web import create_app
+from scheduler.store import db
+from scheduler.web import signup
+from scheduler.web.app import create_app
 from tests.conftest import Ran, read_maildir
 
 Coalition = Callable[..., Ran]

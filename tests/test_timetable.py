@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytz
 
-from scheduler.timetable import format_offset, time_table, timing
-from scheduler.zones import all_zone_names
+from scheduler.core.timetable import format_offset, time_table, timing
+from scheduler.core.zones import all_zone_names
 
 COALITION = ["America/New_York", "Europe/Brussels", "Africa/Cairo", "Africa/Addis_Ababa",
              "Asia/Jakarta"]

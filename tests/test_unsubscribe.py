@@ -10,9 +10,10 @@ import pytest
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
-from scheduler import config, db
-from scheduler.models import Subscriber
-from scheduler.web import create_app
+from scheduler import config
+from scheduler.store import db
+from scheduler.store.models import Subscriber
+from scheduler.web.app import create_app
 from tests.conftest import Ran
 
 Coalition = Callable[..., Ran]

@@ -12,8 +12,8 @@ import pytest
 import pytz
 from icalendar import Calendar
 
-from scheduler.vtimezone import transitions, vtimezone
-from scheduler.zones import all_zone_names
+from scheduler.core.vtimezone import transitions, vtimezone
+from scheduler.core.zones import all_zone_names
 from tests.readers import node_script
 
 START, END = datetime(2018, 1, 1, tzinfo=UTC), datetime(2038, 1, 1, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from scheduler import config
-from scheduler.web import create_app
+from scheduler.web.app import create_app
 from tests.conftest import Ran
 from tests.daemon_process import start, stop
 from tests.test_cli_calls import ADD

@@ -80,7 +80,7 @@ def test_wheel_installs_one_top_level_package_with_its_templates_and_example_con
     assert top == {"scheduler"}
     assert "scheduler/cli.py" in names
     assert "scheduler/config.example.toml" in names
-    assert "scheduler/migrations/script.py.mako" in names
+    assert "scheduler/store/migrations/script.py.mako" in names
     shipped = {name.removeprefix("scheduler/") for name in names
                if name.startswith("scheduler/templates/")}
     in_checkout = {str(path.relative_to(ROOT)) for path in (ROOT / "templates").rglob("*")

@@ -1,4 +1,4 @@
-"""Zone lookup and the DST policy written in scheduler/zones.py."""
+"""Zone lookup and the DST policy written in scheduler/core/zones.py."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from scheduler.core.zones import get_zone, localize_strict, resolve_recurring
 from scheduler.errors import AmbiguousLocalTime, InvalidZone, NonexistentLocalTime
-from scheduler.zones import get_zone, localize_strict, resolve_recurring
 
 
 @pytest.mark.parametrize(

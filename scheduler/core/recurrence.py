@@ -1,0 +1,304 @@
+"""A call's schedule and its per-occurrence changes, as occurrences. Pure: no clock, no I/O.
+
+A series is anchored to a wall time in one IANA zone plus an optional RFC 5545 RRULE; python-
+dateutil expands the rule on aware datetimes in that zone, so every instance keeps the anchor's
+wall time across DST changes (see `scheduler.core.zones` for the policy on gaps and repeats). An
+occurrence's id is its *original* start in UTC: a moved occurrence keeps it, so deliveries and
+calendar overrides (RECURRENCE-ID) stay attached to it.
+
+    occurrences(series, changes, start=..., count=6)
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from dateutil.rrule import rrule, rrulestr
+from icalendar.prop import vRecur
+
+from scheduler.core.zones import before_end, to_utc, within_years
+from scheduler.errors import Conflict, InvalidRecurrence, NotFound
+
+SUPPORTED_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+
+
+class Status(StrEnum):
+    CONFIRMED = "confirmed"
+    MOVED = "moved"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Series:
+    """When a call happens: its first start (aware, in its anchor zone), length and rule."""
+
+    start: datetime
+    duration: timedelta
+    rrule: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.start.tzinfo, ZoneInfo):
+            raise ValueError("Series.start must carry its anchor ZoneInfo")
+        if self.duration <= timedelta(0):
+            raise ValueError("Series.duration must be positive")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        assert isinstance(self.start.tzinfo, ZoneInfo)
+        return self.start.tzinfo
+
+    def originals(self, after: datetime) -> Iterator[datetime]:
+        """Original starts (aware, in the anchor zone) at or after the instant `after`, and
+        before the years this service handles end (a rule without COUNT or UNTIL ends there,
+        instead of running into the year 9999, where datetime overflows)."""
+        after = to_utc(after)  # compare as instants, never as wall times of one zone
+        if self.rrule is None:
+            if self.start >= after and before_end(self.start):
+                yield self.start
+            return
+        for original in _rule(self.rrule, self.start).xafter(after, inc=True):
+            if not before_end(original):
+                return
+            yield original
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """An organizer's change to one occurrence, keyed by its original start (UTC)."""
+
+    original: datetime
+    cancelled: bool = False
+    start: datetime | None = None
+    duration: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "original", to_utc(self.original))
+        if self.start is not None:
+            object.__setattr__(self, "start", to_utc(self.start))
+        if not self.cancelled and self.start is None and self.duration is None:
+            raise ValueError("a Change either cancels or moves its occurrence")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Occurrence:
+    """One happening of a call. `id` is the original start; `start`/`end` are where it is now."""
+
+    id: datetime
+    start: datetime
+    end: datetime
+    zone: ZoneInfo
+    status: Status
+
+    @property
+    def local_start(self) -> datetime:
+        return self.start.astimezone(self.zone)
+
+    @property
+    def local_end(self) -> datetime:
+        return self.end.astimezone(self.zone)
+
+    @property
+    def original_local(self) -> datetime:
+        return self.id.astimezone(self.zone)
+
+
+def _rule(text: str, start: datetime) -> rrule:
+    rule = rrulestr(text, dtstart=start)
+    assert isinstance(rule, rrule)
+    return rule
+
+
+def normalize_rrule(text: str, start: datetime, *, field: str = "RRULE") -> str:
+    """Check an RRULE typed by an organizer against the first start, and return its RFC form.
+
+    The start must itself be the rule's first occurrence (RFC 5545 leaves a DTSTART that is not
+    "synchronized with the recurrence rule" undefined, and calendar clients disagree on it). An
+    UNTIL given as a date or a wall time is read in the anchor zone and stored in UTC, as RFC
+    5545 requires when DTSTART has a TZID; it must lie in the years this service handles.
+    `field` names the rule in that error ("--rrule").
+    """
+    text = text.strip().removeprefix("RRULE:")
+    try:
+        parts = vRecur.from_ical(text)
+    except (ValueError, TypeError) as e:
+        raise InvalidRecurrence(f"malformed RRULE {text!r}: {e}") from e
+    freq = parts.get("FREQ")
+    if not freq:
+        raise InvalidRecurrence(f"malformed RRULE {text!r}: FREQ is missing")
+    if freq[0] not in SUPPORTED_FREQUENCIES:
+        raise InvalidRecurrence(
+            f"RRULE FREQ={freq[0]} is not supported: a call repeats "
+            f"{', '.join(SUPPORTED_FREQUENCIES[:-1]).lower()} or yearly"
+        )
+    if "COUNT" in parts and "UNTIL" in parts:
+        raise InvalidRecurrence(f"RRULE {text!r} has both COUNT and UNTIL; keep one")
+    if "COUNT" in parts and int(parts["COUNT"][0]) < 1:
+        raise InvalidRecurrence(f"RRULE {text!r}: COUNT must be at least 1")
+    zone = start.tzinfo
+    if "UNTIL" in parts:
+        until = parts["UNTIL"][0]
+        within_years(until, what=f"{field} UNTIL")
+        if not isinstance(until, datetime):  # a date: through the end of that day, locally
+            until = datetime.combine(until + timedelta(days=1), datetime.min.time()) - timedelta(
+                seconds=1
+            )
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=zone)
+        parts["UNTIL"] = [until.astimezone(UTC)]
+    normalized: str = parts.to_ical().decode()
+    try:
+        first = next(_rule(normalized, start).xafter(to_utc(start), inc=True), None)
+    except (IndexError, KeyError) as e:  # dateutil's answer to BYDAY=9TU and the like
+        raise InvalidRecurrence(f"malformed RRULE {text!r}: a value is out of range") from e
+    except (ValueError, TypeError) as e:
+        raise InvalidRecurrence(f"malformed RRULE {text!r}: {e}") from e
+    if first is None:
+        raise InvalidRecurrence(
+            f"RRULE {text!r} yields no occurrence from {start:%Y-%m-%d %H:%M} on"
+        )
+    if first != start:
+        raise InvalidRecurrence(
+            f"the start {start:%a %Y-%m-%d %H:%M} is not an occurrence of {text!r}; its first "
+            f"occurrence after that is {first:%a %Y-%m-%d %H:%M}: use that as the start"
+        )
+    return normalized
+
+
+def occurrence_at(original: datetime, series: Series, change: Change | None) -> Occurrence:
+    """The occurrence whose original start is `original`, with its change applied."""
+    original = to_utc(original)
+    if change is None:
+        return Occurrence(
+            id=original, start=original, end=original + series.duration,
+            zone=series.zone, status=Status.CONFIRMED,
+        )
+    start = change.start or original
+    duration = change.duration or series.duration
+    status = Status.CANCELLED if change.cancelled else Status.MOVED
+    return Occurrence(id=original, start=start, end=start + duration, zone=series.zone,
+                      status=status)
+
+
+def _max_shift(changes: Mapping[datetime, Change]) -> timedelta:
+    return max(
+        (abs(c.start - c.original) for c in changes.values() if c.start is not None),
+        default=timedelta(0),
+    )
+
+
+def occurrences(
+    series: Series,
+    changes: Mapping[datetime, Change],
+    *,
+    start: datetime,
+    end: datetime | None = None,
+    count: int | None = None,
+) -> list[Occurrence]:
+    """Occurrences whose current start lies in [start, end), in time order, at most `count`.
+
+    Cancelled ones are included (marked); a moved one is found where it now is. At least one of
+    `end` and `count` bounds the window.
+    """
+    if end is None and count is None:
+        raise ValueError("occurrences() needs an end or a count")
+    start = to_utc(start)
+    end = to_utc(end) if end is not None else None
+    shift = _max_shift(changes)
+    found: list[Occurrence] = []
+    keys: list[datetime] = []
+    for original in series.originals(start - shift):
+        earliest_possible = to_utc(original) - shift
+        if end is not None and earliest_possible >= end:
+            break
+        if count is not None and len(found) >= count and earliest_possible > found[count - 1].start:
+            break
+        occurrence = occurrence_at(original, series, changes.get(to_utc(original)))
+        if occurrence.start < start or (end is not None and occurrence.start >= end):
+            continue
+        position = bisect.bisect_right(keys, occurrence.start)
+        keys.insert(position, occurrence.start)
+        found.insert(position, occurrence)
+    return found[:count] if count is not None else found
+
+
+def find_original(series: Series, day: date | datetime) -> datetime:
+    """The original start (aware, anchor zone) of the occurrence on a local date or wall time.
+
+    Raises `NotFound` naming the nearest occurrences when there is none, and `Conflict` when a
+    date holds several (then the caller must give the time too).
+    """
+    zone = series.zone
+    if isinstance(day, datetime):
+        wall = day.replace(tzinfo=None)
+        first_day = wall.date()
+    else:
+        wall, first_day = None, day
+    day_start = datetime.combine(first_day, datetime.min.time(), zone)
+    on_day = [
+        o for o in _take_while_before(series.originals(day_start - timedelta(days=1)),
+                                      day_start + timedelta(days=2))
+        if o.date() == first_day and (wall is None or o.replace(tzinfo=None) == wall)
+    ]
+    if len(on_day) == 1:
+        return on_day[0]
+    if len(on_day) > 1:
+        times = ", ".join(f"{o:%H:%M}" for o in on_day)
+        raise Conflict(f"{first_day} has {len(on_day)} occurrences ({times}); give the time too")
+    what = f"{wall:%Y-%m-%d %H:%M}" if wall is not None else f"{first_day}"
+    raise NotFound(f"no occurrence on {what} ({_nearest(series, day_start)})")
+
+
+def _take_while_before(originals: Iterator[datetime], limit: datetime) -> Iterator[datetime]:
+    for original in originals:
+        if original >= limit:
+            return
+        yield original
+
+
+def _nearest(series: Series, moment: datetime) -> str:
+    before = None
+    if series.rrule is None:
+        after = series.start if series.start >= moment else None
+        before = series.start if series.start < moment else None
+    else:
+        after = next(series.originals(moment), None)
+        before = _rule(series.rrule, series.start).before(to_utc(moment))
+    parts = [f"the one before is {before:%a %Y-%m-%d %H:%M}" if before else "none before it",
+             f"the next is {after:%a %Y-%m-%d %H:%M}" if after else "none after it"]
+    return "; ".join(parts)
+
+
+def rekey_changes(
+    old: Series, new: Series, changes: Mapping[datetime, Change]
+) -> dict[datetime, Change]:
+    """Carry per-occurrence changes over to an edited schedule, matching by local date.
+
+    When an organizer moves the whole series from 10:00 to 11:00, a cancellation of 8 January
+    should still cancel 8 January. A change whose date has no occurrence in the new schedule
+    raises `Conflict`, naming the dates, so nothing is silently dropped.
+    """
+    carried: dict[datetime, Change] = {}
+    orphaned: list[str] = []
+    for original, change in sorted(changes.items()):
+        local_day = original.astimezone(old.zone).date()
+        try:
+            new_original = to_utc(find_original(new, local_day))
+        except (NotFound, Conflict):
+            orphaned.append(f"{local_day}")
+            continue
+        carried[new_original] = Change(
+            original=new_original, cancelled=change.cancelled,
+            start=change.start, duration=change.duration,
+        )
+    if orphaned:
+        raise Conflict(
+            "the new schedule has no single occurrence on "
+            f"{', '.join(orphaned)}, which {'has' if len(orphaned) == 1 else 'have'} a move or "
+            "cancellation; restore those first (coalition call restore --on DATE)"
+        )
+    return carried

@@ -1,0 +1,179 @@
+"""Calendar invitations by email (RFC 6047), and their updates and cancellations.
+
+Each message is `multipart/alternative` (plain text, HTML, and `text/calendar; method=REQUEST`
+or `CANCEL` with one VEVENT and one ATTENDEE) inside `multipart/mixed` with the same .ics
+attached, which is how Gmail and Outlook recognise an invitation. The people invited to a call
+are remembered, and every later change of the call reaches them with a higher SEQUENCE:
+
+* the series changed (edit, restore): REQUEST for the series;
+* one occurrence moved: REQUEST with its RECURRENCE-ID;
+* one occurrence cancelled: CANCEL with its RECURRENCE-ID;
+* the call deleted: CANCEL for the series.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from enum import StrEnum
+
+from sqlmodel import Session, select
+
+from scheduler.channels import mail
+from scheduler.config import Settings
+from scheduler.core import addresses, ics
+from scheduler.core.recurrence import Occurrence, Status, occurrence_at, occurrences
+from scheduler.core.zones import to_utc
+from scheduler.delivery.feeds import call_event
+from scheduler.delivery.preview import facts
+from scheduler.delivery.render import Templates, message_context
+from scheduler.errors import InvalidValue
+from scheduler.store.calls import changes_of, get_call, skipped
+from scheduler.store.models import Call, Invitee
+
+log = logging.getLogger(__name__)
+
+
+class Change(StrEnum):
+    SERIES = "series"  # new invitation, or the series itself changed
+    MOVED = "moved"
+    CANCELLED = "cancelled"
+    RESTORED = "restored"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    sent: list[str]
+    failed: list[str]  # "address: reason"
+
+
+def _texts(settings: Settings, call: Call, occurrence: Occurrence, template: str,
+           now: datetime, extra: dict[str, object]) -> tuple[str, str, str]:
+    context = message_context(facts(call, settings), occurrence, lang=call.language,
+                              reader=occurrence.zone, now=now, labels=settings.labels)
+    context["invite"] = extra
+    message = Templates(settings.template_folders).render(template, "email", call.language,
+                                                          context)
+    assert message.subject is not None and message.html is not None
+    return message.subject, message.text, message.html
+
+
+def build(settings: Settings, session: Session, call: Call, *, attendee: str, method: str,
+          change: Change, original: datetime | None, now: datetime,
+          update: bool = True) -> EmailMessage:
+    """One invitation message for one attendee (`update`: they were invited before)."""
+    event = call_event(call, changes_of(session, call))
+    calendar = ics.invitation(event, method=method, organizer=settings.email.sender,
+                              attendee=attendee, occurrence=original)
+    if original is not None:
+        occurrence = occurrence_at(original, event.series, event.changes.get(original))
+    else:
+        upcoming = [o for o in occurrences(event.series, event.changes, start=now, count=3)
+                    if o.status is not Status.CANCELLED]
+        occurrence = upcoming[0] if upcoming else occurrence_at(event.series.start,
+                                                                event.series, None)
+    template = "cancellation" if method == "CANCEL" else "invitation"
+    subject, text, html = _texts(settings, call, occurrence, template, now, {
+        "again": update,
+        "one_occurrence": original is not None, "change": change.value,
+    })
+    message = EmailMessage()
+    message["From"] = settings.email.sender
+    message["To"] = attendee
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = mail.message_id(settings.email.sender, "invite", call.uid,
+                                            call.sequence, attendee, method, original or "series")
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    message.add_alternative(calendar.decode(), subtype="calendar",
+                            params={"method": method})
+    message.add_attachment(calendar, maintype="application", subtype="ics",
+                           filename="invite.ics")
+    return message
+
+
+def _send(settings: Settings, messages: list[EmailMessage]) -> Report:
+    results = mail.send(settings, messages)
+    return Report(sent=[r.recipient for r in results if r.ok],
+                  failed=[f"{r.recipient}: {r.error}" for r in results if not r.ok])
+
+
+def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
+           now: datetime) -> Report:
+    """Send the series, and each moved occurrence ahead, to each address of `to` ('Ada
+    <ada@exémple.fr>' or an address alone); remember them.
+
+    Every address is checked (`scheduler.core.addresses.with_name`: a domain beyond ASCII goes in
+    its IDNA form) before anything is read, stored or sent: one that cannot be used raises
+    `InvalidAddress`, and nobody is invited."""
+    attendees = list(dict.fromkeys(addresses.with_name(a) for a in to))
+    if not attendees:
+        raise InvalidValue("give at least one --to address")
+    call = get_call(session, slug)
+    moved = [o for o, c in changes_of(session, call).items()
+             if c.start is not None and not c.cancelled and c.start >= to_utc(now)]
+    already = set(invitees(session, call))
+    messages = []
+    for attendee in attendees:
+        again = parseaddr(attendee)[1].lower() in already
+        messages.append(build(settings, session, call, attendee=attendee, method="REQUEST",
+                              change=Change.SERIES, original=None, now=now, update=again))
+        messages += [build(settings, session, call, attendee=attendee, method="REQUEST",
+                           change=Change.MOVED, original=o, now=now, update=again)
+                     for o in sorted(moved)]
+    report = _send(settings, messages)
+    _remember(session, call, [a for a in attendees if parseaddr(a)[1] in report.sent], now)
+    return report
+
+
+def _remember(session: Session, call: Call, attendees: list[str], now: datetime) -> None:
+    assert call.id is not None
+    for attendee in attendees:
+        address = parseaddr(attendee)[1].lower()
+        row = session.exec(select(Invitee).where(Invitee.call_id == call.id,
+                                                 Invitee.email == address)).first()
+        if row is None:
+            row = Invitee(call_id=call.id, email=address, sequence=call.sequence,
+                          invited_at=now, updated_at=now)
+        row.sequence, row.updated_at = call.sequence, now
+        session.add(row)
+    session.commit()
+
+
+def invitees(session: Session, call: Call) -> list[str]:
+    return list(session.exec(select(Invitee.email).where(Invitee.call_id == call.id)
+                             .order_by(Invitee.email)).all())
+
+
+def prepare_update(session: Session, settings: Settings, call: Call, change: Change, *,
+                   original: datetime | None = None, now: datetime) -> list[EmailMessage]:
+    """The messages a change of `call` owes its invitees (build them before a delete). A call
+    whose invitation cannot be built (a row an older version stored) owes none: that is
+    logged, and the change goes on."""
+    method = "CANCEL" if change in (Change.CANCELLED, Change.DELETED) else "REQUEST"
+    # A restored occurrence: the series no longer excludes it, and it is back at its own time.
+    targets = [None, original] if change is Change.RESTORED else [original]
+    attendees = invitees(session, call)
+    if not attendees:
+        return []
+    try:
+        ics.master(call_event(call, changes_of(session, call)))
+    except Exception as e:  # whatever the stored call raises must not stop its change
+        skipped(log, call, "the invitation update", e)
+        return []
+    return [build(settings, session, call, attendee=attendee, method=method, change=change,
+                  original=target, now=now)
+            for attendee in attendees for target in targets]
+
+
+def send_update(session: Session, settings: Settings, call: Call | None,
+                messages: list[EmailMessage], *, now: datetime) -> Report:
+    report = _send(settings, messages)
+    if call is not None and call.id is not None:
+        _remember(session, call, report.sent, now)
+    return report

@@ -1,0 +1,489 @@
+"""One pass of the reminder service: plan, expire, claim, send, mark. `now` is a parameter.
+
+`coalition run-once` is one pass; the daemon runs passes when something falls due.
+Email goes to each subscriber in their language, their own zone first, with a Message-ID
+derived from the delivery's key (a repeat after a crash is recognisable) and RFC 8058
+one-click unsubscribe headers. Forum posts are written as Markdown files, each carrying a
+hidden marker of its delivery key, so a post already written is never written twice.
+
+No message poisons a pass: whatever rendering or sending one delivery raises (a template
+error, an address the mail server cannot take, a file that cannot be written) is recorded as
+that delivery's failure with the reason, for good or to retry where the error may pass (the
+disk, the network), and the pass goes on with every other delivery. A delivery found owed no
+more when its turn comes (the member left, the occurrence was cancelled, the call or its rule
+is gone) is cancelled with the reason: nothing failed. Only a database that cannot record
+anything stops a pass: `run_once` raises `DatabaseError` then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime, parseaddr
+from urllib.parse import quote
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from scheduler.channels import mail
+from scheduler.channels.discourse import Discourse
+from scheduler.config import Settings
+from scheduler.core import addresses
+from scheduler.core.plan import EMAIL, FORUM, CallOccurrences, Recipient, Rule, Step, plan
+from scheduler.core.recurrence import Change, Occurrence, Status, occurrence_at, occurrences
+from scheduler.core.zones import get_zone
+from scheduler.delivery import followups, notices
+from scheduler.delivery.feeds import write_atomically
+from scheduler.delivery.preview import facts
+from scheduler.delivery.render import Message, Templates, message_context
+from scheduler.errors import DatabaseError, SchedulerError
+from scheduler.store import outbox
+from scheduler.store.calls import all_changes, list_calls, series_of, skipped
+from scheduler.store.models import Call, Delivery, Subscriber
+
+log = logging.getLogger(__name__)
+PLAN_CHUNK = 200  # calls planned and compared with the outbox at a time
+LOOK_BACK = timedelta(days=2)  # occurrences this far back still get their "missed" records
+
+
+@dataclass
+class PassReport:
+    planned: dict[str, int] = field(default_factory=dict)
+    expired: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        """Deliveries given up on in this pass: failed for good, out of time to retry, or
+        expired before they could be sent (all recorded as failed or missed). Those cancelled
+        because they were owed no more (`outcomes["cancelled"]`) are not failures."""
+        return self.outcomes["failed"] + self.outcomes["missed"] + self.expired
+
+    @property
+    def to_retry(self) -> int:
+        """Deliveries that failed in this pass and will be tried again."""
+        return self.outcomes["to retry"]
+
+    def lines(self) -> list[str]:
+        planned = ", ".join(f"{v} {k}" for k, v in self.planned.items())
+        outcome = ", ".join(f"{v} {k}" for k, v in sorted(self.outcomes.items())) or "none due"
+        return [f"planned: {planned}", f"expired as missed: {self.expired}", f"sent: {outcome}"]
+
+
+def _horizon(rules: tuple[Rule, ...]) -> timedelta:
+    return max((timedelta(days=r.days + 1) + r.delta for r in rules), default=timedelta(0))
+
+
+def _plan_inputs(session: Session, now: datetime) -> tuple[
+        list[Call], dict[int, dict[datetime, Change]], list[Recipient]]:
+    """Calls, their changes, and who is subscribed, as planning reads them."""
+    # A pass at a moment before someone subscribed (a preview with --now) counts them as
+    # subscribed by that moment: they get what is still ahead of it.
+    recipients = [Recipient(address=s.email, since=min(s.confirmed_at or s.created_at, now),
+                            calls=frozenset(s.calls) if s.calls is not None else None)
+                  for s in session.exec(select(Subscriber).where(
+                      Subscriber.status == "confirmed")).all()]
+    return list_calls(session), all_changes(session), recipients
+
+
+def _occurrences(settings: Settings, calls: Sequence[Call],
+                 changes: Mapping[int, Mapping[datetime, Change]], *, now: datetime,
+                 ahead: timedelta = timedelta(days=1)) -> list[CallOccurrences]:
+    """Each call's occurrences within the planning horizon (the longest rule plus a day) and
+    `ahead`: all whose reminders can fall due within `ahead`. A stored call that cannot be
+    planned (a row an older version stored) is left out with a warning; the others are not."""
+    start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + ahead
+    found = []
+    for call in calls:
+        assert call.id is not None
+        try:
+            within = occurrences(series_of(call), changes.get(call.id, {}), start=start,
+                                 end=end)
+        except Exception as e:  # whatever one stored call raises must not stop the others
+            skipped(log, call, "the reminders", e)
+            continue
+        found.append(CallOccurrences(
+            call_id=call.id, slug=call.slug, created=min(call.created_at, now),
+            occurrences=within))
+    return found
+
+
+def _lead(rule: Rule) -> timedelta:
+    """How long before the start a rule falls due, at most (a day's DST slack for days)."""
+    return timedelta(days=rule.days + 1) if rule.days else rule.delta
+
+
+def plan_pass(session: Session, settings: Settings, *, now: datetime,
+              memo: dict[str, object] | None = None) -> dict[str, int]:
+    """Bring the outbox in line with calls, their changes and subscribers.
+
+    The plan reaches every occurrence within the horizon (the longest rule plus a day), but a
+    step (one rule of one occurrence) is written out, one delivery per recipient, only from
+    `[daemon] queue_minutes` before it falls due: a coalition of 10,000 calls and 1,000
+    members would otherwise hold tens of millions of rows for reminders weeks away, and
+    rewrite them whenever someone subscribes. A step already written stays in line with its
+    occurrence (moved, cancelled) and its recipients (one left) until it is sent.
+
+    With a `memo` (the daemon keeps one across passes), a pass whose calls, changes and
+    subscribers are the same as the last one's compares with the outbox only the steps that
+    have come within reach since.
+    """
+    reach = now + timedelta(minutes=settings.daemon.queue_minutes)
+    call_rows, changes, recipients = _plan_inputs(session, now)
+    inputs = hash((
+        frozenset(recipients),
+        tuple((c.id, c.slug, c.created_at, c.updated_at) for c in call_rows),
+        frozenset((call_id, frozenset(found.items())) for call_id, found in changes.items()),
+    ))
+    leads = [(rule, _lead(rule)) for rule in settings.reminders]
+    calls, due = _occurrences(settings, call_rows, changes, now=now), set()
+    for call in calls:
+        due |= {(call.call_id, o.id, rule.name) for o in call.occurrences for rule, lead in leads
+                if o.start - lead <= reach and rule.due(o) <= reach}
+    if memo is not None and memo.get("inputs") == inputs:
+        seen = memo["due"]
+        assert isinstance(seen, frozenset)
+        to_sync = due - seen
+    else:  # also what was written before and may no longer be owed, or owed otherwise
+        names = {rule.name for rule in settings.reminders}
+        queued = outbox.queued_steps(session, pending=True)
+        to_sync = due | {step for step in queued if step[2] in names}
+    by_call: dict[int, set[Step]] = {}
+    for step in to_sync:
+        by_call.setdefault(step[0], set()).add(step)
+    counts = dict.fromkeys(outbox.SYNCED, 0)
+    chunks = [c for c in calls if c.call_id in by_call]
+    for first in range(0, len(chunks), PLAN_CHUNK):  # a chunk of calls at a time: bounded memory
+        chunk = chunks[first:first + PLAN_CHUNK]
+        steps = {step for c in chunk for step in by_call[c.call_id]}
+        part = outbox.sync(session, plan(chunk, settings.reminders, recipients, steps),
+                           covered=steps, now=now)
+        counts = {key: counts[key] + part[key] for key in counts}
+    if memo is not None:
+        memo["inputs"], memo["due"] = inputs, frozenset(due)
+    return counts
+
+
+UPCOMING_DAYS = 35  # how far `coalition deliveries --upcoming` looks by default
+
+
+def upcoming(session: Session, settings: Settings, *, now: datetime,
+             days: int = UPCOMING_DAYS) -> list[dict[str, object]]:
+    """The reminders planned but not queued yet (due after `[daemon] queue_minutes`, within
+    `days`), one row per step and channel with how many recipients it has today, in order of
+    due time. Planning itself needs only the occurrences whose reminders can fall due before
+    its next pass; this looks as far as asked."""
+    reach = now + timedelta(minutes=settings.daemon.queue_minutes)
+    until = now + timedelta(days=days)
+    call_rows, changes, recipients = _plan_inputs(session, now)
+    queued = outbox.queued_steps(session, pending=False)
+    counts: Counter[tuple[str, datetime, str, str, datetime, datetime]] = Counter()
+    for call in _occurrences(settings, call_rows, changes, now=now,
+                             ahead=timedelta(days=days)):
+        counts.update((call.slug, p.occurrence_id, p.rule, p.channel, p.due, p.expires)
+                      for p in plan([call], settings.reminders, recipients)
+                      if reach < p.due <= until and p.owed
+                      and (p.call_id, p.occurrence_id, p.rule) not in queued)
+    fields = ("call", "occurrence_id", "rule", "channel", "due", "expires")
+    return [{**dict(zip(fields, key, strict=True)), "recipients": n}
+            for key, n in sorted(counts.items(), key=lambda item: (item[0][4], item[0][0]))]
+
+
+def message_id(settings: Settings, delivery: Delivery) -> str:
+    return mail.message_id(settings.email.sender, "reminder", delivery.call_id,
+                           delivery.occurrence_id.isoformat(), delivery.rule,
+                           delivery.channel, delivery.recipient)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """A claimed delivery with what rendering it needs."""
+
+    delivery: Delivery
+    call: Call
+    occurrence: Occurrence
+    rule: Rule
+    extras: dict[str, str | None] = field(default_factory=dict)  # a follow-up's recording
+
+
+def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zone: str,
+            now: datetime, unsubscribe: str | None = None) -> Message:
+    context = message_context(facts(job.call, settings), job.occurrence, lang=lang,
+                              reader=get_zone(zone), now=now, labels=settings.labels,
+                              recording_url=job.extras.get("recording_url"),
+                              notes=job.extras.get("notes"))
+    if unsubscribe is not None:
+        context["unsubscribe"] = unsubscribe
+    return templates.render(job.rule.template, job.delivery.channel, lang, context)
+
+
+TOKEN = "coalition-unsubscribe-token-placeholder"  # each recipient's own token replaces it
+
+
+def email_prototype(settings: Settings, templates: Templates, job: Job, *, lang: str,
+                    zone: str, now: datetime) -> mail.Prototype:
+    """The reminder for everyone who reads `lang` in `zone`: rendered once, sent to each."""
+    unsubscribe = f"{settings.web.base_url}/unsubscribe/{TOKEN}"
+    rendered = _render(settings, templates, job, lang=lang, zone=zone, now=now,
+                       unsubscribe=unsubscribe)
+    assert rendered.subject is not None and rendered.html is not None
+    mailto = addresses.for_sending(parseaddr(settings.email.unsubscribe_mailto)[1])
+    if not mailto.isascii():  # a mailto: URI carries UTF-8 percent-encoded (RFC 6068)
+        mailto = quote(mailto, safe="@!$'*+=^_`{|}~.-")
+    headers = {
+        "From": settings.email.sender, "Subject": rendered.subject,
+        "Date": format_datetime(now),
+        "List-Unsubscribe": f"<{unsubscribe}>" + (
+            f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return mail.Prototype(headers, text=rendered.text + f"\nUnsubscribe: {unsubscribe}\n",
+                          html=rendered.html, secret=TOKEN)
+
+
+def post_path(call: Call, delivery: Delivery) -> str:
+    return os.path.join(call.slug, f"{delivery.occurrence_id:%Y%m%dT%H%MZ}-{delivery.rule}.md")
+
+
+def write_post(settings: Settings, templates: Templates, job: Job, now: datetime) -> str:
+    """The forum post as a Markdown file; a file already carrying its marker is kept."""
+    call = job.call
+    marker = f"<!-- coalition-delivery {message_id(settings, job.delivery)} -->"
+    path = settings.forum_folder / post_path(call, job.delivery)
+    if path.exists() and marker in path.read_text(encoding="utf-8"):
+        return marker
+    rendered = _render(settings, templates, job, lang=call.language, zone=job.occurrence.zone.key,
+                       now=now)
+    topic = f"topic {call.forum_topic}" if call.forum_topic else "a new topic"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, f"{rendered.text}\n{marker}\n<!-- for {topic} -->\n".encode())
+    return marker
+
+
+def post_to_discourse(session: Session, settings: Settings, templates: Templates,
+                      forum: Discourse | None, job: Job, now: datetime) -> str:
+    """One reply (or new topic) through Discourse's API; returns the delivery's new status."""
+    delivery, call = job.delivery, job.call
+    if forum is None:
+        outbox.mark_failed(session, delivery, now=now, permanent=False,
+                           error=f"{settings.forum.api_key_env} is not set: no Discourse API key")
+        return delivery.status
+    rendered = _render(settings, templates, job, lang=call.language, zone=job.occurrence.zone.key,
+                       now=now)
+    result = forum.post(key=message_id(settings, delivery), raw=rendered.text,
+                        topic_id=call.forum_topic, title=call.title,
+                        retry=delivery.attempts > 1)
+    if result.ok:
+        if call.forum_topic is None and result.topic_id is not None:
+            call.forum_topic = result.topic_id  # later posts reply in the topic just made
+            session.add(call)
+        outbox.mark_sent(session, delivery, now=now,
+                         message_id=f"post {result.post_id}" if result.post_id else "queued")
+    else:
+        outbox.mark_failed(session, delivery, error=result.error or "error", now=now,
+                           permanent=result.permanent, retry_after=result.retry_after,
+                           first_retry=timedelta(seconds=settings.daemon.retry_seconds))
+    session.commit()
+    return delivery.status
+
+
+def _forum_client(settings: Settings) -> Discourse | None:
+    key = settings.forum.api_key()
+    if not key:
+        return None
+    return Discourse(settings.forum.url, api_key=key, api_username=settings.forum.api_username,
+                     category=settings.forum.category)
+
+
+def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
+         changes: Mapping[int, Mapping[datetime, Change]],
+         rules: Mapping[str, Rule]) -> Job | str:
+    """A claimed delivery with what rendering it needs, or why it is owed no more (the
+    reason it is cancelled with)."""
+    call = calls.get(delivery.call_id)
+    rule = rules.get(delivery.rule) or notices.rule_for(delivery.rule)
+    if call is None or rule is None:
+        return "no such call or rule any more"
+    current = occurrence_at(delivery.occurrence_id, series_of(call),
+                            changes.get(delivery.call_id, {}).get(delivery.occurrence_id))
+    if current.status is Status.CANCELLED and not delivery.rule.startswith(notices.PREFIX):
+        return "the occurrence is cancelled"
+    extras = (followups.extras(session, delivery.call_id, delivery.occurrence_id)
+              if rule is followups.RULE else {})
+    return Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras)
+
+
+def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
+              templates: Templates | None = None,
+              clock: Callable[[], datetime] | None = None) -> Counter[str]:
+    """Claim what is due and send it; return how many ended in each state ("sent", "failed",
+    "missed", "to retry", "cancelled").
+
+    `clock` stamps each message when the server accepts it (the daemon's real clock) and keeps
+    the batch's claims while it is being sent (every third of the lease); without it, the
+    pass's `now` is the stamp and the claims last one lease (a preview with --now).
+    """
+    templates = templates or Templates(settings.template_folders)
+    rules = {rule.name: rule for rule in (*settings.reminders, followups.RULE)}
+    outcomes: Counter[str] = Counter()
+    claimed = outbox.claim(session, now=now, worker=worker, limit=settings.daemon.batch,
+                           lease=timedelta(seconds=settings.daemon.lease_seconds))
+    if not claimed:
+        return outcomes
+    calls = {c.id: c for c in list_calls(session)}
+    changes = all_changes(session)
+    recipients = sorted({d.recipient for d in claimed if d.channel == EMAIL})
+    subscribers = {s.email: s for s in session.exec(select(Subscriber).where(
+        col(Subscriber.email).in_(recipients))).all()} if recipients else {}
+    emails: list[tuple[Delivery, mail.Outgoing]] = []
+    prototypes: dict[tuple[object, ...], mail.Prototype | Exception] = {}
+    forum: Discourse | None = None
+    forum_tried = False
+
+    def fail(delivery: Delivery, error: Exception | str) -> None:
+        """This delivery alone: recorded with the reason, and the pass goes on."""
+        reason, permanent = (error, True) if isinstance(error, str) else failure(error)
+        outbox.mark_failed(session, delivery, error=reason, permanent=permanent, now=now,
+                           first_retry=timedelta(seconds=settings.daemon.retry_seconds))
+        outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
+
+    def drop(delivery: Delivery, reason: str) -> None:
+        """Owed no more since it was queued: cancelled with the reason; nothing failed."""
+        outbox.mark_cancelled(session, delivery, reason=reason, now=now)
+        outcomes["cancelled"] += 1
+
+    def email(job: Job, subscriber: Subscriber) -> mail.Outgoing | Exception:
+        """The reminder to one member, from the prototype of everyone who reads it in the
+        same language and zone: rendered once for them all, or failed once for them all."""
+        delivery = job.delivery
+        group = (delivery.call_id, delivery.occurrence_id, delivery.rule, subscriber.language,
+                 subscriber.timezone)
+        if group not in prototypes:
+            try:
+                prototypes[group] = email_prototype(settings, templates, job, now=now,
+                                                    lang=subscriber.language,
+                                                    zone=subscriber.timezone)
+            except SQLAlchemyError:
+                raise
+            except Exception as e:
+                log.warning("%s for %s in %s cannot be rendered: %s", delivery.rule,
+                            subscriber.language, subscriber.timezone, failure(e)[0])
+                prototypes[group] = e
+        prototype = prototypes[group]
+        if isinstance(prototype, Exception):
+            return prototype
+        return prototype.to(name=subscriber.name, address=subscriber.email,
+                            message_id=message_id(settings, delivery), secret=subscriber.token)
+
+    try:  # whatever stops the pass, the forum's client is closed
+        for delivery in claimed:
+            try:
+                job = _job(session, delivery, calls, changes, rules)
+                if isinstance(job, str):
+                    drop(delivery, job)
+                elif delivery.channel == FORUM and settings.forum.transport == "discourse":
+                    if forum is None and not forum_tried:
+                        forum, forum_tried = _forum_client(settings), True
+                    status = post_to_discourse(session, settings, templates, forum, job, now)
+                    outcomes[status if status != "pending" else "to retry"] += 1
+                elif delivery.channel == FORUM:
+                    marker = write_post(settings, templates, job, now)
+                    outbox.mark_sent(session, delivery, message_id=marker, now=now)
+                    outcomes["sent"] += 1
+                elif delivery.channel == EMAIL:
+                    subscriber = subscribers.get(delivery.recipient)
+                    if subscriber is None or subscriber.status != "confirmed":
+                        drop(delivery, "not subscribed")
+                        continue
+                    outgoing = email(job, subscriber)
+                    if isinstance(outgoing, Exception):
+                        fail(delivery, outgoing)
+                    else:
+                        emails.append((delivery, outgoing))
+            except SQLAlchemyError:
+                raise  # nothing can be recorded: the pass stops, and its claims run out
+            except Exception as e:
+                fail(delivery, e)
+        by_id = {message.message_id: outbox.Claimed.of(delivery) for delivery, message in emails}
+        session.commit()
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        lease = timedelta(seconds=settings.daemon.lease_seconds)
+        ids = [claimed.delivery_id for claimed in by_id.values()]
+
+        def renew(session: Session) -> None:
+            """While the batch is being sent, on the real clock: a preview (--now) is not."""
+            assert clock is not None
+            outbox.renew(session, ids, worker=worker, until=clock() + lease)
+
+        recorder = outbox.Recorder(engine,
+                                   first_retry=timedelta(seconds=settings.daemon.retry_seconds),
+                                   renew=renew if clock is not None else None,
+                                   renew_every=lease.total_seconds() / 3)
+
+        answered: set[str] = set()
+
+        def record(result: mail.Sent) -> None:
+            """As the server answers; recorded a group at a time, beside the sending."""
+            answered.add(result.message_id)
+            claimed = by_id[result.message_id]
+            moment = clock() if clock is not None else now
+            if result.ok:
+                recorder.sent(claimed, message_id=result.message_id, now=moment)
+            else:
+                recorder.failed(claimed, error=result.error or "unknown",
+                                permanent=result.permanent, now=moment)
+
+        try:
+            try:
+                mail.send(settings, [m for _, m in emails], on_result=record)
+            except Exception as e:
+                if recorder.error is not None:
+                    raise  # recording stopped: nothing more may go out
+                reason, _ = failure(e)
+                log.warning("sending stopped: %s; the rest is retried", reason)
+                moment = clock() if clock is not None else now
+                for unanswered in by_id.keys() - answered:
+                    recorder.failed(by_id[unanswered], error=f"sending stopped: {reason}",
+                                    permanent=False, now=moment)
+        finally:
+            outcomes.update(recorder.close())
+    finally:
+        if forum is not None:
+            forum.close()
+    return outcomes
+
+
+def failure(error: Exception) -> tuple[str, bool]:
+    """What a delivery's record says about an error raised while rendering or sending it,
+    and whether that failure is for good: an error of the disk or the network may pass, and
+    is retried; anything else would happen again."""
+    if isinstance(error, SchedulerError):
+        return str(error).splitlines()[0], True
+    reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    return reason, not isinstance(error, OSError)
+
+
+def run_once(session: Session, settings: Settings, *, now: datetime, worker: str,
+             clock: Callable[[], datetime] | None = None,
+             memo: dict[str, object] | None = None,
+             templates: Templates | None = None) -> PassReport:
+    """One pass: plan, expire, send. A database that stops answering midway (gone, locked,
+    out of disk) raises `DatabaseError`, in one line: what the pass recorded stays, its
+    claims run out, and a later pass takes them up."""
+    report = PassReport()
+    try:
+        report.planned = plan_pass(session, settings, now=now, memo=memo)
+        report.expired = outbox.expire(session, now=now)
+        report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock,
+                                    templates=templates)
+    except OperationalError as e:
+        where = session.get_bind().engine.url.render_as_string(hide_password=True)
+        reason = str(e.orig if e.orig is not None else e).strip().splitlines()[0]
+        raise DatabaseError(f"database {where} stopped the pass: {reason}") from e
+    return report

@@ -1,0 +1,431 @@
+"""The outbox: the only code that moves a delivery from one state to the next.
+
+    pending --claim (lease)--> sent | pending (retry later) | failed (permanent) | missed
+    pending --occurrence cancelled, subscriber gone--> cancelled
+    claimed, and found owed no more when it is sent (`mark_cancelled`) --> cancelled
+
+The unique key (call, occurrence, rule, channel, recipient) makes a delivery exist once however
+many planners run. A claim takes due rows with a lease (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL), so two daemons never hold the same row; a daemon that dies leaves rows whose lease
+runs out, and the next claim takes them, while a live one renews the lease of what it is still
+sending (`renew`). A fan-out's results are recorded by a `Recorder`, a
+group per commit: a crash can repeat the messages in flight (one per connection) and those
+accepted but not yet recorded (at most `Recorder.WAITING`); a repeat keeps its Message-ID.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from queue import Empty, Full, Queue
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, update
+from sqlalchemy import select as core_select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col, select
+
+from scheduler import metrics
+from scheduler.core.plan import EMAIL, FORUM, TOPIC, Planned, Step
+from scheduler.store.models import Delivery
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+FIRST_RETRY = timedelta(seconds=30)
+LAST_RETRY = timedelta(minutes=30)
+OPEN = ("pending",)
+_TABLE = Delivery.__table__  # type: ignore[attr-defined]
+
+
+def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
+    return (row.call_id, row.occurrence_id, row.rule, row.channel, row.recipient)
+
+
+SYNCED = ("added", "missed", "retimed", "cancelled")  # what `sync` counts, in this order
+
+
+def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[Step],
+         now: datetime) -> dict[str, int]:
+    """Make the outbox match the plan for the steps in `covered` (call id, occurrence id, rule).
+
+    New deliveries are added ("missed" if already expired); pending ones follow their
+    occurrence when it moved; pending ones no longer owed (the occurrence was cancelled, the
+    subscriber left) are cancelled. Steps not covered are left alone.
+    """
+    counts = dict.fromkeys(SYNCED, 0)
+    if not covered:
+        return counts
+    ids = [occurrence for _, occurrence, _ in covered]
+    # Plain rows, not ORM objects: a large coalition has hundreds of thousands of them, and
+    # this runs every interval.
+    columns = [_TABLE.c[name] for name in ("id", "call_id", "occurrence_id", "rule", "channel",
+                                            "recipient", "status", "due_at", "expires_at")]
+    found = session.connection().execute(core_select(*columns).where(
+        _TABLE.c.call_id.in_(sorted({call_id for call_id, _, _ in covered})),
+        _TABLE.c.occurrence_id >= min(ids), _TABLE.c.occurrence_id <= max(ids)))
+    rows = {(r[1], r[2], r[3], r[4], r[5]): tuple(r) for r in found
+            if (r[1], r[2], r[3]) in covered}
+    new = [p for p in planned if p.owed and p.key not in rows]
+    if new:
+        connection = session.connection()
+        moment = _converter(connection)
+        stamp = moment(now)
+        insert = _insert_copy if connection.dialect.name == "postgresql" else _insert_prepared
+        # Owed but expired already (the daemon was down): recorded as missed, and counted so.
+        for status, count in (("pending", "added"), ("missed", "missed")):
+            values = [(p.call_id, moment(p.occurrence_id), p.rule, p.channel, p.recipient,
+                       moment(p.due), moment(p.expires), status, 0, stamp, stamp)
+                      for p in new if (p.expires <= now) == (status == "missed")]
+            if values:
+                counts[count] = insert(connection, values)
+    wanted = {p.key: p for p in planned}
+    cancelled, retimed = [], []
+    for key, (row_id, *_, status, due, expires) in rows.items():
+        if status not in OPEN:
+            continue
+        plan = wanted.get(key)
+        if plan is None:
+            cancelled.append({"row_id": row_id, "now": now})
+            log.info("delivery %s cancelled", key)
+        elif (due, expires) != (plan.due, plan.expires):
+            retimed.append({"row_id": row_id, "due": plan.due, "expires": plan.expires,
+                            "now": now})
+            log.info("delivery %s re-timed", key)
+    connection = session.connection()
+    if cancelled:
+        connection.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values(
+            status="cancelled", last_error="no longer owed", updated_at=bindparam("now")),
+            cancelled)
+    if retimed:
+        connection.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values(
+            due_at=bindparam("due"), expires_at=bindparam("expires"), next_attempt_at=None,
+            updated_at=bindparam("now")), retimed)
+    counts["cancelled"], counts["retimed"] = len(cancelled), len(retimed)
+    session.commit()
+    return counts
+
+
+_NEW_COLUMNS = ("call_id", "occurrence_id", "rule", "channel", "recipient", "due_at",
+                "expires_at", "status", "attempts", "created_at", "updated_at")
+
+
+def _converter(connection: Connection) -> Callable[[datetime], Any]:
+    """A moment as this database stores it, each distinct one converted once: a step's
+    thousand deliveries share their moments, and converting each of them a thousand times
+    (what SQLAlchemy does per parameter) was most of a large pass's time."""
+    dialect = connection.dialect
+    convert = _TABLE.c.due_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return functools.lru_cache(maxsize=4096)(convert or (lambda moment: moment))
+
+
+def _insert_prepared(connection: Connection, rows: list[tuple[Any, ...]]) -> int:
+    """SQLite: one prepared INSERT run for every row of already converted values (a statement
+    holding every row would be compiled anew each time, and can pass the parameter limit)."""
+    statement = sqlite.insert(_TABLE).on_conflict_do_nothing(
+        index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(_NEW_COLUMNS))
+    order = [_NEW_COLUMNS.index(name) for name in compiled.positiontup or ()]
+    if order != list(range(len(_NEW_COLUMNS))):
+        rows = [tuple(row[i] for i in order) for row in rows]
+    return connection.exec_driver_sql(compiled.string, rows).rowcount
+
+
+def _insert_copy(connection: Connection, rows: list[tuple[Any, ...]]) -> int:
+    """PostgreSQL: new deliveries go by COPY into a temporary table, then into the outbox in
+    one INSERT .. SELECT that skips keys already there. Row by row, even pipelined, was
+    several times slower."""
+    names = ", ".join(_NEW_COLUMNS)
+    connection.exec_driver_sql(  # emptied by every commit or rollback
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS new_delivery ON COMMIT DELETE ROWS AS "
+        f"SELECT {names} FROM {_TABLE.name} WITH NO DATA")
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY new_delivery ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    added = connection.exec_driver_sql(
+        f"INSERT INTO {_TABLE.name} ({names}) SELECT {names} FROM new_delivery "
+        "ON CONFLICT ON CONSTRAINT uq_delivery_key DO NOTHING").rowcount
+    connection.exec_driver_sql("DELETE FROM new_delivery")  # a second sync before the commit
+    return added
+
+
+def queue(session: Session, *, call_id: int, occurrence_id: datetime, rule: str,
+          members: Sequence[str], expires: datetime, now: datetime) -> int:
+    """Owe one message now to the forum and to each of `members` (a follow-up, a change
+    notice); return how many that is. Queueing the same rule twice adds nothing."""
+    targets = [(FORUM, TOPIC), *((EMAIL, member) for member in members)]
+    planned = [Planned(call_id=call_id, occurrence_id=occurrence_id, rule=rule, channel=channel,
+                       recipient=recipient, due=now, expires=expires)
+               for channel, recipient in targets]
+    sync(session, planned, covered={(call_id, occurrence_id, rule)}, now=now)
+    return len(planned)
+
+
+def queued_steps(session: Session, *, pending: bool) -> set[Step]:
+    """The steps (call, occurrence, rule) with deliveries in the outbox: still to send, or
+    with `pending=False`, in any state."""
+    query = core_select(_TABLE.c.call_id, _TABLE.c.occurrence_id, _TABLE.c.rule).distinct()
+    found = session.connection().execute(
+        query.where(_TABLE.c.status == "pending") if pending else query)
+    return {(call_id, occurrence, rule) for call_id, occurrence, rule in found}
+
+
+def expire(session: Session, *, now: datetime) -> int:
+    """Pending deliveries whose moment has passed are recorded as missed, never sent."""
+    stale = list(session.exec(select(Delivery).where(
+        col(Delivery.status) == "pending", col(Delivery.expires_at) <= now,
+        or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
+    )).all())
+    for delivery in stale:
+        delivery.status, delivery.updated_at, delivery.lease_until = "missed", now, None
+        session.add(delivery)
+        log.info("delivery %s missed: not sent before %s", _key(delivery),
+                 delivery.expires_at.isoformat())
+    session.commit()
+    return len(stale)
+
+
+def claim(session: Session, *, now: datetime, worker: str, limit: int = 500,
+          lease: timedelta = LEASE) -> list[Delivery]:
+    """Take up to `limit` due deliveries for `worker` until the lease runs out."""
+    query = (select(Delivery.id).where(
+        col(Delivery.status) == "pending", col(Delivery.due_at) <= now,
+        col(Delivery.expires_at) > now,
+        or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
+        or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
+    ).order_by(col(Delivery.due_at)).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(session.exec(query).all())
+    if not ids:
+        session.commit()
+        return []
+    session.exec(update(Delivery).where(
+        and_(col(Delivery.id).in_(ids))
+    ).values(lease_until=now + lease, leased_by=worker, attempts=Delivery.attempts + 1,
+             updated_at=now))
+    session.commit()
+    claimed = list(session.exec(select(Delivery).where(col(Delivery.id).in_(ids),
+                                                       Delivery.leased_by == worker)).all())
+    return sorted(claimed, key=lambda d: (d.due_at, d.id or 0))
+
+
+def renew(session: Session, ids: Collection[int], *, worker: str, until: datetime) -> int:
+    """Keep `worker`'s claim on those of `ids` it has not finished with, until `until`: a
+    batch that takes longer than the lease to send stays its own, while a daemon that died
+    stops renewing and its claims run out within one lease."""
+    result = session.exec(update(Delivery).where(
+        col(Delivery.id).in_(sorted(ids)), col(Delivery.leased_by) == worker,
+        col(Delivery.status) == "pending", col(Delivery.lease_until).is_not(None),
+    ).values(lease_until=until))
+    session.commit()
+    return int(result.rowcount)
+
+
+def next_wakeup(session: Session) -> datetime | None:
+    """When the next pending delivery can be sent: its due time, retry time or lease expiry."""
+    moments = []
+    for delivery in session.exec(select(Delivery).where(col(Delivery.status) == "pending")
+                                 .order_by(col(Delivery.due_at)).limit(1000)):
+        moments.append(max(m for m in (delivery.due_at, delivery.next_attempt_at,
+                                       delivery.lease_until) if m is not None))
+    session.commit()
+    return min(moments, default=None)
+
+
+# Built once: the recorder runs it for every accepted message.
+_SENT = (update(_TABLE).where(_TABLE.c.id == bindparam("delivery_id"))
+         .values({name: bindparam(name) for name in (
+             "status", "sent_at", "message_id", "lease_until", "last_error", "updated_at")}))
+
+
+def _sent(message_id: str, now: datetime) -> dict[str, Any]:
+    """The columns of a delivery the server accepted as `message_id` at `now`."""
+    return {"status": "sent", "sent_at": now, "message_id": message_id, "lease_until": None,
+            "last_error": None, "updated_at": now}
+
+
+def _count_sent(key: tuple[int, datetime, str, str, str], due: datetime, message_id: str,
+                now: datetime) -> None:
+    """Lateness in the metrics, and a line in the log, once the record is committed."""
+    metrics.LATENESS.labels(channel=key[3]).observe(max((now - due).total_seconds(), 0))
+    log.info("delivery %s sent as %s", key, message_id)
+
+
+def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: datetime) -> None:
+    """Record one delivery as sent (a forum post), and commit; a fan-out's emails go through
+    a `Recorder` instead."""
+    values = _sent(message_id, now)
+    session.connection().execute(_SENT, {"delivery_id": delivery.id, **values})
+    session.commit()
+    for name, value in values.items():  # the object in memory says the same, and stays clean
+        set_committed_value(delivery, name, value)
+    _count_sent(_key(delivery), delivery.due_at, message_id, now)
+
+
+def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: bool,
+                now: datetime, retry_after: timedelta | None = None,
+                first_retry: timedelta = FIRST_RETRY,
+                jitter: random.Random | None = None) -> None:
+    """A permanent failure is final; a temporary one is tried again, with exponential backoff
+    and jitter (or the server's Retry-After), while the delivery is still valid."""
+    delivery.last_error, delivery.lease_until, delivery.updated_at = error, None, now
+    metrics.SEND_ERRORS.labels(channel=delivery.channel,
+                               kind="permanent" if permanent else "temporary").inc()
+    if permanent:
+        delivery.status = "failed"
+    else:
+        backoff = min(LAST_RETRY, first_retry * 2 ** max(delivery.attempts - 1, 0))
+        wait = retry_after or backoff * (0.5 + (jitter or random).random())
+        delivery.next_attempt_at = now + wait
+        if delivery.next_attempt_at >= delivery.expires_at:
+            delivery.status = "missed"
+    session.add(delivery)
+    log.info("delivery %s %s: %s", _key(delivery), delivery.status
+             if delivery.status != "pending" else "will be retried", error)
+
+
+def mark_cancelled(session: Session, delivery: Delivery, *, reason: str, now: datetime) -> None:
+    """A claimed delivery found owed no more when its turn came (the member left, the
+    occurrence was cancelled, the call or the rule is gone): cancelled with the reason, as
+    planning cancels one it finds first; nothing failed. Committed by the caller."""
+    delivery.status, delivery.last_error = "cancelled", reason
+    delivery.lease_until, delivery.updated_at = None, now
+    session.add(delivery)
+    log.info("delivery %s cancelled: %s", _key(delivery), reason)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What recording needs of a claimed delivery, read before sending starts."""
+
+    delivery_id: int
+    key: tuple[int, datetime, str, str, str]
+    due: datetime
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> Claimed:
+        assert delivery.id is not None
+        return cls(delivery.id, _key(delivery), delivery.due_at)
+
+
+# One result: the delivery, its Message-ID if accepted or else the error, permanent, when.
+_Result = tuple[Claimed, str | None, str | None, bool, datetime]
+
+
+class Recorder:
+    """Records a fan-out's results from a thread of its own, a group at a time: while one
+    group commits, the next gathers, so sending does not wait for each commit.
+
+    At most `waiting` results wait to be recorded; beyond that, sending waits for the
+    database. A crash therefore repeats at most those and the messages in flight, each with
+    its Message-ID unchanged. If recording fails (the database went away), every result
+    after that raises, and sending stops: nothing more goes out that could not be recorded.
+
+    `renew`, when given, is called at least every `renew_every` seconds while the recorder
+    runs (the daemon keeps its claims with it); a failure there is logged, and the claims may
+    then run out as they would have without it.
+    """
+
+    WAITING = 16
+
+    def __init__(self, engine: Engine, *, first_retry: timedelta = FIRST_RETRY,
+                 waiting: int = WAITING, renew: Callable[[Session], object] | None = None,
+                 renew_every: float = 60.0) -> None:
+        self.engine, self.first_retry = engine, first_retry
+        self.renew, self.renew_every = renew, renew_every
+        self.outcomes: Counter[str] = Counter()
+        self.error: BaseException | None = None
+        self._queue: Queue[_Result | None] = Queue(maxsize=waiting)
+        self._thread = threading.Thread(target=self._run, name="outbox-recorder", daemon=True)
+        self._thread.start()
+
+    def sent(self, claimed: Claimed, *, message_id: str, now: datetime) -> None:
+        self._put((claimed, message_id, None, False, now))
+
+    def failed(self, claimed: Claimed, *, error: str, permanent: bool, now: datetime) -> None:
+        self._put((claimed, None, error, permanent, now))
+
+    def _put(self, item: _Result | None) -> None:
+        while True:
+            if self.error is not None and item is not None:
+                raise RuntimeError(f"cannot record deliveries: {self.error}") from self.error
+            if not self._thread.is_alive():
+                return
+            try:
+                self._queue.put(item, timeout=0.5)  # full: the database is behind; wait
+                return
+            except Full:
+                continue
+
+    def close(self) -> Counter[str]:
+        """Wait until everything handed over is recorded; raise what stopped recording."""
+        self._put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.outcomes
+
+    def _run(self) -> None:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                renewed = time.monotonic()
+                while True:
+                    if self.renew is not None and time.monotonic() - renewed >= self.renew_every:
+                        self._renew(session)
+                        renewed = time.monotonic()
+                    try:
+                        group = [self._queue.get(timeout=self.renew_every
+                                                 if self.renew is not None else None)]
+                    except Empty:
+                        continue
+                    while True:
+                        try:
+                            group.append(self._queue.get_nowait())
+                        except Empty:
+                            break
+                    self._record(session, [item for item in group if item is not None])
+                    if None in group:
+                        return
+        except Exception as e:  # handed to the sending thread, which stops
+            self.error = e
+
+    def _renew(self, session: Session) -> None:
+        assert self.renew is not None
+        try:
+            self.renew(session)
+        except SQLAlchemyError as e:
+            session.rollback()
+            log.warning("could not renew the claims being sent: %s", str(e).splitlines()[0])
+
+    def _record(self, session: Session, group: list[_Result]) -> None:
+        sent = [(claimed, message_id, now) for claimed, message_id, _, _, now in group
+                if message_id is not None]
+        if sent:
+            session.connection().execute(_SENT, [
+                {"delivery_id": claimed.delivery_id, **_sent(message_id, now)}
+                for claimed, message_id, now in sent])
+        failures = []
+        for claimed, message_id, error, permanent, now in group:
+            if message_id is None:
+                delivery = session.get(Delivery, claimed.delivery_id)
+                assert delivery is not None and error is not None
+                mark_failed(session, delivery, error=error, permanent=permanent, now=now,
+                            first_retry=self.first_retry)
+                failures.append(delivery)
+        session.commit()
+        for claimed, message_id, now in sent:
+            _count_sent(claimed.key, claimed.due, message_id, now)
+        self.outcomes["sent"] += len(sent)
+        for delivery in failures:
+            self.outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1

@@ -1,0 +1,162 @@
+"""The people who get reminders by email: added by organizers (confirmed at once) or, later,
+signing up on the members' page (pending until they confirm)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from scheduler.config import Settings
+from scheduler.core import addresses, inputs
+from scheduler.core.zones import get_zone
+from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
+from scheduler.store.models import Delivery, Subscriber
+
+STATUSES = ("pending", "confirmed", "unsubscribed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewSubscriber:
+    email: str
+    name: str = ""
+    language: str | None = None
+    timezone: str | None = None
+
+
+def normalized(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, str]:
+    """The address as stored (see `addresses`), the name on one line, a language and zone
+    we know; or the `InvalidValue` of the first that is wrong."""
+    email = addresses.mailbox(data.email)
+    language = inputs.language(data.language or settings.calls.default_language,
+                               settings.calls.languages)
+    zone = get_zone((data.timezone or settings.calls.default_zones[0]).strip()).key
+    return email, clean_name(data.name), language, zone
+
+
+def clean_name(text: str) -> str:
+    """A name on one line, its runs of white space made single spaces."""
+    name = " ".join(text.split())
+    if len(name) > 200:
+        raise InvalidValue("name must be one line of at most 200 characters")
+    return name
+
+
+def add(session: Session, settings: Settings, data: NewSubscriber, *, now: datetime,
+        commit: bool = True) -> Subscriber:
+    """An organizer adds someone: confirmed at once (they asked the organizer)."""
+    email, name, language, zone = normalized(settings, data)
+    existing = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+    if existing is not None and existing.status != "unsubscribed":
+        raise Conflict(f"{email} is already subscribed ({existing.status})")
+    subscriber = existing or Subscriber(email=email, token=secrets.token_urlsafe(24),
+                                        created_at=now, language=language, timezone=zone,
+                                        status="confirmed")
+    subscriber.name, subscriber.language, subscriber.timezone = name, language, zone
+    subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = "confirmed", now, None
+    session.add(subscriber)
+    if commit:
+        session.commit()
+        session.refresh(subscriber)
+    return subscriber
+
+
+def import_csv(session: Session, settings: Settings, path: Path, *, now: datetime) -> int:
+    """email,name,language,timezone per line (a header line is optional); all rows or none."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [(reader.line_num, row) for row in reader]  # the line in the file
+    except FileNotFoundError as e:
+        raise SchedulerError(f"{path}: no such file") from e
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SchedulerError(f"{path}: cannot read: {e}") from e
+    if rows and rows[0][1] and rows[0][1][0].strip().lower() == "email":
+        rows = rows[1:]
+    seen: set[str] = set()
+    count = 0
+    try:
+        for number, row in rows:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > 4:
+                raise InvalidValue(f"{path} line {number}: has {len(row)} columns; expected "
+                                   "email,name,language,timezone")
+            cells = [*row, "", "", ""][:4]
+            data = NewSubscriber(email=cells[0], name=cells[1], language=cells[2] or None,
+                                 timezone=cells[3] or None)
+            try:
+                subscriber = add(session, settings, data, now=now, commit=False)
+            except SchedulerError as e:
+                raise SchedulerError(f"{path} line {number}: {e}") from e
+            if subscriber.email in seen:
+                raise SchedulerError(f"{path} line {number}: {subscriber.email} appears twice")
+            seen.add(subscriber.email)
+            count += 1
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return count
+
+
+def listing(session: Session, status: str | None = None) -> list[Subscriber]:
+    query = select(Subscriber).order_by(Subscriber.email)
+    if status is not None:
+        if status not in STATUSES:
+            raise InvalidValue(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+        query = query.where(Subscriber.status == status)
+    return list(session.exec(query).all())
+
+
+def as_dict(subscriber: Subscriber) -> dict[str, Any]:
+    return {"email": subscriber.email, "name": subscriber.name,
+            "language": subscriber.language, "timezone": subscriber.timezone,
+            "status": subscriber.status, "calls": subscriber.calls}
+
+
+def unsubscribe(session: Session, email: str, *, now: datetime) -> Subscriber:
+    """They get nothing more: status unsubscribed, and their pending deliveries cancelled."""
+    typed = {email.strip().lower()}  # as typed, and as it would be stored now
+    with contextlib.suppress(InvalidValue):
+        typed.add(addresses.mailbox(email))
+    subscriber = session.exec(select(Subscriber).where(
+        col(Subscriber.email).in_(sorted(typed)))).first()
+    if subscriber is None:
+        raise NotFound(f"no subscriber {email.strip()!r}")
+    return _unsubscribe(session, subscriber, now)
+
+
+def unsubscribe_by_token(session: Session, token: str, *, now: datetime) -> Subscriber:
+    """The one-click link in every email (RFC 8058); doing it twice is harmless."""
+    subscriber = session.exec(select(Subscriber).where(Subscriber.token == token)).first()
+    if subscriber is None:
+        raise NotFound("this unsubscribe link is not valid")
+    if subscriber.status == "unsubscribed":
+        return subscriber
+    return _unsubscribe(session, subscriber, now)
+
+
+def _unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> Subscriber:
+    subscriber.status, subscriber.unsubscribed_at = "unsubscribed", now
+    session.add(subscriber)
+    for delivery in session.exec(select(Delivery).where(
+            Delivery.recipient == subscriber.email, Delivery.channel == "email",
+            col(Delivery.status) == "pending")):
+        delivery.status, delivery.updated_at = "cancelled", now
+        delivery.last_error = "unsubscribed"
+        session.add(delivery)
+    session.commit()
+    return subscriber
+
+
+def following(session: Session, slug: str) -> list[str]:
+    """The confirmed addresses that get messages about the call `slug`."""
+    return [s.email for s in session.exec(select(Subscriber).where(
+        Subscriber.status == "confirmed")).all() if s.calls is None or slug in s.calls]
