@@ -4,6 +4,9 @@ Every error is reported, each on one line naming the file, the table and the key
 are errors too (a misspelled key would otherwise be silently ignored). Relative paths in the file
 are relative to the file's own folder, so the service behaves the same from any working folder.
 Secrets are never in the file: it names environment variables that hold them.
+
+Each option is declared once, as an attribute of its table's settings class: its type, then
+`option(converter, default, help)`. The schema is those classes, in the order they are declared.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 from urllib.parse import urlsplit
 
 from limits import parse as parse_rate
@@ -35,150 +38,15 @@ ENV_CONFIG = "COALITION_CONFIG"
 BUILTIN_TEMPLATES = resources.templates()
 DEFAULT_CONFIG = Path("config.toml")
 
-
-@dataclass(frozen=True, kw_only=True)
-class DatabaseSettings:
-    url: str
-    url_env: str
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, kw_only=True)
-class CallSettings:
-    default_zones: tuple[str, ...]
-    default_language: str
-    languages: tuple[str, ...]
-    default_duration: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class WebSettings:
-    base_url: str
-    host: str
-    port: int
-    secret_env: str
-    confirm_hours: int
-    signup_per_ip: str
-    signup_per_address: str
-
-    def secret(self, environ: Mapping[str, str] | None = None) -> str:
-        environ = os.environ if environ is None else environ
-        return environ.get(self.secret_env, "") if self.secret_env else ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class FeedSettings:
-    folder: str
-    name: str
-    refresh_minutes: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class EmailSettings:
-    transport: str
-    sender: str
-    maildir: str
-    unsubscribe_mailto: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class DaemonSettings:
-    interval_seconds: int
-    lease_seconds: int
-    batch: int
-    retry_seconds: int
-    queue_minutes: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class ForumSettings:
-    transport: str
-    folder: str
-    url: str
-    api_username: str
-    api_key_env: str
-    category: int
-
-    def api_key(self, environ: Mapping[str, str] | None = None) -> str:
-        environ = os.environ if environ is None else environ
-        return environ.get(self.api_key_env, "")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SmtpSettings:
-    host: str
-    port: int
-    security: str
-    username: str
-    password_env: str
-    timeout: int
-    connections: int
-
-    def password(self, environ: Mapping[str, str] | None = None) -> str:
-        environ = os.environ if environ is None else environ
-        return environ.get(self.password_env, "") if self.password_env else ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TemplateSettings:
-    folder: str  # the organizers' own templates, searched before the built-in ones
-
-
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    path: Path
-    database: DatabaseSettings
-    calls: CallSettings
-    web: WebSettings
-    templates: TemplateSettings
-    feeds: FeedSettings
-    email: EmailSettings
-    smtp: SmtpSettings
-    forum: ForumSettings
-    daemon: DaemonSettings
-    labels: dict[str, str]
-    reminders: tuple[Rule, ...]
-
-    @property
-    def calendars(self) -> Path:
-        return self.folder / self.feeds.folder
-
-    @property
-    def maildir(self) -> Path:
-        return self.folder / self.email.maildir
-
-    @property
-    def forum_folder(self) -> Path:
-        return self.folder / self.forum.folder
-
-    @property
-    def template_folders(self) -> list[Path]:
-        """The organizers' folder (if any, relative to this file), then the built-in one."""
-        own = [self.folder / self.templates.folder] if self.templates.folder else []
-        return [*own, BUILTIN_TEMPLATES]
-
-    def feed_url(self, slug: str) -> str:
-        return f"{self.web.base_url}/calendars/{slug}.ics"
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
-
-    def database_url(self, environ: Mapping[str, str] | None = None) -> str:
-        """The SQLAlchemy URL: from the named environment variable if set, else from the file.
-
-        A relative SQLite path is taken relative to the config file; `postgresql://` URLs use
-        psycopg 3.
-        """
-        environ = os.environ if environ is None else environ
-        raw = environ.get(self.database.url_env, "") if self.database.url_env else ""
-        url = make_url(raw or self.database.url)
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
-        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
-            path = Path(url.database)
-            if not path.is_absolute():
-                url = url.set(database=str(self.folder / path))
-        return url.render_as_string(hide_password=False)
+def from_environment(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the environment variable `name` (in `os.environ` unless `environ` is given);
+    "" when it is unset, or when `name` is "" (the file names no variable)."""
+    if not name:
+        return ""
+    return (os.environ if environ is None else environ).get(name, "")
 
 
 # --- converters: each takes the raw TOML value and returns the typed one or raises ValueError
@@ -220,7 +88,7 @@ def non_negative_int(value: Any) -> int:
     return value
 
 
-def port(value: Any) -> int:
+def tcp_port(value: Any) -> int:
     number = positive_int(value)
     if number > 65535:
         raise ValueError(f"{number} is not a TCP port (1-65535)")
@@ -286,7 +154,7 @@ def rate(value: Any) -> str:
     return text
 
 
-def base_url(value: Any) -> str:
+def http_url(value: Any) -> str:
     text = string(value).rstrip("/")
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -352,113 +220,227 @@ def reminder_rules(value: Any) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+# --- the schema: one settings class per table, one attribute per option
+
+
 @dataclass(frozen=True)
 class Option:
+    """How one key is read: `convert` takes the file's value, or `default` when the key is
+    absent (written as it would be in the file); `key` is the key where it is not the
+    attribute's name."""
+
     convert: Callable[[Any], Any]
     default: Any
     help: str
+    key: str = ""
 
 
-SCHEMA: dict[str, dict[str, Option]] = {
-    "database": {
-        "url": Option(database_url, "sqlite:///var/coalition.sqlite3",
-                      "SQLAlchemy URL; a relative SQLite path is relative to this file"),
-        "url_env": Option(env_name, "COALITION_DATABASE_URL",
-                          "environment variable that, when set, overrides url (for passwords)"),
-    },
-    "calls": {
-        "default_zones": Option(zone_list, ["America/New_York", "Europe/Brussels", "Africa/Cairo",
-                                            "Africa/Addis_Ababa", "Asia/Jakarta"],
-                                "zones shown for a call that names none"),
-        "default_language": Option(language, "en", "language of a call that names none"),
-        "languages": Option(language_list, ["en", "fr"], "languages calls may use"),
-        "default_duration": Option(positive_int, 60, "minutes, for a call that names none"),
-    },
-    "web": {
-        "base_url": Option(base_url, "http://127.0.0.1:8080",
-                           "public address of the web server, used in links in every message"),
-        "host": Option(string, "127.0.0.1", "address the web server listens on"),
-        "port": Option(port, 8080, "port the web server listens on"),
-        "secret_env": Option(env_name, "COALITION_WEB_SECRET",
+def option(convert: Callable[[Any], T], default: Any, help: str, /, *, key: str = "") -> T:
+    """Declare an option as an attribute of a settings class (`port: int = option(...)`).
+
+    It returns the dataclass field carrying the `Option`; it is typed as what `convert` returns
+    so that mypy checks the converter against the attribute's type. The default is only
+    `parse`'s: the class itself has none, so every setting is given when it is built (the
+    arguments are positional so that `@section`'s dataclass_transform never reads `default`
+    as the class's own).
+    """
+    spec: T = field(metadata={"option": Option(convert, default, help, key)})
+    return spec
+
+
+SCHEMA: dict[str, type[Any]] = {}
+"""Each table, e.g. "email.smtp", with its settings class, in the order problems are reported.
+`Settings` holds each one under the table's last name (`settings.smtp`)."""
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(option,))
+def section(table: str) -> Callable[[type[T]], type[T]]:
+    """Make the class a frozen, keyword-only dataclass that reads `[table]`, and add it to
+    `SCHEMA`."""
+    def register(cls: type[T]) -> type[T]:
+        kind = dataclass(frozen=True, kw_only=True)(cls)
+        SCHEMA[table] = kind
+        return kind
+    return register
+
+
+def keys(kind: type[Any]) -> dict[str, Field[Any]]:
+    """The keys of a settings class's table, in order, each with the field it fills."""
+    return {f.metadata["option"].key or f.name: f for f in fields(kind)}
+
+
+@section("database")
+class DatabaseSettings:
+    url: str = option(database_url, "sqlite:///var/coalition.sqlite3",
+                      "SQLAlchemy URL; a relative SQLite path is relative to this file")
+    url_env: str = option(env_name, "COALITION_DATABASE_URL",
+                          "environment variable that, when set, overrides url (for passwords)")
+
+
+@section("calls")
+class CallSettings:
+    default_zones: tuple[str, ...] = option(
+        zone_list, ["America/New_York", "Europe/Brussels", "Africa/Cairo", "Africa/Addis_Ababa",
+                    "Asia/Jakarta"],
+        "zones shown for a call that names none")
+    default_language: str = option(language, "en", "language of a call that names none")
+    languages: tuple[str, ...] = option(language_list, ["en", "fr"], "languages calls may use")
+    default_duration: int = option(positive_int, 60, "minutes, for a call that names none")
+
+
+@section("web")
+class WebSettings:
+    base_url: str = option(http_url, "http://127.0.0.1:8080",
+                           "public address of the web server, used in links in every message")
+    host: str = option(string, "127.0.0.1", "address the web server listens on")
+    port: int = option(tcp_port, 8080, "port the web server listens on")
+    secret_env: str = option(env_name, "COALITION_WEB_SECRET",
                              "environment variable holding the secret that signs sign-up "
-                             "links and forms (every replica needs the same one)"),
-        "confirm_hours": Option(positive_int, 48, "how long a sign-up confirmation link works"),
-        "signup_per_ip": Option(rate, "10/hour", "sign-ups one address on the internet may "
-                                "make, e.g. 10/hour"),
-        "signup_per_address": Option(rate, "3/hour", "confirmation emails one email address "
-                                     "may be sent, e.g. 3/hour"),
-    },
-    "feeds": {
-        "folder": Option(string, "calendars", "where .ics feeds are written, relative to this "
-                         "file (a static web server can publish it)"),
-        "name": Option(string, "Coalition calls", "the name of the feed of all calls"),
-        "refresh_minutes": Option(positive_int, 360, "how often calendar apps should refresh "
-                                  "(REFRESH-INTERVAL; Google ignores it)"),
-    },
-    "email": {
-        "transport": Option(one_of("maildir", "smtp"), "maildir", "maildir or smtp"),
-        "from": Option(address, "Coalition calls <calls@example.org>", "sender and organizer"),
-        "maildir": Option(string, "var/mail", "the Maildir for transport = maildir"),
-        "unsubscribe_mailto": Option(optional_address, "", "an address that unsubscribes "
-                                     "whoever writes to it, offered in List-Unsubscribe too"),
-    },
-    "forum": {
-        "transport": Option(one_of("files", "discourse"), "files",
-                            "files (Markdown files in folder) or discourse (its API)"),
-        "folder": Option(string, "var/forum", "where forum posts are written (files)"),
-        "url": Option(base_url, "https://forum.example.org", "the Discourse forum"),
-        "api_username": Option(string, "system", "the user the API posts as"),
-        "api_key_env": Option(env_name, "COALITION_DISCOURSE_API_KEY",
-                              "environment variable holding the Discourse API key"),
-        "category": Option(non_negative_int, 0, "category for new topics (calls without a "
-                           "topic)"),
-    },
-    "daemon": {
-        "interval_seconds": Option(positive_int, 60, "how often the daemon looks for new calls, "
-                                   "subscribers and expired leases (it also wakes when "
-                                   "something falls due)"),
-        "lease_seconds": Option(positive_int, 120, "how long a claimed delivery is held; a "
-                                "daemon that died releases its claims after this (a live one "
-                                "renews its own while sending)"),
-        "batch": Option(positive_int, 500, "deliveries claimed at a time"),
-        "retry_seconds": Option(positive_int, 30, "first wait after a temporary failure; it "
-                                "doubles with each attempt, up to 30 minutes"),
-        "queue_minutes": Option(positive_int, 15, "how long before a reminder falls due its "
-                                "deliveries, one per recipient, are written to the outbox"),
-    },
-    "email.smtp": {
-        "host": Option(string, "127.0.0.1", "SMTP server"),
-        "port": Option(port, 25, "SMTP port (587 for starttls, 465 for tls)"),
-        "security": Option(one_of("none", "starttls", "tls"), "none", "none, starttls or tls"),
-        "username": Option(string, "", "login, if the server needs one"),
-        "password_env": Option(env_name, "COALITION_SMTP_PASSWORD",
-                               "environment variable holding the SMTP password"),
-        "timeout": Option(positive_int, 30, "seconds"),
-        "connections": Option(positive_int, 4, "connections a fan-out uses at once (ask your "
-                              "provider how many it allows)"),
-    },
-    "templates": {
-        "folder": Option(string, "", "folder of your own templates, relative to this file; "
-                         "a template found there replaces the built-in one of the same name"),
-    },
-}
+                             "links and forms (every replica needs the same one)")
+    confirm_hours: int = option(positive_int, 48, "how long a sign-up confirmation link works")
+    signup_per_ip: str = option(rate, "10/hour", "sign-ups one address on the internet may "
+                                "make, e.g. 10/hour")
+    signup_per_address: str = option(rate, "3/hour", "confirmation emails one email address "
+                                     "may be sent, e.g. 3/hour")
 
-SECTIONS: dict[str, tuple[str, type[Any]]] = {
-    "database": ("database", DatabaseSettings), "calls": ("calls", CallSettings),
-    "web": ("web", WebSettings), "templates": ("templates", TemplateSettings),
-    "feeds": ("feeds", FeedSettings), "email": ("email", EmailSettings),
-    "email.smtp": ("smtp", SmtpSettings), "forum": ("forum", ForumSettings),
-    "daemon": ("daemon", DaemonSettings),
-}
-RENAMED = {"from": "sender"}  # TOML keys that are Python keywords
+    def secret(self, environ: Mapping[str, str] | None = None) -> str:
+        return from_environment(self.secret_env, environ)
+
+
+@section("feeds")
+class FeedSettings:
+    folder: str = option(string, "calendars", "where .ics feeds are written, relative to this "
+                         "file (a static web server can publish it)")
+    name: str = option(string, "Coalition calls", "the name of the feed of all calls")
+    refresh_minutes: int = option(positive_int, 360, "how often calendar apps should refresh "
+                                  "(REFRESH-INTERVAL; Google ignores it)")
+
+
+@section("email")
+class EmailSettings:
+    transport: str = option(one_of("maildir", "smtp"), "maildir", "maildir or smtp")
+    sender: str = option(address, "Coalition calls <calls@example.org>", "sender and organizer",
+                         key="from")  # a Python keyword
+    maildir: str = option(string, "var/mail", "the Maildir for transport = maildir")
+    unsubscribe_mailto: str = option(optional_address, "", "an address that unsubscribes "
+                                     "whoever writes to it, offered in List-Unsubscribe too")
+
+
+@section("forum")
+class ForumSettings:
+    transport: str = option(one_of("files", "discourse"), "files",
+                            "files (Markdown files in folder) or discourse (its API)")
+    folder: str = option(string, "var/forum", "where forum posts are written (files)")
+    url: str = option(http_url, "https://forum.example.org", "the Discourse forum")
+    api_username: str = option(string, "system", "the user the API posts as")
+    api_key_env: str = option(env_name, "COALITION_DISCOURSE_API_KEY",
+                              "environment variable holding the Discourse API key")
+    category: int = option(non_negative_int, 0, "category for new topics (calls without a "
+                           "topic)")
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str:
+        return from_environment(self.api_key_env, environ)
+
+
+@section("daemon")
+class DaemonSettings:
+    interval_seconds: int = option(positive_int, 60, "how often the daemon looks for new calls, "
+                                   "subscribers and expired leases (it also wakes when "
+                                   "something falls due)")
+    lease_seconds: int = option(positive_int, 120, "how long a claimed delivery is held; a "
+                                "daemon that died releases its claims after this (a live one "
+                                "renews its own while sending)")
+    batch: int = option(positive_int, 500, "deliveries claimed at a time")
+    retry_seconds: int = option(positive_int, 30, "first wait after a temporary failure; it "
+                                "doubles with each attempt, up to 30 minutes")
+    queue_minutes: int = option(positive_int, 15, "how long before a reminder falls due its "
+                                "deliveries, one per recipient, are written to the outbox")
+
+
+@section("email.smtp")
+class SmtpSettings:
+    host: str = option(string, "127.0.0.1", "SMTP server")
+    port: int = option(tcp_port, 25, "SMTP port (587 for starttls, 465 for tls)")
+    security: str = option(one_of("none", "starttls", "tls"), "none", "none, starttls or tls")
+    username: str = option(string, "", "login, if the server needs one")
+    password_env: str = option(env_name, "COALITION_SMTP_PASSWORD",
+                               "environment variable holding the SMTP password")
+    timeout: int = option(positive_int, 30, "seconds")
+    connections: int = option(positive_int, 4, "connections a fan-out uses at once (ask your "
+                              "provider how many it allows)")
+
+    def password(self, environ: Mapping[str, str] | None = None) -> str:
+        return from_environment(self.password_env, environ)
+
+
+@section("templates")
+class TemplateSettings:
+    folder: str = option(string, "", "folder of your own templates, relative to this file; "
+                         "a template found there replaces the built-in one of the same name")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    path: Path
+    database: DatabaseSettings
+    calls: CallSettings
+    web: WebSettings
+    templates: TemplateSettings
+    feeds: FeedSettings
+    email: EmailSettings
+    smtp: SmtpSettings
+    forum: ForumSettings
+    daemon: DaemonSettings
+    labels: dict[str, str]
+    reminders: tuple[Rule, ...]
+
+    @property
+    def calendars(self) -> Path:
+        return self.folder / self.feeds.folder
+
+    @property
+    def maildir(self) -> Path:
+        return self.folder / self.email.maildir
+
+    @property
+    def forum_folder(self) -> Path:
+        return self.folder / self.forum.folder
+
+    @property
+    def template_folders(self) -> list[Path]:
+        """The organizers' folder (if any, relative to this file), then the built-in one."""
+        own = [self.folder / self.templates.folder] if self.templates.folder else []
+        return [*own, BUILTIN_TEMPLATES]
+
+    def feed_url(self, slug: str) -> str:
+        return f"{self.web.base_url}/calendars/{slug}.ics"
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def database_url(self, environ: Mapping[str, str] | None = None) -> str:
+        """The SQLAlchemy URL: from the named environment variable if set, else from the file.
+
+        A relative SQLite path is taken relative to the config file; `postgresql://` URLs use
+        psycopg 3.
+        """
+        url = make_url(from_environment(self.database.url_env, environ) or self.database.url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+            path = Path(url.database)
+            if not path.is_absolute():
+                url = url.set(database=str(self.folder / path))
+        return url.render_as_string(hide_password=False)
 
 
 def config_path(option: Path | None, environ: Mapping[str, str] | None = None) -> Path:
     """--config, else $COALITION_CONFIG, else ./config.toml."""
-    environ = os.environ if environ is None else environ
     if option is not None:
         return option
-    return Path(environ[ENV_CONFIG]) if environ.get(ENV_CONFIG) else DEFAULT_CONFIG
+    named = from_environment(ENV_CONFIG, environ)
+    return Path(named) if named else DEFAULT_CONFIG
 
 
 def write_example(path: Path) -> Path:
@@ -511,9 +493,10 @@ def load(path: Path) -> Settings:
 
 
 def parse(raw: Mapping[str, Any], path: Path) -> Settings:
+    """Check the file's tables against the schema; raise `ConfigError` listing every problem."""
     errors: list[str] = []
-    sections: dict[str, Any] = {}
-    top = {section.split(".")[0] for section in SCHEMA}
+    sections: dict[str, Any] = {}  # each table's settings, under its attribute in `Settings`
+    top = {table.split(".")[0] for table in SCHEMA}
     for name in raw:
         if name not in top and name not in ("labels", "reminders"):
             errors.append(f"{path}: unknown table [{name}] (known: {', '.join(sorted(top))}, "
@@ -528,27 +511,17 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
         reminders = reminder_rules(raw.get("reminders", DEFAULT_REMINDERS))
     except ValueError as e:
         errors.append(f"{path}: [[reminders]] {e}")
-    for section, options in SCHEMA.items():
-        table: Any = raw
-        for part in section.split("."):
-            table = table.get(part, {}) if isinstance(table, dict) else None
-        if not isinstance(table, dict):
-            errors.append(f"{path}: {section} must be a table ([{section}])")
-            table = {}
-        nested = {s.split(".", 1)[1] for s in SCHEMA if s.startswith(section + ".")}
-        for key in table:
-            if key not in options and key not in nested:
-                errors.append(f"{path}: [{section}] unknown key {key!r} "
-                              f"(known: {', '.join(options)})")
-        values = {}
-        for key, option in options.items():
-            try:
-                values[RENAMED.get(key, key)] = option.convert(table.get(key, option.default))
-            except ValueError as e:
-                errors.append(f"{path}: [{section}] {key}: {e}")
-        if not any(e.startswith(f"{path}: [{section}] ") for e in errors):
-            attribute, kind = SECTIONS[section]
-            sections[attribute] = kind(**values)
+    for table, kind in SCHEMA.items():
+        values: Any = raw
+        for part in table.split("."):
+            values = values.get(part, {}) if isinstance(values, dict) else None
+        if not isinstance(values, dict):
+            errors.append(f"{path}: {table} must be a table ([{table}])")
+            values = {}
+        settings, problems = read_table(table, kind, values)
+        errors.extend(f"{path}: {problem}" for problem in problems)
+        if settings is not None:
+            sections[table.rsplit(".", 1)[-1]] = settings
     calls = sections.get("calls")
     if calls is not None and calls.default_language not in calls.languages:
         errors.append(f"{path}: [calls] default_language: {calls.default_language!r} "
@@ -565,3 +538,20 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     if folder and not (path.parent / folder).is_dir():
         raise ConfigError(f"{path}: [templates] folder: {path.parent / folder} is not a folder")
     return Settings(path=path, labels=labels, reminders=reminders, **sections)
+
+
+def read_table(table: str, kind: type[T], values: Mapping[str, Any]) -> tuple[T | None, list[str]]:
+    """The settings `kind` from the keys of `[table]`, and the table's problems, each one line
+    starting "[table] "; no settings when there is a problem."""
+    known = keys(kind)
+    nested = {t.split(".", 1)[1] for t in SCHEMA if t.startswith(f"{table}.")}
+    problems = [f"[{table}] unknown key {key!r} (known: {', '.join(known)})"
+                for key in values if key not in known and key not in nested]
+    settings: dict[str, Any] = {}
+    for key, spec in known.items():
+        option: Option = spec.metadata["option"]
+        try:
+            settings[spec.name] = option.convert(values.get(key, option.default))
+        except ValueError as e:
+            problems.append(f"[{table}] {key}: {e}")
+    return (None if problems else kind(**settings)), problems

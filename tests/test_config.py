@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from scheduler import config
+from scheduler import config, resources
 from scheduler.errors import ConfigError
 
 ConfigCase = Callable[[str], Path]
@@ -21,6 +23,21 @@ def test_example_config_loads_with_the_coalitions_five_zones(config_case: Config
     )
     assert settings.calls.languages == ("en", "fr")
 
+
+
+def test_example_config_spells_out_every_option_at_its_default(tmp_path: Path) -> None:
+    """The schema is the one declaration of the options; the commented example an organizer
+    starts from must name each of them, with the value the schema gives when it is left out."""
+    example = tomllib.loads(resources.example_config().read_text(encoding="utf-8"))
+    missing = []
+    for table, kind in config.SCHEMA.items():
+        written: Any = example
+        for part in table.split("."):
+            written = written[part]
+        missing += [f"[{table}] {key}" for key in config.keys(kind) if key not in written]
+    assert missing == []
+    path = tmp_path / "config.toml"
+    assert config.parse(example, path) == config.parse({}, path)
 
 @pytest.mark.parametrize(
     ("case", "expected"),
@@ -96,3 +113,22 @@ def test_config_path_comes_from_option_then_environment_then_default() -> None:
     assert config.config_path(Path("a.toml"), {"COALITION_CONFIG": "b.toml"}) == Path("a.toml")
     assert config.config_path(None, {"COALITION_CONFIG": "b.toml"}) == Path("b.toml")
     assert config.config_path(None, {}) == Path("config.toml")
+
+
+def test_secrets_come_from_the_environment_variables_the_file_names(tmp_path: Path) -> None:
+    settings = config.parse({"web": {"secret_env": "S"}, "forum": {"api_key_env": "K"},
+                             "email": {"smtp": {"password_env": "P"}}}, tmp_path / "config.toml")
+    environ = {"S": "signing secret", "K": "api key", "P": "smtp password"}
+    assert settings.web.secret(environ) == "signing secret"
+    assert settings.forum.api_key(environ) == "api key"
+    assert settings.smtp.password(environ) == "smtp password"
+
+
+def test_an_empty_variable_name_means_no_secret(tmp_path: Path) -> None:
+    """`secret_env = ""` says there is no such variable, whatever the defaults' variables hold."""
+    settings = config.parse({"web": {"secret_env": ""}, "forum": {"api_key_env": ""},
+                             "email": {"smtp": {"password_env": ""}}}, tmp_path / "config.toml")
+    environ = {"COALITION_WEB_SECRET": "s", "COALITION_DISCOURSE_API_KEY": "k",
+               "COALITION_SMTP_PASSWORD": "p"}
+    assert (settings.web.secret(environ), settings.forum.api_key(environ),
+            settings.smtp.password(environ)) == ("", "", "")
