@@ -8,7 +8,6 @@ says more with its status: see its help).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import sys
@@ -24,17 +23,16 @@ from rich.console import Console
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from scheduler import __version__, config, daemon, importer, present
+from scheduler import __version__, config, daemon, organizer, present
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.core import inputs
-from scheduler.delivery import feeds, followups, invites, notices, preview, sender
+from scheduler.delivery import feeds, followups, invites, preview, sender
 from scheduler.errors import DatabaseError, SchedulerError
 from scheduler.store import backup as backups
 from scheduler.store import calls, db, subscribers
 from scheduler.store.models import Call
 
-log = logging.getLogger("coalition")
 EXIT_USAGE = 2
 
 
@@ -134,35 +132,21 @@ def _session(ctx: typer.Context) -> Iterator[tuple[config.Settings, Session]]:
         engine.dispose()
 
 
-def _rebuild_feeds(settings: config.Settings, session: Session) -> None:
-    """Calls changed: bring calendars/ up to date, and say so if something was written."""
-    result = feeds.build(session, settings)
-    if result.written or result.removed:
-        log.info("feeds: %d written, %d removed", len(result.written), len(result.removed))
-
-
-def _tell_invitees(settings: config.Settings, session: Session, call: Call,
-                   change: invites.Change, original: datetime | None = None) -> None:
-    """Send the people invited to `call` the update its change owes them."""
-    pending = invites.prepare_update(session, settings, call, change, original=original,
-                                     now=now())
-    _report_invites(invites.send_update(session, settings, call, pending, now=now()))
-
-
-def _late_notice(session: Session, result: calls.OccurrenceResult) -> None:
-    count = notices.queue(session, result.call, result.occurrence, now=now())
-    if count:
+def _owed(owed: organizer.Owed) -> None:
+    """Say what a stored change did after it was stored: a late notice, invitation updates; then
+    raise what stopped it (status 2, or 1 when it was not a user's error), or exit 1 when an
+    invitation update was not sent."""
+    if owed.notice:
         typer.echo(f"less than 48 hours ahead: change notice queued for the forum and "
-                   f"{count - 1} members")
-
-
-def _report_invites(report: invites.Report) -> None:
-    if report.sent:
-        typer.echo(f"calendar update sent to {len(report.sent)} invited")
-    for failure in report.failed:
+                   f"{owed.notice - 1} members")
+    if owed.updates.sent:
+        typer.echo(f"calendar update sent to {len(owed.updates.sent)} invited")
+    for failure in owed.updates.failed:
         typer.echo(f"error: calendar update not sent to {failure} (the change itself is saved)",
                    err=True)
-    if report.failed:
+    if owed.failure is not None:
+        raise owed.failure
+    if owed.updates.failed:
         raise typer.Exit(1)
 
 
@@ -223,12 +207,6 @@ def backup_database(
         typer.echo(line)
 
 
-@app.command()
-def upcoming(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
-    """The next occurrence of every call (as `call list`)."""
-    call_list(ctx, json_out)
-
-
 # --- calls
 
 TITLE = typer.Option(None, "--title", help="the call's name, as members see it")
@@ -265,9 +243,10 @@ def call_add(ctx: typer.Context, title: str | None = TITLE, slug: str | None = S
         duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
         forum_topic=forum_topic, language=language, zones=zones)
     with _session(ctx) as (settings, session):
-        call = calls.add_call(session, settings, data, now=now())
-        _rebuild_feeds(settings, session)
-        _show_call(session, settings, call, json_out, f"added {call.slug}")
+        done = organizer.add_call(session, settings, data, now=now())
+        if done.owed.feeds is not None:  # else they failed: that error is all there is to say
+            _show_call(session, settings, done.call, json_out, f"added {done.call.slug}")
+        _owed(done.owed)
 
 
 @call_app.command("edit")
@@ -285,12 +264,10 @@ def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG
         duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
         forum_topic=forum_topic, language=language, zones=zones)
     with _session(ctx) as (settings, session):
-        sequence = calls.get_call(session, slug_).sequence
-        call = calls.edit_call(session, settings, slug_, data, now=now())
-        _rebuild_feeds(settings, session)
-        _show_call(session, settings, call, json_out, f"changed {call.slug}")
-        if call.sequence != sequence:
-            _tell_invitees(settings, session, call, invites.Change.SERIES)
+        done = organizer.edit_call(session, settings, slug_, data, now=now())
+        if done.owed.feeds is not None:  # else they failed: that error is all there is to say
+            _show_call(session, settings, done.call, json_out, f"changed {done.call.slug}")
+        _owed(done.owed)
 
 
 def _show_call(session: Session, settings: config.Settings, call: Call, json_out: bool,
@@ -344,7 +321,7 @@ def call_occurrences(
 ON = typer.Option(..., "--on", help="the occurrence's date in the call's zone, e.g. 2019-02-12")
 
 
-def _said(result: calls.OccurrenceResult, done: str, already: str) -> None:
+def _said(result: organizer.OccurrenceDone, done: str, already: str) -> None:
     o = result.occurrence
     when = f"{o.original_local:%a %Y-%m-%d %H:%M %Z}"
     typer.echo(f"{result.call.slug}: {when} {done if result.changed else already}")
@@ -357,42 +334,31 @@ def call_move(ctx: typer.Context, slug: str, on: str = ON,
                                                   "minutes")) -> None:
     """Move one occurrence; it keeps its id (its original start)."""
     with _session(ctx) as (settings, session):
-        result = calls.move_occurrence(session, slug, on=on, to=to, duration=duration, now=now())
-        _rebuild_feeds(settings, session)
-        if result.changed:
-            _late_notice(session, result)
-            _tell_invitees(settings, session, result.call, invites.Change.MOVED,
-                           result.occurrence.id)
-        o = result.occurrence
+        done = organizer.move(session, settings, slug, on=on, to=to, duration=duration,
+                              now=now())
+        _owed(done.owed)
+        o = done.occurrence
         target = (f"moved to {o.local_start:%a %Y-%m-%d %H:%M %Z} ({present.iso_utc(o.start)})"
-                  if o.start != o.id or o.end - o.start != calls.series_of(result.call).duration
-                  else "is back at its usual time")
-        _said(result, target, "was already there")
+                  if done.off_schedule else "is back at its usual time")
+        _said(done, target, "was already there")
 
 
 @call_app.command("cancel")
 def call_cancel(ctx: typer.Context, slug: str, on: str = ON) -> None:
     """Cancel one occurrence."""
     with _session(ctx) as (settings, session):
-        result = calls.cancel_occurrence(session, slug, on=on, now=now())
-        _said(result, "cancelled", "was already cancelled")
-        _rebuild_feeds(settings, session)
-        if result.changed:
-            _late_notice(session, result)
-            _tell_invitees(settings, session, result.call, invites.Change.CANCELLED,
-                           result.occurrence.id)
+        done = organizer.cancel(session, settings, slug, on=on, now=now())
+        _said(done, "cancelled", "was already cancelled")
+        _owed(done.owed)
 
 
 @call_app.command("restore")
 def call_restore(ctx: typer.Context, slug: str, on: str = ON) -> None:
     """Undo a move or cancellation of one occurrence."""
     with _session(ctx) as (settings, session):
-        result = calls.restore_occurrence(session, slug, on=on, now=now())
-        _said(result, "restored", "was neither moved nor cancelled")
-        _rebuild_feeds(settings, session)
-        if result.changed:
-            _tell_invitees(settings, session, result.call, invites.Change.RESTORED,
-                           result.occurrence.id)
+        done = organizer.restore(session, settings, slug, on=on, now=now())
+        _said(done, "restored", "was neither moved nor cancelled")
+        _owed(done.owed)
 
 
 @call_app.command("delete")
@@ -402,14 +368,9 @@ def call_delete(ctx: typer.Context, slug: str,
     if not yes and sys.stdin.isatty():
         typer.confirm(f"delete {slug} and all its moves and cancellations?", abort=True)
     with _session(ctx) as (settings, session):
-        target = calls.get_call(session, slug)
-        target.sequence += 1  # the cancellation must outrank every earlier message
-        farewell = invites.prepare_update(session, settings, target, invites.Change.DELETED,
-                                          now=now())
-        call = calls.delete_call(session, slug)
-        typer.echo(f"deleted {call.slug} ({call.title})")
-        _rebuild_feeds(settings, session)
-        _report_invites(invites.send_update(session, settings, None, farewell, now=now()))
+        done = organizer.delete_call(session, settings, slug, now=now())
+        typer.echo(f"deleted {done.call.slug} ({done.call.title})")
+        _owed(done.owed)
 
 
 # --- feeds and the daemon
@@ -482,16 +443,15 @@ def import_ics(
 ) -> None:
     """Create calls from the events of an .ics file, with their moves and cancellations."""
     with _session(ctx) as (settings, session):
-        planned = importer.import_file(session, settings, file, now=now(), dry_run=dry_run)
-        for item in planned:
+        done = organizer.import_calls(session, settings, file, now=now(), dry_run=dry_run)
+        for item in done.plans:
             moved = sum(1 for c in item.changes if not c.cancelled)
             cancelled = len(item.changes) - moved
             typer.echo(f"{'would import' if dry_run else 'imported'} "
                        f"{item.call.slug or item.call.title}: {item.call.start_local[:16]} "
                        f"{item.call.timezone}, {item.call.rrule or 'once'} ({moved} moved, "
                        f"{cancelled} cancelled)")
-        if not dry_run:
-            _rebuild_feeds(settings, session)
+        _owed(done.owed)
 
 
 # --- subscribers and reminders

@@ -43,7 +43,10 @@ class ImportFailed(SchedulerError):
 
 
 @dataclass(kw_only=True)
-class Planned:
+class ImportPlan:
+    """One event of the file as the call it becomes (not stored yet), with its moves and
+    cancellations."""
+
     call: Call
     changes: list[Change] = field(default_factory=list)
 
@@ -142,8 +145,8 @@ def _check_broken(event: Component) -> None:
         raise InvalidValue(f"{_name(event)}: {prop}: {message}")
 
 
-def _plan(master: Component, overrides: list[Component], settings: Settings,
-          now: datetime) -> Planned:
+def _plan_event(master: Component, overrides: list[Component], settings: Settings,
+                now: datetime) -> ImportPlan:
     _check_broken(master)
     start = _zoned(master, "dtstart")
     wall = start.replace(tzinfo=None)
@@ -173,7 +176,7 @@ def _plan(master: Component, overrides: list[Component], settings: Settings,
         created_at=now, updated_at=now,
     )
     series = Series(start=start, duration=timedelta(minutes=minutes), rrule=rrule)
-    planned = Planned(call=call)
+    planned = ImportPlan(call=call)
     exdates = master.get("exdate")
     for prop in exdates if isinstance(exdates, list) else [exdates] if exdates else []:
         for value in prop.dts:
@@ -209,7 +212,9 @@ def _must_be_occurrence(series: Series, original: datetime, event: Component, wh
                            "occurrences")
 
 
-def plan(calendar: Calendar, settings: Settings, now: datetime) -> list[Planned]:
+def plan_import(calendar: Calendar, settings: Settings, now: datetime) -> list[ImportPlan]:
+    """Every series and one-off of `calendar` as the call it would become, all checked;
+    nothing is stored."""
     events = list(calendar.walk("VEVENT"))
     if len(events) > MAX_EVENTS:
         raise ImportFailed(f"{len(events)} events is more than this imports ({MAX_EVENTS})")
@@ -222,7 +227,7 @@ def plan(calendar: Calendar, settings: Settings, now: datetime) -> list[Planned]
     for master in masters:
         if str(master.get("status", "")).upper() == "CANCELLED":
             continue  # a cancelled series is nothing to import
-        planned.append(_plan(master, by_uid.pop(str(master.get("uid")), []), settings, now))
+        planned.append(_plan_event(master, by_uid.pop(str(master.get("uid")), []), settings, now))
     for uid, orphans in by_uid.items():
         raise InvalidValue(f"{_name(orphans[0])}: overrides UID {uid}, which has no series "
                            "in this file")
@@ -231,7 +236,7 @@ def plan(calendar: Calendar, settings: Settings, now: datetime) -> list[Planned]
     return planned
 
 
-def store(session: Session, planned: Iterable[Planned], *, now: datetime) -> list[Call]:
+def store(session: Session, planned: Iterable[ImportPlan], *, now: datetime) -> list[Call]:
     """Insert every planned call in one transaction, or none."""
     taken = set(session.exec(select(Call.slug)).all())
     known = {uid: slug for uid, slug in session.exec(select(Call.uid, Call.slug)).all()}
@@ -275,8 +280,8 @@ def _unique_slug(title: str, taken: set[str]) -> str:
 
 
 def import_file(session: Session, settings: Settings, path: Path, *, now: datetime,
-                dry_run: bool = False) -> list[Planned]:
-    planned = plan(read_calendar(path), settings, now)
+                dry_run: bool = False) -> list[ImportPlan]:
+    planned = plan_import(read_calendar(path), settings, now)
     if not dry_run:
         try:
             store(session, planned, now=now)

@@ -22,7 +22,8 @@ FORBIDDEN = {
 }
 OTHER_LAYERS = ("scheduler.store", "scheduler.channels", "scheduler.delivery", "scheduler.web",
                 "scheduler.config", "scheduler.daemon", "scheduler.doctor", "scheduler.present",
-                "scheduler.importer", "scheduler.metrics", "scheduler.resources")
+                "scheduler.importer", "scheduler.metrics", "scheduler.resources",
+                "scheduler.organizer")
 # Reading the clock or a file, by name.
 CALLS = {("datetime", "now"), ("date", "today"), ("datetime", "today"), ("datetime", "utcnow")}
 

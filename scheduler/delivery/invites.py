@@ -9,6 +9,8 @@ are remembered, and every later change of the call reaches them with a higher SE
 * one occurrence moved: REQUEST with its RECURRENCE-ID;
 * one occurrence cancelled: CANCEL with its RECURRENCE-ID;
 * the call deleted: CANCEL for the series.
+
+Which `Update` a change owes is decided in one place, `scheduler.organizer`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from scheduler.store.models import Call, Invitee
 log = logging.getLogger(__name__)
 
 
-class Change(StrEnum):
+class Update(StrEnum):
+    """What an invitation message tells its attendee about the call."""
+
     SERIES = "series"  # new invitation, or the series itself changed
     MOVED = "moved"
     CANCELLED = "cancelled"
@@ -63,9 +67,9 @@ def _texts(settings: Settings, call: Call, occurrence: Occurrence, template: str
 
 
 def build(settings: Settings, session: Session, call: Call, *, attendee: str, method: str,
-          change: Change, original: datetime | None, now: datetime,
-          update: bool = True) -> EmailMessage:
-    """One invitation message for one attendee (`update`: they were invited before)."""
+          update: Update, original: datetime | None, now: datetime,
+          again: bool = True) -> EmailMessage:
+    """One invitation message for one attendee (`again`: they were invited before)."""
     event = call_event(call, changes_of(session, call))
     calendar = ics.invitation(event, method=method, organizer=settings.email.sender,
                               attendee=attendee, occurrence=original)
@@ -78,8 +82,8 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
                                                                 event.series, None)
     template = "cancellation" if method == "CANCEL" else "invitation"
     subject, text, html = _texts(settings, call, occurrence, template, now, {
-        "again": update,
-        "one_occurrence": original is not None, "change": change.value,
+        "again": again,
+        "one_occurrence": original is not None, "change": update.value,
     })
     message = EmailMessage()
     message["From"] = settings.email.sender
@@ -122,9 +126,9 @@ def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
     for attendee in attendees:
         again = parseaddr(attendee)[1].lower() in already
         messages.append(build(settings, session, call, attendee=attendee, method="REQUEST",
-                              change=Change.SERIES, original=None, now=now, update=again))
+                              update=Update.SERIES, original=None, now=now, again=again))
         messages += [build(settings, session, call, attendee=attendee, method="REQUEST",
-                           change=Change.MOVED, original=o, now=now, update=again)
+                           update=Update.MOVED, original=o, now=now, again=again)
                      for o in sorted(moved)]
     report = _send(settings, messages)
     _remember(session, call, [a for a in attendees if parseaddr(a)[1] in report.sent], now)
@@ -150,14 +154,14 @@ def invitees(session: Session, call: Call) -> list[str]:
                              .order_by(Invitee.email)).all())
 
 
-def prepare_update(session: Session, settings: Settings, call: Call, change: Change, *,
+def prepare_update(session: Session, settings: Settings, call: Call, update: Update, *,
                    original: datetime | None = None, now: datetime) -> list[EmailMessage]:
     """The messages a change of `call` owes its invitees (build them before a delete). A call
     whose invitation cannot be built (a row an older version stored) owes none: that is
     logged, and the change goes on."""
-    method = "CANCEL" if change in (Change.CANCELLED, Change.DELETED) else "REQUEST"
+    method = "CANCEL" if update in (Update.CANCELLED, Update.DELETED) else "REQUEST"
     # A restored occurrence: the series no longer excludes it, and it is back at its own time.
-    targets = [None, original] if change is Change.RESTORED else [original]
+    targets = [None, original] if update is Update.RESTORED else [original]
     attendees = invitees(session, call)
     if not attendees:
         return []
@@ -166,7 +170,7 @@ def prepare_update(session: Session, settings: Settings, call: Call, change: Cha
     except Exception as e:  # whatever the stored call raises must not stop its change
         skipped(log, call, "the invitation update", e)
         return []
-    return [build(settings, session, call, attendee=attendee, method=method, change=change,
+    return [build(settings, session, call, attendee=attendee, method=method, update=update,
                   original=target, now=now)
             for attendee in attendees for target in targets]
 
