@@ -16,7 +16,7 @@ from scheduler.core.recurrence import Occurrence, Status
 from scheduler.core.timetable import ZoneRow
 from scheduler.errors import InvalidValue
 from scheduler.store.calls import display_zones, list_calls, next_occurrence, reason, series_of
-from scheduler.store.models import Call, Delivery
+from scheduler.store.models import Call, Delivery, DeliveryStatus
 
 
 def iso_utc(moment: datetime) -> str:
@@ -166,9 +166,9 @@ def dict_table(rows: list[dict[str, Any]], columns: list[str]) -> Table:
 
 
 def deliveries(session: Session, status: str | None) -> list[dict[str, Any]]:
-    statuses = ("pending", "sent", "failed", "missed", "cancelled")
-    if status is not None and status not in statuses:
-        raise InvalidValue(f"unknown status {status!r}; choose one of {', '.join(statuses)}")
+    if status is not None and status not in list(DeliveryStatus):
+        raise InvalidValue(f"unknown status {status!r}; choose one of "
+                           f"{', '.join(DeliveryStatus)}")
     slugs = {c.id: c.slug for c in session.exec(select(Call)).all()}
     query = select(Delivery).order_by(col(Delivery.due_at), col(Delivery.id))
     if status is not None:

@@ -79,9 +79,9 @@ def test_renewed_claims_stay_with_their_daemon_until_the_renewal_runs_out(
         assert outbox.renew(session, ids, worker="test", until=NOW + 2 * LEASE) == 2
         assert outbox.renew(session, ids, worker="another", until=NOW + 3 * LEASE) == 0
         assert outbox.claim(session, now=NOW + LEASE + timedelta(seconds=1),
-                            worker="another") == []
+                            worker="another", lease=LEASE) == []
         taken = outbox.claim(session, now=NOW + 2 * LEASE + timedelta(seconds=1),
-                             worker="another")
+                             worker="another", lease=LEASE)
     assert sorted(d.recipient for d in taken) == ["m1@example.org", "m2@example.org"]
     engine.dispose()
 

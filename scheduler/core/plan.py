@@ -19,6 +19,7 @@ import re
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import NamedTuple
 
 from scheduler.core.recurrence import Occurrence, Status
@@ -29,6 +30,15 @@ EMAIL = "email"
 TOPIC = "topic"  # the forum's one "recipient": the call's topic
 
 
+class RuleKind(StrEnum):
+    """What a rule is for: a reminder ahead of every occurrence (config's [[reminders]]), the
+    notice of a late change (`notices`), or the follow-up after a call (`followups`)."""
+
+    REMINDER = "reminder"
+    NOTICE = "notice"
+    FOLLOWUP = "followup"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Rule:
     name: str
@@ -36,6 +46,7 @@ class Rule:
     delta: timedelta = timedelta(0)
     channels: tuple[str, ...]
     template: str
+    kind: RuleKind = RuleKind.REMINDER
 
     def due(self, occurrence: Occurrence) -> datetime:
         if self.days:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, select
 
 from scheduler.core import inputs
-from scheduler.core.plan import EMAIL, FORUM, Rule
+from scheduler.core.plan import EMAIL, FORUM, Rule, RuleKind
 from scheduler.core.recurrence import Status
 from scheduler.delivery.preview import find_occurrence
 from scheduler.errors import Conflict, InvalidValue
@@ -20,7 +20,8 @@ from scheduler.store.calls import get_call
 from scheduler.store.models import Followup
 from scheduler.store.subscribers import following
 
-RULE = Rule(name="followup", channels=(FORUM, EMAIL), template="followup")
+RULE = Rule(name="followup", channels=(FORUM, EMAIL), template="followup",
+            kind=RuleKind.FOLLOWUP)
 VALID_FOR = timedelta(days=14)
 
 

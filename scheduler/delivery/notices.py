@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from scheduler.core.plan import EMAIL, FORUM, Rule
+from scheduler.core.plan import EMAIL, FORUM, Rule, RuleKind
 from scheduler.core.recurrence import Occurrence
 from scheduler.store import outbox
 from scheduler.store.models import Call
@@ -23,9 +23,10 @@ PREFIX = "changed-"
 
 
 def rule_for(name: str) -> Rule | None:
+    """The notice rule a delivery's stored rule name stands for, if it is one."""
     if not name.startswith(PREFIX):
         return None
-    return Rule(name=name, channels=(FORUM, EMAIL), template="changed")
+    return Rule(name=name, channels=(FORUM, EMAIL), template="changed", kind=RuleKind.NOTICE)
 
 
 def queue(session: Session, call: Call, occurrence: Occurrence, *, now: datetime) -> int:

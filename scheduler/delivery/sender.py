@@ -34,7 +34,16 @@ from scheduler.channels import mail
 from scheduler.channels.discourse import Discourse
 from scheduler.config import Settings
 from scheduler.core import addresses
-from scheduler.core.plan import EMAIL, FORUM, CallOccurrences, Recipient, Rule, Step, plan
+from scheduler.core.plan import (
+    EMAIL,
+    FORUM,
+    CallOccurrences,
+    Recipient,
+    Rule,
+    RuleKind,
+    Step,
+    plan,
+)
 from scheduler.core.recurrence import Change, Occurrence, Status, occurrence_at, occurrences
 from scheduler.core.zones import get_zone
 from scheduler.delivery import followups, notices
@@ -44,7 +53,7 @@ from scheduler.delivery.render import Message, Templates, message_context
 from scheduler.errors import DatabaseError, SchedulerError
 from scheduler.store import outbox
 from scheduler.store.calls import all_changes, list_calls, series_of, skipped
-from scheduler.store.models import Call, Delivery, Subscriber
+from scheduler.store.models import Call, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 
 log = logging.getLogger(__name__)
 PLAN_CHUNK = 200  # calls planned and compared with the outbox at a time
@@ -62,12 +71,13 @@ class PassReport:
         """Deliveries given up on in this pass: failed for good, out of time to retry, or
         expired before they could be sent (all recorded as failed or missed). Those cancelled
         because they were owed no more (`outcomes["cancelled"]`) are not failures."""
-        return self.outcomes["failed"] + self.outcomes["missed"] + self.expired
+        return (self.outcomes[DeliveryStatus.FAILED] + self.outcomes[DeliveryStatus.MISSED]
+                + self.expired)
 
     @property
     def to_retry(self) -> int:
         """Deliveries that failed in this pass and will be tried again."""
-        return self.outcomes["to retry"]
+        return self.outcomes[outbox.TO_RETRY]
 
     def lines(self) -> list[str]:
         planned = ", ".join(f"{v} {k}" for k, v in self.planned.items())
@@ -87,7 +97,7 @@ def _plan_inputs(session: Session, now: datetime) -> tuple[
     recipients = [Recipient(address=s.email, since=min(s.confirmed_at or s.created_at, now),
                             calls=frozenset(s.calls) if s.calls is not None else None)
                   for s in session.exec(select(Subscriber).where(
-                      Subscriber.status == "confirmed")).all()]
+                      Subscriber.status == SubscriberStatus.CONFIRMED)).all()]
     return list_calls(session), all_changes(session), recipients
 
 
@@ -311,10 +321,10 @@ def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
         return "no such call or rule any more"
     current = occurrence_at(delivery.occurrence_id, series_of(call),
                             changes.get(delivery.call_id, {}).get(delivery.occurrence_id))
-    if current.status is Status.CANCELLED and not delivery.rule.startswith(notices.PREFIX):
+    if current.status is Status.CANCELLED and rule.kind is not RuleKind.NOTICE:
         return "the occurrence is cancelled"
     extras = (followups.extras(session, delivery.call_id, delivery.occurrence_id)
-              if rule is followups.RULE else {})
+              if rule.kind is RuleKind.FOLLOWUP else {})
     return Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras)
 
 
@@ -350,12 +360,12 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
         reason, permanent = (error, True) if isinstance(error, str) else failure(error)
         outbox.mark_failed(session, delivery, error=reason, permanent=permanent, now=now,
                            first_retry=timedelta(seconds=settings.daemon.retry_seconds))
-        outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
+        outcomes[outbox.outcome(delivery.status)] += 1
 
     def drop(delivery: Delivery, reason: str) -> None:
         """Owed no more since it was queued: cancelled with the reason; nothing failed."""
         outbox.mark_cancelled(session, delivery, reason=reason, now=now)
-        outcomes["cancelled"] += 1
+        outcomes[DeliveryStatus.CANCELLED] += 1
 
     def email(job: Job, subscriber: Subscriber) -> mail.Outgoing | Exception:
         """The reminder to one member, from the prototype of everyone who reads it in the
@@ -390,14 +400,14 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                     if forum is None and not forum_tried:
                         forum, forum_tried = _forum_client(settings), True
                     status = post_to_discourse(session, settings, templates, forum, job, now)
-                    outcomes[status if status != "pending" else "to retry"] += 1
+                    outcomes[outbox.outcome(status)] += 1
                 elif delivery.channel == FORUM:
                     marker = write_post(settings, templates, job, now)
                     outbox.mark_sent(session, delivery, message_id=marker, now=now)
-                    outcomes["sent"] += 1
+                    outcomes[DeliveryStatus.SENT] += 1
                 elif delivery.channel == EMAIL:
                     subscriber = subscribers.get(delivery.recipient)
-                    if subscriber is None or subscriber.status != "confirmed":
+                    if subscriber is None or subscriber.status != SubscriberStatus.CONFIRMED:
                         drop(delivery, "not subscribed")
                         continue
                     outgoing = email(job, subscriber)

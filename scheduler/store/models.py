@@ -1,16 +1,41 @@
 """SQLModel tables. Instants are stored in UTC (`UTCDateTime`); a call's anchor is a wall time
-plus its IANA zone, because that, not an instant, is what the organizer decided."""
+plus its IANA zone, because that, not an instant, is what the organizer decided.
+
+The states a row can be in are declared once, here, as `StrEnum`s: a member is its text (it
+compares equal to it, and is stored, printed and written to JSON as it), so the columns stay
+plain text and the code names the states instead of spelling them.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+
+class SubscriberStatus(StrEnum):
+    """`Subscriber.status`, in the order listings name them."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class DeliveryStatus(StrEnum):
+    """`Delivery.status`, in the order listings name them; `outbox` moves a delivery
+    between them."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -105,7 +130,7 @@ class Subscriber(SQLModel, table=True):
     name: str = ""
     language: str = Field(max_length=8)
     timezone: str = Field(max_length=64)
-    status: str = Field(max_length=16)  # pending, confirmed, unsubscribed
+    status: str = Field(max_length=16)  # a SubscriberStatus
     # The calls they follow by slug; None: every call.
     calls: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     token: str = Field(max_length=64, unique=True)  # secret in their unsubscribe link
@@ -134,7 +159,7 @@ class Delivery(SQLModel, table=True):
     recipient: str = Field(max_length=320)  # an email address, or "topic" for the forum
     due_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    status: str = Field(max_length=16)  # pending sent failed missed cancelled
+    status: str = Field(max_length=16)  # a DeliveryStatus
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

@@ -36,14 +36,14 @@ from sqlmodel import Session, col, select
 
 from scheduler import metrics
 from scheduler.core.plan import EMAIL, FORUM, TOPIC, Planned, Step
-from scheduler.store.models import Delivery
+from scheduler.store.models import Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(minutes=30)
-OPEN = ("pending",)
+OPEN = (DeliveryStatus.PENDING,)
+TO_RETRY = "to retry"  # what a pass reports for a delivery that failed for now: not a state
 _TABLE = Delivery.__table__  # type: ignore[attr-defined]
 
 
@@ -52,6 +52,12 @@ def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
 
 
 SYNCED = ("added", "missed", "retimed", "cancelled")  # what `sync` counts, in this order
+
+
+def outcome(status: str) -> str:
+    """What a pass reports for a delivery it tried, from the state it left it in: that state,
+    or `TO_RETRY` for one still pending."""
+    return TO_RETRY if status == DeliveryStatus.PENDING else status
 
 
 def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[Step],
@@ -82,10 +88,11 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
         stamp = moment(now)
         insert = _insert_copy if connection.dialect.name == "postgresql" else _insert_prepared
         # Owed but expired already (the daemon was down): recorded as missed, and counted so.
-        for status, count in (("pending", "added"), ("missed", "missed")):
+        for status, count in ((DeliveryStatus.PENDING, "added"),
+                              (DeliveryStatus.MISSED, "missed")):
             values = [(p.call_id, moment(p.occurrence_id), p.rule, p.channel, p.recipient,
                        moment(p.due), moment(p.expires), status, 0, stamp, stamp)
-                      for p in new if (p.expires <= now) == (status == "missed")]
+                      for p in new if (p.expires <= now) == (status is DeliveryStatus.MISSED)]
             if values:
                 counts[count] = insert(connection, values)
     wanted = {p.key: p for p in planned}
@@ -104,7 +111,8 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
     connection = session.connection()
     if cancelled:
         connection.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values(
-            status="cancelled", last_error="no longer owed", updated_at=bindparam("now")),
+            status=DeliveryStatus.CANCELLED, last_error="no longer owed",
+            updated_at=bindparam("now")),
             cancelled)
     if retimed:
         connection.execute(update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values(
@@ -176,18 +184,19 @@ def queued_steps(session: Session, *, pending: bool) -> set[Step]:
     with `pending=False`, in any state."""
     query = core_select(_TABLE.c.call_id, _TABLE.c.occurrence_id, _TABLE.c.rule).distinct()
     found = session.connection().execute(
-        query.where(_TABLE.c.status == "pending") if pending else query)
+        query.where(_TABLE.c.status == DeliveryStatus.PENDING) if pending else query)
     return {(call_id, occurrence, rule) for call_id, occurrence, rule in found}
 
 
 def expire(session: Session, *, now: datetime) -> int:
     """Pending deliveries whose moment has passed are recorded as missed, never sent."""
     stale = list(session.exec(select(Delivery).where(
-        col(Delivery.status) == "pending", col(Delivery.expires_at) <= now,
+        col(Delivery.status) == DeliveryStatus.PENDING, col(Delivery.expires_at) <= now,
         or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
     )).all())
     for delivery in stale:
-        delivery.status, delivery.updated_at, delivery.lease_until = "missed", now, None
+        delivery.status, delivery.updated_at = DeliveryStatus.MISSED, now
+        delivery.lease_until = None
         session.add(delivery)
         log.info("delivery %s missed: not sent before %s", _key(delivery),
                  delivery.expires_at.isoformat())
@@ -195,11 +204,11 @@ def expire(session: Session, *, now: datetime) -> int:
     return len(stale)
 
 
-def claim(session: Session, *, now: datetime, worker: str, limit: int = 500,
-          lease: timedelta = LEASE) -> list[Delivery]:
-    """Take up to `limit` due deliveries for `worker` until the lease runs out."""
+def claim(session: Session, *, now: datetime, worker: str, lease: timedelta,
+          limit: int = 500) -> list[Delivery]:
+    """Take up to `limit` due deliveries for `worker` for `lease` (`[daemon] lease_seconds`)."""
     query = (select(Delivery.id).where(
-        col(Delivery.status) == "pending", col(Delivery.due_at) <= now,
+        col(Delivery.status) == DeliveryStatus.PENDING, col(Delivery.due_at) <= now,
         col(Delivery.expires_at) > now,
         or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
         or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
@@ -226,7 +235,7 @@ def renew(session: Session, ids: Collection[int], *, worker: str, until: datetim
     stops renewing and its claims run out within one lease."""
     result = session.exec(update(Delivery).where(
         col(Delivery.id).in_(sorted(ids)), col(Delivery.leased_by) == worker,
-        col(Delivery.status) == "pending", col(Delivery.lease_until).is_not(None),
+        col(Delivery.status) == DeliveryStatus.PENDING, col(Delivery.lease_until).is_not(None),
     ).values(lease_until=until))
     session.commit()
     return int(result.rowcount)
@@ -235,8 +244,9 @@ def renew(session: Session, ids: Collection[int], *, worker: str, until: datetim
 def next_wakeup(session: Session) -> datetime | None:
     """When the next pending delivery can be sent: its due time, retry time or lease expiry."""
     moments = []
-    for delivery in session.exec(select(Delivery).where(col(Delivery.status) == "pending")
-                                 .order_by(col(Delivery.due_at)).limit(1000)):
+    for delivery in session.exec(select(Delivery).where(
+            col(Delivery.status) == DeliveryStatus.PENDING)
+            .order_by(col(Delivery.due_at)).limit(1000)):
         moments.append(max(m for m in (delivery.due_at, delivery.next_attempt_at,
                                        delivery.lease_until) if m is not None))
     session.commit()
@@ -251,8 +261,8 @@ _SENT = (update(_TABLE).where(_TABLE.c.id == bindparam("delivery_id"))
 
 def _sent(message_id: str, now: datetime) -> dict[str, Any]:
     """The columns of a delivery the server accepted as `message_id` at `now`."""
-    return {"status": "sent", "sent_at": now, "message_id": message_id, "lease_until": None,
-            "last_error": None, "updated_at": now}
+    return {"status": DeliveryStatus.SENT, "sent_at": now, "message_id": message_id,
+            "lease_until": None, "last_error": None, "updated_at": now}
 
 
 def _count_sent(key: tuple[int, datetime, str, str, str], due: datetime, message_id: str,
@@ -283,23 +293,23 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
     metrics.SEND_ERRORS.labels(channel=delivery.channel,
                                kind="permanent" if permanent else "temporary").inc()
     if permanent:
-        delivery.status = "failed"
+        delivery.status = DeliveryStatus.FAILED
     else:
         backoff = min(LAST_RETRY, first_retry * 2 ** max(delivery.attempts - 1, 0))
         wait = retry_after or backoff * (0.5 + (jitter or random).random())
         delivery.next_attempt_at = now + wait
         if delivery.next_attempt_at >= delivery.expires_at:
-            delivery.status = "missed"
+            delivery.status = DeliveryStatus.MISSED
     session.add(delivery)
     log.info("delivery %s %s: %s", _key(delivery), delivery.status
-             if delivery.status != "pending" else "will be retried", error)
+             if delivery.status != DeliveryStatus.PENDING else "will be retried", error)
 
 
 def mark_cancelled(session: Session, delivery: Delivery, *, reason: str, now: datetime) -> None:
     """A claimed delivery found owed no more when its turn came (the member left, the
     occurrence was cancelled, the call or the rule is gone): cancelled with the reason, as
     planning cancels one it finds first; nothing failed. Committed by the caller."""
-    delivery.status, delivery.last_error = "cancelled", reason
+    delivery.status, delivery.last_error = DeliveryStatus.CANCELLED, reason
     delivery.lease_until, delivery.updated_at = None, now
     session.add(delivery)
     log.info("delivery %s cancelled: %s", _key(delivery), reason)
@@ -426,6 +436,6 @@ class Recorder:
         session.commit()
         for claimed, message_id, now in sent:
             _count_sent(claimed.key, claimed.due, message_id, now)
-        self.outcomes["sent"] += len(sent)
+        self.outcomes[DeliveryStatus.SENT] += len(sent)
         for delivery in failures:
-            self.outcomes[delivery.status if delivery.status != "pending" else "to retry"] += 1
+            self.outcomes[outcome(delivery.status)] += 1

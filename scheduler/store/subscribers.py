@@ -17,9 +17,7 @@ from scheduler.config import Settings
 from scheduler.core import addresses, inputs
 from scheduler.core.zones import get_zone
 from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
-from scheduler.store.models import Delivery, Subscriber
-
-STATUSES = ("pending", "confirmed", "unsubscribed")
+from scheduler.store.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,13 +51,14 @@ def add(session: Session, settings: Settings, data: NewSubscriber, *, now: datet
     """An organizer adds someone: confirmed at once (they asked the organizer)."""
     email, name, language, zone = normalized(settings, data)
     existing = session.exec(select(Subscriber).where(Subscriber.email == email)).first()
-    if existing is not None and existing.status != "unsubscribed":
+    if existing is not None and existing.status != SubscriberStatus.UNSUBSCRIBED:
         raise Conflict(f"{email} is already subscribed ({existing.status})")
     subscriber = existing or Subscriber(email=email, token=secrets.token_urlsafe(24),
                                         created_at=now, language=language, timezone=zone,
-                                        status="confirmed")
+                                        status=SubscriberStatus.CONFIRMED)
     subscriber.name, subscriber.language, subscriber.timezone = name, language, zone
-    subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = "confirmed", now, None
+    subscriber.status, subscriber.confirmed_at = SubscriberStatus.CONFIRMED, now
+    subscriber.unsubscribed_at = None
     session.add(subscriber)
     if commit:
         session.commit()
@@ -109,8 +108,9 @@ def import_csv(session: Session, settings: Settings, path: Path, *, now: datetim
 def listing(session: Session, status: str | None = None) -> list[Subscriber]:
     query = select(Subscriber).order_by(Subscriber.email)
     if status is not None:
-        if status not in STATUSES:
-            raise InvalidValue(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
+        if status not in list(SubscriberStatus):
+            raise InvalidValue(f"unknown status {status!r}; choose one of "
+                               f"{', '.join(SubscriberStatus)}")
         query = query.where(Subscriber.status == status)
     return list(session.exec(query).all())
 
@@ -138,18 +138,18 @@ def unsubscribe_by_token(session: Session, token: str, *, now: datetime) -> Subs
     subscriber = session.exec(select(Subscriber).where(Subscriber.token == token)).first()
     if subscriber is None:
         raise NotFound("this unsubscribe link is not valid")
-    if subscriber.status == "unsubscribed":
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return subscriber
     return _unsubscribe(session, subscriber, now)
 
 
 def _unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> Subscriber:
-    subscriber.status, subscriber.unsubscribed_at = "unsubscribed", now
+    subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
     session.add(subscriber)
     for delivery in session.exec(select(Delivery).where(
             Delivery.recipient == subscriber.email, Delivery.channel == "email",
-            col(Delivery.status) == "pending")):
-        delivery.status, delivery.updated_at = "cancelled", now
+            col(Delivery.status) == DeliveryStatus.PENDING)):
+        delivery.status, delivery.updated_at = DeliveryStatus.CANCELLED, now
         delivery.last_error = "unsubscribed"
         session.add(delivery)
     session.commit()
@@ -159,4 +159,5 @@ def _unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> Sub
 def following(session: Session, slug: str) -> list[str]:
     """The confirmed addresses that get messages about the call `slug`."""
     return [s.email for s in session.exec(select(Subscriber).where(
-        Subscriber.status == "confirmed")).all() if s.calls is None or slug in s.calls]
+        Subscriber.status == SubscriberStatus.CONFIRMED)).all()
+        if s.calls is None or slug in s.calls]

@@ -31,7 +31,7 @@ from scheduler.core.zones import get_zone
 from scheduler.delivery.render import Templates
 from scheduler.errors import InvalidValue, SchedulerError
 from scheduler.store import subscribers
-from scheduler.store.models import Subscriber
+from scheduler.store.models import Subscriber, SubscriberStatus
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +142,20 @@ def confirm(session: Session, settings: Settings, request: Request, *, issued: d
     """The mailbox said yes: store them, confirmed, with what they asked for (once or twice)."""
     subscriber = session.exec(select(Subscriber).where(
         Subscriber.email == request.email)).first()
-    if subscriber is not None and subscriber.status == "unsubscribed" and \
+    if subscriber is not None and subscriber.status == SubscriberStatus.UNSUBSCRIBED and \
             subscriber.unsubscribed_at is not None and subscriber.unsubscribed_at > issued:
         raise LinkError("confirm_after_unsubscribe", "you unsubscribed after this link was "
                         "sent; sign up again to come back")
     if subscriber is None:
         subscriber = Subscriber(email=request.email, token=secrets.token_urlsafe(24),
                                 created_at=now, language=request.language,
-                                timezone=request.timezone, status="confirmed")
-    if subscriber.status != "confirmed":
+                                timezone=request.timezone, status=SubscriberStatus.CONFIRMED)
+    if subscriber.status != SubscriberStatus.CONFIRMED:
         subscriber.confirmed_at = now
     subscriber.name, subscriber.language = request.name, request.language
     subscriber.timezone = request.timezone
     subscriber.calls = list(request.calls) if request.calls is not None else None
-    subscriber.status, subscriber.unsubscribed_at = "confirmed", None
+    subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.CONFIRMED, None
     session.add(subscriber)
     session.commit()
     session.refresh(subscriber)

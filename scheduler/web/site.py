@@ -49,6 +49,7 @@ from starlette.routing import Route
 
 from scheduler.channels import mail
 from scheduler.config import Settings
+from scheduler.core.recurrence import Status
 from scheduler.core.timetable import zone_label
 from scheduler.core.zones import get_zone
 from scheduler.delivery.render import template_location
@@ -101,10 +102,10 @@ def check_pages(settings: Settings) -> list[str]:
         "feed": {"https": "https://x/calendars/s.ics", "webcal": "webcal://x/calendars/s.ics",
                  "google": "https://calendar.google.com/calendar/render?cid=x"},
         "occurrences": [{
-            "status": status, "ics": "/calls/sample-call/20181113T150000Z.ics",
+            "status": status.value, "ics": "/calls/sample-call/20181113T150000Z.ics",
             "reader": _SAMPLE_WHEN, "end": _SAMPLE_WHEN, "anchor": _SAMPLE_WHEN,
-            "moved_from": _SAMPLE_WHEN if status == "moved" else None,
-        } for status in ("confirmed", "moved", "cancelled")],
+            "moved_from": _SAMPLE_WHEN if status is Status.MOVED else None,
+        } for status in Status],
     }
     contexts: dict[str, dict[str, Any]] = {
         "index.html": {"calls": [sample_call], "all_feed": sample_call["feed"]},
