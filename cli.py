@@ -27,7 +27,7 @@ from scheduler import __version__, config, daemon, organizer, present
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.core import inputs
-from scheduler.delivery import feeds, followups, invites, preview, sender
+from scheduler.delivery import feeds, followups, invites, planning, preview, sender
 from scheduler.errors import DatabaseError, SchedulerError
 from scheduler.store import backup as backups
 from scheduler.store import calls, db, subscribers
@@ -399,7 +399,7 @@ def run_daemon(
     """Run the service: send reminders when due and serve the feeds, until Ctrl-C or SIGTERM
     (which let the messages being sent finish first)."""
     settings = _settings(ctx)
-    problems = preview.check_templates(settings)  # fail now, not when a reminder is due
+    problems = doctor_checks.check_templates(settings)  # fail now, not when a reminder is due
     if problems:
         for problem in problems:
             typer.echo(f"error: {problem}", err=True)
@@ -567,7 +567,7 @@ def deliveries(
     at: str | None = typer.Option(None, "--now", help="with --upcoming: as planned at this "
                                   "moment, e.g. 2019-03-12T13:31:00Z [default: now]"),
     days: int | None = typer.Option(None, "--days", min=1, max=366, help="with --upcoming: "
-                                    f"how many days ahead [default: {sender.UPCOMING_DAYS}]"),
+                                    f"how many days ahead [default: {planning.UPCOMING_DAYS}]"),
     json_out: bool = JSON,
 ) -> None:
     """The outbox: every reminder queued, and what became of it."""
@@ -576,8 +576,8 @@ def deliveries(
             raise typer.BadParameter("--status and --upcoming do not go together")
         moment = inputs.instant(at, field="--now") if at else now()
         with _session(ctx) as (settings, session):
-            rows = present.upcoming(sender.upcoming(session, settings, now=moment,
-                                                    days=days or sender.UPCOMING_DAYS))
+            rows = present.upcoming(planning.upcoming(session, settings, now=moment,
+                                                      days=days or planning.UPCOMING_DAYS))
         columns = ["call", "occurrence_id", "rule", "channel", "due", "recipients"]
         empty = "nothing planned beyond the queue"
     else:
@@ -672,7 +672,7 @@ def check(ctx: typer.Context) -> None:
     """Check config.toml and render every template in every language with sample data."""
     settings = _settings(ctx)
     typer.echo(f"{settings.path}: ok")
-    problems = preview.check_templates(settings)
+    problems = doctor_checks.check_templates(settings)
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:

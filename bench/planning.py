@@ -56,7 +56,7 @@ def child(calls: int, subscribers: int) -> dict[str, float]:
     from sqlmodel import Session, select
 
     from scheduler import config
-    from scheduler.delivery import sender
+    from scheduler.delivery import planning
     from scheduler.store import db
     from scheduler.store.models import Call, Delivery, Subscriber
 
@@ -81,19 +81,19 @@ def child(calls: int, subscribers: int) -> dict[str, float]:
     memo: dict[str, object] = {}  # as the daemon keeps it
     with Session(engine, expire_on_commit=False) as session:
         began = time.monotonic()
-        counts = sender.plan_pass(session, settings, now=now, memo=memo)
+        counts = planning.plan_pass(session, settings, now=now, memo=memo)
         seconds = time.monotonic() - began
         rows = session.exec(select(func.count()).select_from(Delivery)).one()
     with Session(engine, expire_on_commit=False) as session:
         began = time.monotonic()  # the daemon's next pass: nothing changed
-        sender.plan_pass(session, settings, now=now + timedelta(minutes=1), memo=memo)
+        planning.plan_pass(session, settings, now=now + timedelta(minutes=1), memo=memo)
         same = time.monotonic() - began
         session.add(Subscriber(email="new@example.org", language="en", timezone="UTC",
                                status="confirmed", token="t" * 32, created_at=now,
                                confirmed_at=now))
         session.commit()
         began = time.monotonic()  # someone subscribed: everything compared with the outbox
-        sender.plan_pass(session, settings, now=now + timedelta(minutes=2), memo=memo)
+        planning.plan_pass(session, settings, now=now + timedelta(minutes=2), memo=memo)
         again = time.monotonic() - began
     shutil.rmtree(folder)
     return {"seconds": seconds, "same": same, "again": again, "rows": float(rows),

@@ -1,4 +1,7 @@
-"""`coalition doctor`: is everything this service needs there and working? One line per check."""
+"""`coalition doctor`: is everything this service needs there and working? One line per check.
+
+`check_templates` is also what `coalition check` and the daemon's start run: it is the one place
+that knows both the messages (delivery) and the members' pages (web) have templates."""
 
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ from sqlmodel import Session, select
 
 from scheduler.channels.discourse import Discourse
 from scheduler.config import Settings
-from scheduler.delivery.preview import check_templates
+from scheduler.delivery import preview
 from scheduler.errors import SchedulerError
 from scheduler.store import db
 from scheduler.store.models import Call, Subscriber
+from scheduler.web import site
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +52,12 @@ def database(settings: Settings) -> Check:
                      f"{calls} calls, {members} subscribers")
     finally:
         engine.dispose()
+
+
+def check_templates(settings: Settings) -> list[str]:
+    """Every message template and every members' page in every language, rendered with sample
+    data: one line per problem, messages first."""
+    return [*preview.check_messages(settings), *site.check_pages(settings)]
 
 
 def templates(settings: Settings) -> Check:

@@ -182,7 +182,7 @@ def deliveries(session: Session, status: str | None) -> list[dict[str, Any]]:
 
 
 def upcoming(planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`sender.upcoming`'s rows with their moments as UTC text."""
+    """`planning.upcoming`'s rows with their moments as UTC text."""
     return [{**row, **{key: iso_utc(row[key]) for key in ("occurrence_id", "due", "expires")}}
             for row in planned]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import mailbox
 import os
 import shlex
@@ -16,7 +17,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -53,8 +54,15 @@ def make_database(config_file: Path) -> None:
         engine.dispose()
 
 
+class ConfigCase(Protocol):
+    """The `config_case` fixture: a copied tests/data/config/<name>.toml, by name."""
+
+    def __call__(self, name: str, folder: str | None = None, *,
+                 database: bool = True) -> Path: ...
+
+
 @pytest.fixture
-def config_case(tmp_path: Path) -> Callable[..., Path]:
+def config_case(tmp_path: Path) -> ConfigCase:
     """tests/data/config/<name>.toml copied into a fresh folder (named `folder`, default the
     case's name); 'example' is ./config.toml. Each folder is a service of its own; an
     'example' one comes with its database made, as an admin's `coalition init` leaves it
@@ -86,29 +94,58 @@ class Ran:
     stderr: str
 
 
-def cli_runner(config_file: Path, before: Callable[[Path, tuple[str, ...]], None] | None = None
-               ) -> Callable[..., Ran]:
-    """Runs `coalition --config <config_file> ARGS...` in-process (`before` sees each command
-    first)."""
-    runner = CliRunner()
+class Coalition:
+    """Runs `coalition --config <config> ARGS...` in-process (`before` sees each command
+    first), and reads what the service wrote: its Maildir, its outbox, its forum folder."""
 
-    def run(*args: str, config_path: Path | None = None) -> Ran:
-        if before is not None:
-            before(config_path or config_file, args)
-        result = runner.invoke(app, ["--config", str(config_path or config_file), *args])
+    def __init__(self, config: Path,
+                 before: Callable[[Path, tuple[str, ...]], None] | None = None) -> None:
+        self.config = config
+        self._before = before
+        self._runner = CliRunner()
+
+    def __call__(self, *args: str, config_path: Path | None = None) -> Ran:
+        config_file = config_path or self.config
+        if self._before is not None:
+            self._before(config_file, args)
+        result = self._runner.invoke(app, ["--config", str(config_file), *args])
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Ran(result.exit_code, result.stdout, result.stderr)
 
-    run.config = config_file  # type: ignore[attr-defined]
-    return run
+    @property
+    def folder(self) -> Path:
+        """The service's folder: config.toml and the relative paths in it (var/...)."""
+        return self.config.parent
+
+    def inbox(self) -> list[EmailMessage]:
+        """The messages in the example config's Maildir (var/mail), oldest first."""
+        return read_maildir(self.folder / "var" / "mail")
+
+    def deliveries(self, *args: str) -> list[dict[str, Any]]:
+        """The rows of `coalition deliveries --json ARGS...`."""
+        ran = self("deliveries", "--json", *args)
+        assert ran.exit_code == 0, ran.stderr
+        rows: list[dict[str, Any]] = json.loads(ran.stdout)
+        return rows
+
+    def forum_posts(self, slug: str) -> list[Path]:
+        """The posts written for call `slug` in the example config's forum folder, by name."""
+        return sorted((self.folder / "var" / "forum" / slug).glob("*.md"))
+
+
+def cli_runner(config_file: Path, before: Callable[[Path, tuple[str, ...]], None] | None = None
+               ) -> Coalition:
+    """Runs `coalition --config <config_file> ARGS...` in-process (`before` sees each command
+    first)."""
+    return Coalition(config_file, before)
 
 
 @pytest.fixture
 def coalition(
-    config_case: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+    config_case: ConfigCase, monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
-) -> Callable[..., Ran]:
+) -> Coalition:
     """Runs `coalition --config <fresh copy of config.toml> ARGS...` in-process, on a database
     `coalition init` made.
 
@@ -134,8 +171,8 @@ def coalition(
 
 
 @pytest.fixture
-def coalition_before_init(config_case: Callable[..., Path],
-                          monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+def coalition_before_init(config_case: ConfigCase,
+                          monkeypatch: pytest.MonkeyPatch) -> Coalition:
     """Runs `coalition` commands on a fresh service whose database nobody has made yet: what an
     admin meets before running `coalition init`."""
     monkeypatch.delenv("COALITION_DATABASE_URL", raising=False)
@@ -143,10 +180,10 @@ def coalition_before_init(config_case: Callable[..., Path],
 
 
 @pytest.fixture
-def organizer(coalition: Callable[..., Ran]) -> Callable[[str], Callable[..., Ran]]:
+def organizer(coalition: Coalition) -> Callable[[str], Coalition]:
     """Runs the commands of tests/data/calls/<name>.txt, one per line, and returns the runner."""
 
-    def run_script(name: str) -> Callable[..., Ran]:
+    def run_script(name: str) -> Coalition:
         for line in (DATA / "calls" / f"{name}.txt").read_text().splitlines():
             if line.strip() and not line.startswith("#"):
                 ran = coalition(*shlex.split(line))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import recurring_ical_events
 from dateutil.rrule import rrulestr
-from icalendar import Calendar, Event
+from icalendar import Calendar, Component
 
 JS = Path(__file__).parent / "js"
 REQUIRE_NODE = os.environ.get("COALITION_REQUIRE_NODE") == "1"
@@ -56,7 +56,7 @@ def with_icaljs(path: Path, start: datetime, end: datetime) -> Occurrences:
     return found
 
 
-def _row(event: Event, uid: str, original: datetime, start: datetime,
+def _row(event: Component, uid: str, original: datetime, start: datetime,
          end: datetime) -> dict[str, str]:
     status = str(event.get("status", "CONFIRMED")).lower()
     return {"uid": uid, "id": iso(original), "start": iso(start), "end": iso(end),
@@ -89,7 +89,9 @@ def with_icalendar(path: Path, start: datetime, end: datetime) -> Occurrences:
         if "rrule" not in event:
             originals: list[datetime] = [first]
         else:
-            rule = rrulestr(event["rrule"].to_ical().decode(), dtstart=first)
+            rule_text = event["rrule"].to_ical()
+            assert isinstance(rule_text, bytes)
+            rule = rrulestr(rule_text.decode(), dtstart=first)
             originals = list(rule.between(start - timedelta(days=400), end + timedelta(days=400),
                                           inc=True))
         excluded = {d.dt for prop in _as_list(event.get("exdate")) for d in prop.dts}

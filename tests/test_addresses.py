@@ -5,15 +5,11 @@ before the @ are accepted, in Unicode NFC."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA, Ran, read_maildir
+from tests.conftest import DATA, Coalition, read_maildir
 from tests.test_cli_calls import ADD, SLUG
-
-Coalition = Callable[..., Ran]
 
 
 def stored(coalition: Coalition) -> list[str]:
@@ -68,7 +64,7 @@ def test_invite_checks_every_address_before_sending_any(coalition: Coalition) ->
     assert coalition(*ADD).exit_code == 0
     ran = coalition("invite", SLUG, "--to", "ada@example.org", "--to", "bea at example.org")
     assert ran.exit_code == 2 and "'bea at example.org' is not an email address" in ran.stderr
-    maildir = Path(coalition.config).parent / "var" / "mail"  # type: ignore[attr-defined]
+    maildir = coalition.config.parent / "var" / "mail"
     assert read_maildir(maildir) == []
 
 
@@ -76,6 +72,6 @@ def test_invite_sends_to_idn_and_accented_addresses(coalition: Coalition) -> Non
     assert coalition(*ADD).exit_code == 0
     ran = coalition("invite", SLUG, "--to", "Ana <ana@exémple.fr>", "--to", "zoé@exemple.fr")
     assert ran.exit_code == 0, ran.stderr
-    maildir = Path(coalition.config).parent / "var" / "mail"  # type: ignore[attr-defined]
+    maildir = coalition.config.parent / "var" / "mail"
     assert sorted(str(m["To"]) for m in read_maildir(maildir)) == [
         "Ana <ana@xn--exmple-cva.fr>", "zoé@exemple.fr"]

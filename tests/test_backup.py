@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session
@@ -21,10 +22,9 @@ from sqlmodel import Session
 from scheduler import config
 from scheduler.store import calls, db, subscribers
 from scheduler.web import signup
-from tests.conftest import Ran, SmtpSink, use_smtp
+from tests.conftest import Coalition, ConfigCase, SmtpSink, use_smtp
 from tests.daemon_process import start, stop
 
-Coalition = Callable[..., Ran]
 # The reminders script's call: the announcement (a week ahead) and "starts soon" fall due here.
 MOMENTS = ("2019-03-05T15:00:30Z", "2019-03-12T13:31:00Z")
 
@@ -37,13 +37,15 @@ def secret_file(config_file: Path) -> Path:
     return Path(f"{database_file(config_file)}.secret")
 
 
-def contents(coalition: Coalition, config_file: Path | None = None) -> dict[str, object]:
+def contents(coalition: Coalition, config_file: Path | None = None
+             ) -> dict[str, list[dict[str, Any]]]:
     """What an organizer sees: every call, subscriber and delivery."""
 
-    def listed(*args: str) -> object:
+    def listed(*args: str) -> list[dict[str, Any]]:
         ran = coalition(*args, "--json", config_path=config_file)
         assert ran.exit_code == 0, ran.stderr
-        return json.loads(ran.stdout)
+        rows: list[dict[str, Any]] = json.loads(ran.stdout)
+        return rows
 
     return {"calls": listed("call", "list"), "subscribers": listed("subscriber", "list"),
             "deliveries": listed("deliveries")}
@@ -83,23 +85,23 @@ def with_deliveries(organizer: Callable[[str], Coalition],
                      ).exit_code == 0
     for moment in MOMENTS:
         assert coalition("run-once", "--now", moment).exit_code == 0
-    make_secret(Path(coalition.config))  # type: ignore[attr-defined]
+    make_secret(coalition.config)
     return coalition
 
 
 def test_a_backup_taken_under_an_open_transaction_restores_what_was_committed(
-        with_deliveries: Coalition, tmp_path: Path, config_case: Callable[..., Path]) -> None:
+        with_deliveries: Coalition, tmp_path: Path, config_case: ConfigCase) -> None:
     """A writer is in the middle of deleting everything when the backup is taken; it then
     commits. The backup holds every call, subscriber and delivery (and the secret) as they were
     committed, and restoring it brings them all back."""
     coalition = with_deliveries
-    config_file = Path(coalition.config)  # type: ignore[attr-defined]
+    config_file = coalition.config
     writer = sqlite3.connect(database_file(config_file), isolation_level=None)
     assert writer.execute("SELECT count(*) FROM call").fetchone() == (1,)
     # Committed while the writer keeps the file open: in the WAL file, not yet in the main one.
     assert coalition("subscriber", "add", "dana@example.org").exit_code == 0
     committed = contents(coalition)
-    assert all(committed.values()) and len(committed["deliveries"]) >= 6  # type: ignore[arg-type]
+    assert all(committed.values()) and len(committed["deliveries"]) >= 6
     assert "dana@example.org" in json.dumps(committed["subscribers"])
     secret = secret_file(config_file).read_text()
     writer.execute("BEGIN IMMEDIATE")
@@ -125,7 +127,7 @@ def test_a_backup_taken_while_a_writer_keeps_committing_is_one_moment(
         coalition: Coalition, tmp_path: Path) -> None:
     """Members are added one commit at a time while the backup runs; the copy holds the first
     N of them, for one N, with none missing in between: a snapshot, not a torn file."""
-    config_file = Path(coalition.config)  # type: ignore[attr-defined]
+    config_file = coalition.config
     settings = config.load(config_file)
     engine = db.open_database(settings.database_url())
     added, stop_writing = threading.Event(), threading.Event()
@@ -176,7 +178,7 @@ def test_a_backup_taken_while_a_writer_keeps_committing_is_one_moment(
 
 
 def test_a_backup_taken_while_the_daemon_sends_restores_every_delivery(
-        config_case: Callable[..., Path], smtp_sink: tuple[SmtpSink, int], tmp_path: Path,
+        config_case: ConfigCase, smtp_sink: tuple[SmtpSink, int], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, coalition: Coalition) -> None:
     """The daemon is half-way through a fan-out (the mail server holds its next message) when
     an admin runs `coalition backup` from another process. The restored copy has the call,
@@ -226,8 +228,8 @@ def test_a_backup_taken_while_the_daemon_sends_restores_every_delivery(
     def key(d: dict[str, str]) -> tuple[str, ...]:
         return (d["call"], d["occurrence_id"], d["rule"], d["channel"], d["recipient"])
 
-    backed = {key(d): d["status"] for d in restored["deliveries"]}  # type: ignore[attr-defined]
-    final = {key(d): d["status"] for d in live["deliveries"]}  # type: ignore[attr-defined]
+    backed = {key(d): d["status"] for d in restored["deliveries"]}
+    final = {key(d): d["status"] for d in live["deliveries"]}
     email = {k for k in final if k[3] == "email"}
     assert len(email) == members and email <= set(backed)
     assert {k for k, s in backed.items() if s == "sent"} <= {k for k, s in final.items()
@@ -237,12 +239,12 @@ def test_a_backup_taken_while_the_daemon_sends_restores_every_delivery(
 
 
 def test_a_backup_with_the_secret_from_the_environment_restores_without_one(
-        coalition: Coalition, tmp_path: Path, config_case: Callable[..., Path],
+        coalition: Coalition, tmp_path: Path, config_case: ConfigCase,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """With COALITION_WEB_SECRET set there is no FILE.secret: the README's restore copies the
     secret only if present, and the restored service signs with the environment's secret."""
     monkeypatch.setenv("COALITION_WEB_SECRET", "a-secret-kept-in-the-environment-0123")
-    config_file = Path(coalition.config)  # type: ignore[attr-defined]
+    config_file = coalition.config
     assert coalition("subscriber", "add", "dana@example.org").exit_code == 0
     committed = contents(coalition)
     target = tmp_path / "env-secret.sqlite3"
@@ -293,7 +295,7 @@ def test_backup_on_postgresql_names_pg_dump(
 def test_a_database_before_an_upgrade_can_be_backed_up(
         coalition_before_init: Coalition, tmp_path: Path) -> None:
     """The upgrade's first step: `coalition backup`, on a schema this coalition refuses."""
-    config_file = Path(coalition_before_init.config)  # type: ignore[attr-defined]
+    config_file = coalition_before_init.config
     engine = db.make_engine(config.load(config_file).database_url())
     db.migrate(engine, revision="0004")
     engine.dispose()

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
-from tests.conftest import ROOT, Ran, read_maildir
+from tests.conftest import ROOT, Coalition, read_maildir
 from tests.daemon_process import start, stop
 
-Coalition = Callable[..., Ran]
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE = os.environ.get("COALITION_REQUIRE_CHROMIUM") == "1"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -70,7 +69,7 @@ class Service:
 def service(organizer: Callable[[str], Coalition]) -> Iterator[Service]:
     """The real daemon, as `make run` starts it, on a port the system picks."""
     coalition = organizer("members")
-    config = Path(coalition.config)  # type: ignore[attr-defined]
+    config = coalition.config
     process = start(config)
     ready = next(line for line in process.log if line.startswith("ready:"))
     try:

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,8 @@ from typing import Any
 import pytest
 import time_machine
 
-from tests.conftest import Ran
+from tests.conftest import Coalition, Ran
 
-Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
 ADD = ["call", "add", "--title", "Justice For All coalition call", "--start", "2018-11-13 10:00",
        "--tz", "America/New_York", "--rrule", "FREQ=MONTHLY;BYDAY=2TU", "--duration", "60",
@@ -39,7 +37,8 @@ def with_call(coalition: Coalition) -> Coalition:
 
 
 def occurrences(coalition: Coalition, *args: str) -> list[dict[str, Any]]:
-    return as_json(coalition("call", "occurrences", SLUG, "--json", *args))  # type: ignore[no-any-return]
+    rows: list[dict[str, Any]] = as_json(coalition("call", "occurrences", SLUG, "--json", *args))
+    return rows
 
 
 def test_added_call_gets_a_slug_from_its_title_and_is_listed(with_call: Coalition) -> None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA, Ran
+from tests.conftest import DATA, Coalition
 from tests.test_cli_calls import ADD, SLUG, ok
-
-Coalition = Callable[..., Ran]
 
 
 @pytest.fixture
@@ -111,7 +108,7 @@ def test_check_passes_on_the_built_in_templates(coalition: Coalition) -> None:
 
 
 def test_check_reports_each_broken_template_and_exits_2(coalition: Coalition) -> None:
-    config = Path(coalition.config)  # type: ignore[attr-defined]
+    config = coalition.config
     shutil.copytree(DATA / "templates" / "sandbox_escape", config.parent / "mine")
     shutil.copytree(DATA / "templates" / "misspelled", config.parent / "mine", dirs_exist_ok=True)
     config.write_text(config.read_text().replace('folder = ""', 'folder = "mine"'))

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -20,18 +22,25 @@ from sqlmodel import Session
 
 from scheduler import config, daemon
 from scheduler.store import calls, db, subscribers
-from scheduler.store import outbox as outbox_module
-from tests.conftest import REQUIRE_POSTGRES, SmtpSink, free_port, read_maildir, use_smtp
+from scheduler.store.recorder import Recorder
+from tests.conftest import (
+    REQUIRE_POSTGRES,
+    ConfigCase,
+    SmtpSink,
+    free_port,
+    read_maildir,
+    use_smtp,
+)
 from tests.daemon_process import start, stop
 
 EARLIER = timedelta(hours=2)
 
 
-def service(config_case: object, port: int, members: int) -> Path:
+def service(config_case: ConfigCase, port: int, members: int) -> Path:
     """A service with a call 20 minutes from now, whose "starts in 30 minutes" reminder is due,
     and `members` subscribers who joined two hours ago (so the day-before reminder, valid then
     and never sent, is recorded as missed); mail through the test SMTP server."""
-    path: Path = config_case("example", f"service-{members}")  # type: ignore[operator]
+    path: Path = config_case("example", f"service-{members}")
     use_smtp(path, port)
     text = path.read_text().replace("interval_seconds = 60", "interval_seconds = 1")
     path.write_text(text.replace("lease_seconds = 120", "lease_seconds = 2"))
@@ -53,19 +62,20 @@ def service(config_case: object, port: int, members: int) -> Path:
 def window(path: Path) -> int:
     """The documented repeat window after a crash: a message in flight on each connection,
     and the results accepted but still waiting to be recorded."""
-    return config.load(path).smtp.connections + outbox_module.Recorder.WAITING
+    return config.load(path).smtp.connections + Recorder.WAITING
 
 
-def outbox(path: Path) -> list[dict[str, object]]:
+def outbox(path: Path) -> list[dict[str, Any]]:
     command = shutil.which("coalition", path=str(Path(sys.executable).parent))
     assert command
     ran = subprocess.run([command, "--config", str(path), "deliveries", "--json"],
                          capture_output=True, text=True, check=True)
-    return json.loads(ran.stdout)  # type: ignore[no-any-return]
+    rows: list[dict[str, Any]] = json.loads(ran.stdout)
+    return rows
 
 
 @pytest.fixture
-def sink() -> object:
+def sink() -> Iterator[tuple[SmtpSink, int]]:
     from aiosmtpd.controller import Controller
 
     handler = SmtpSink()
@@ -77,8 +87,9 @@ def sink() -> object:
     controller.stop()
 
 
-def test_daemon_sends_what_is_due_then_stops_cleanly(config_case: object, sink: object) -> None:
-    handler, port = sink  # type: ignore[misc]
+def test_daemon_sends_what_is_due_then_stops_cleanly(
+        config_case: ConfigCase, sink: tuple[SmtpSink, int]) -> None:
+    handler, port = sink
     path = service(config_case, port, members=3)
     handler.expected = {f"member{n}@example.org" for n in range(3)}
     process = start(path)
@@ -95,13 +106,13 @@ def test_daemon_sends_what_is_due_then_stops_cleanly(config_case: object, sink: 
 
 @pytest.mark.fault
 def test_killed_mid_fan_out_then_restarted_every_member_gets_one_message(
-    config_case: object, sink: object
+    config_case: ConfigCase, sink: tuple[SmtpSink, int]
 ) -> None:
     """kill -9 while the 301st of 1,000 messages is in flight. After a restart each member has
     exactly one message, except within the documented window (those in flight, and those
     accepted but not yet recorded), which may come twice with the same Message-ID; the outbox
     says the same as the server."""
-    handler, port = sink  # type: ignore[misc]
+    handler, port = sink
     members = 1000
     path = service(config_case, port, members=members)
     handler.expected = {f"member{n}@example.org" for n in range(members)}
@@ -131,11 +142,11 @@ def test_killed_mid_fan_out_then_restarted_every_member_gets_one_message(
 
 
 def test_sigterm_in_a_fan_out_lets_the_messages_in_flight_finish(
-    config_case: object, sink: object
+    config_case: ConfigCase, sink: tuple[SmtpSink, int]
 ) -> None:
     """Stopping mid-send: the daemon finishes the batch it claimed, then exits 0; nothing is
     left half-done and nothing goes twice."""
-    handler, port = sink  # type: ignore[misc]
+    handler, port = sink
     path = service(config_case, port, members=200)
     handler.expected = {f"member{n}@example.org" for n in range(200)}
     handler.hold_after = 50
@@ -150,10 +161,10 @@ def test_sigterm_in_a_fan_out_lets_the_messages_in_flight_finish(
 
 
 def test_a_template_edited_while_the_daemon_runs_is_used_from_the_next_batch(
-        config_case: object) -> None:
+        config_case: ConfigCase) -> None:
     """The daemon compiles its templates once an interval, not for every batch of a fan-out;
     a template file edited in between is read again all the same."""
-    path: Path = config_case("example", "edited-template")  # type: ignore[operator]
+    path: Path = config_case("example", "edited-template")
     wording = path.parent / "own" / "email" / "starts-soon.en.txt"
     wording.parent.mkdir(parents=True)
     wording.write_text("{% block subject %}First wording{% endblock %}\n"
@@ -184,8 +195,8 @@ def test_a_template_edited_while_the_daemon_runs_is_used_from_the_next_batch(
     engine.dispose()
 
 
-def test_daemon_refuses_to_start_with_a_broken_template(config_case: object) -> None:
-    path: Path = config_case("example", "broken")  # type: ignore[operator]
+def test_daemon_refuses_to_start_with_a_broken_template(config_case: ConfigCase) -> None:
+    path: Path = config_case("example", "broken")
     shutil.copytree(Path(__file__).parent / "data" / "templates" / "misspelled",
                     path.parent / "mine")
     path.write_text(path.read_text().replace('folder = ""', 'folder = "mine"'))
@@ -197,8 +208,8 @@ def test_daemon_refuses_to_start_with_a_broken_template(config_case: object) -> 
     assert "mine/forum/tomorrow.fr.md line 2:" in ran.stderr
 
 
-def test_second_daemon_on_one_sqlite_file_is_refused(config_case: object) -> None:
-    path: Path = config_case("example", "one-sqlite")  # type: ignore[operator]
+def test_second_daemon_on_one_sqlite_file_is_refused(config_case: ConfigCase) -> None:
+    path: Path = config_case("example", "one-sqlite")
     first = start(path)
     try:
         command = shutil.which("coalition", path=str(Path(sys.executable).parent))
@@ -217,12 +228,13 @@ def test_second_daemon_on_one_sqlite_file_is_refused(config_case: object) -> Non
 @pytest.mark.postgres
 @pytest.mark.fault
 def test_two_replicas_on_postgresql_one_killed_each_member_gets_one_message(
-    config_case: object, sink: object, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    config_case: ConfigCase, sink: tuple[SmtpSink, int], postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two daemons share one PostgreSQL database and the fan-out (batches of 100, claimed with
     SKIP LOCKED). One is killed mid-send; the other takes over its leases when they run out."""
     monkeypatch.setenv("COALITION_DATABASE_URL", postgres_url)
-    handler, port = sink  # type: ignore[misc]
+    handler, port = sink
     members = 600
     path = service(config_case, port, members=members)
     path.write_text(path.read_text().replace("batch = 500", "batch = 100"))
@@ -250,7 +262,7 @@ def test_two_replicas_on_postgresql_one_killed_each_member_gets_one_message(
 
 
 @pytest.mark.fault
-def test_mail_server_down_for_a_while_then_back_loses_nothing(config_case: object) -> None:
+def test_mail_server_down_for_a_while_then_back_loses_nothing(config_case: ConfigCase) -> None:
     """The daemon starts while nothing listens on the SMTP port; it keeps trying, with backoff,
     and when a server comes up every member gets the reminder, once."""
     from aiosmtpd.controller import Controller
@@ -277,10 +289,10 @@ def test_mail_server_down_for_a_while_then_back_loses_nothing(config_case: objec
             if d["channel"] == "email" and d["rule"] == "starts-soon"} == {"sent"}
 
 
-def test_daemon_picks_up_a_change_made_elsewhere_in_its_feeds(config_case: object,
+def test_daemon_picks_up_a_change_made_elsewhere_in_its_feeds(config_case: ConfigCase,
                                                              tmp_path: Path) -> None:
     """A replica's feeds follow changes made through another machine's command line."""
-    path: Path = config_case("example", "replica")  # type: ignore[operator]
+    path: Path = config_case("example", "replica")
     path.write_text(path.read_text().replace("interval_seconds = 60", "interval_seconds = 1"))
     process = start(path)
     try:
@@ -313,13 +325,14 @@ def restart_postgresql() -> None:
 @pytest.mark.postgres
 @pytest.mark.fault
 def test_database_restarted_mid_fan_out_loses_nothing(
-    config_case: object, sink: object, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    config_case: ConfigCase, sink: tuple[SmtpSink, int], postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """PostgreSQL restarts while a message is in flight: the daemon cannot record it, its pass
     fails, the next pass reconnects, and every member gets the reminder (one at most twice,
     with the same Message-ID)."""
     monkeypatch.setenv("COALITION_DATABASE_URL", postgres_url)
-    handler, port = sink  # type: ignore[misc]
+    handler, port = sink
     members = 200
     path = service(config_case, port, members=members)
     handler.expected = {f"member{n}@example.org" for n in range(members)}
@@ -362,14 +375,14 @@ def faked_clock(offset_file: Path) -> dict[str, str]:
     (timedelta(minutes=70), "missed"),  # woke after the call began: too late to remind
 ])
 def test_clock_jumping_forward_an_hour_sends_what_is_still_valid_once(
-        config_case: object, sink: object, tmp_path: Path, jump: timedelta,
+        config_case: ConfigCase, sink: tuple[SmtpSink, int], tmp_path: Path, jump: timedelta,
         starts_soon: str) -> None:
     """A laptop-like suspend: the daemon is stopped (SIGSTOP), its wall clock jumps forward,
     it is resumed (SIGCONT). It must notice at once, send "starts in ..." only while it is
     still true, record it as missed otherwise, and never send anything twice."""
-    handler, port = sink  # type: ignore[misc]
+    handler, port = sink
     members = 20
-    path: Path = config_case("example", "jump")  # type: ignore[operator]
+    path: Path = config_case("example", "jump")
     use_smtp(path, port)
     path.write_text(path.read_text().replace("interval_seconds = 60", "interval_seconds = 1"))
     settings = config.load(path)

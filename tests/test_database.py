@@ -13,7 +13,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,12 +26,11 @@ from sqlmodel import SQLModel
 from scheduler import config
 from scheduler.store import db
 from scheduler.store.models import UTCDateTime
-from tests.conftest import Ran
+from tests.conftest import Coalition, Ran
 from tests.test_cli_calls import ADD, SLUG
 
-Coalition = Callable[..., Ran]
 HEAD = db.head_revision()
-PREVIOUS = ScriptDirectory(str(db.MIGRATIONS)).get_revision(HEAD).down_revision  # type: ignore[union-attr]
+PREVIOUS = ScriptDirectory(str(db.MIGRATIONS)).get_revision(HEAD).down_revision
 # What organizers and the daemon run; each must refuse a schema that is not the code's.
 COMMANDS = [
     pytest.param(("call", "list"), id="call-list"),
@@ -45,12 +43,12 @@ COMMANDS = [
 
 
 def database_file(coalition: Coalition) -> Path:
-    return Path(coalition.config).parent / "var" / "coalition.sqlite3"  # type: ignore[attr-defined]
+    return coalition.config.parent / "var" / "coalition.sqlite3"
 
 
 def service_state(coalition: Coalition) -> dict[str, str]:
     """Every file of the service (the database's bytes included), by path and digest."""
-    folder = Path(coalition.config).parent  # type: ignore[attr-defined]
+    folder = coalition.config.parent
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -63,7 +61,7 @@ def stamp(path: Path, revision: str) -> None:
 
 def at_revision(coalition: Coalition, revision: str) -> None:
     """The service's database as an older coalition's `init` left it."""
-    url = config.load(Path(coalition.config)).database_url()  # type: ignore[attr-defined]
+    url = config.load(coalition.config).database_url()
     engine = db.make_engine(url)
     try:
         assert db.migrate(engine, revision=revision).after == revision
@@ -168,7 +166,7 @@ def test_the_daemon_refuses_a_schema_it_does_not_know_before_it_listens(
     stamp(database_file(coalition), "9999")
     command = shutil.which("coalition", path=str(Path(sys.executable).parent))
     assert command
-    ran = subprocess.run([command, "--config", str(coalition.config),  # type: ignore[attr-defined]
+    ran = subprocess.run([command, "--config", str(coalition.config),
                           "daemon", "--port", "0"],
                          capture_output=True, text=True, timeout=120, check=False)
     assert ran.returncode == 2, ran.stderr

@@ -27,7 +27,7 @@ import trustme
 from starlette.types import Receive, Scope, Send
 
 from scheduler import config, daemon
-from tests.conftest import ROOT, Ran, free_port
+from tests.conftest import ROOT, Coalition, ConfigCase, free_port
 from tests.daemon_process import start, stop
 
 DEPLOY = ROOT / "deploy"
@@ -35,8 +35,6 @@ UNIT = DEPLOY / "coalition.service"
 SITE = DEPLOY / "nginx.conf"
 INSTALLED = "/usr/local/bin/coalition"  # where the README's pipx command puts it
 STATE = "/var/lib/coalition"
-Coalition = Callable[..., Ran]
-
 
 def tool(name: str, variable: str) -> str:
     """The path of `name`, or a skip (a failure when `variable`=1) that says it is missing."""
@@ -181,8 +179,12 @@ def served() -> Iterator[Callable[[dict[str, str]], str]]:
 
     def serve(environ: dict[str, str]) -> str:
         ready, address = threading.Event(), []
-        server = daemon._Server(daemon.web_server_config(echo_client, environ),
-                                lambda url: (address.append(url), ready.set()))
+
+        def on_ready(url: str) -> None:
+            address.append(url)
+            ready.set()
+
+        server = daemon._Server(daemon.web_server_config(echo_client, environ), on_ready)
         listener = socket.create_server(("127.0.0.1", 0))
         thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[listener]),))
         thread.start()
@@ -291,7 +293,7 @@ class Site(NamedTuple):
 
 
 @pytest.fixture
-def behind_nginx(config_case: Callable[..., Path], coalition: Coalition,
+def behind_nginx(config_case: ConfigCase, coalition: Coalition,
                  nginx_setup: Callable[..., tuple[Path, Path, trustme.CA]]) -> Iterator[Site]:
     """A daemon (one sign-up per address an hour, a call with its feed) behind the example
     site in nginx, over TLS."""
@@ -305,7 +307,9 @@ def behind_nginx(config_case: Callable[..., Path], coalition: Coalition,
     process = start(path)
     try:
         (line,) = [line for line in process.log if line.startswith("ready:")]
-        daemon_port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line)[1])  # type: ignore[index]
+        listening = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert listening, line
+        daemon_port = int(listening[1])
         https = free_port()
         main, prefix, ca = nginx_setup(state=path.parent, daemon_port=daemon_port,
                                        http=free_port(), https=https)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import Ran, free_port
+from tests.conftest import Coalition, free_port
 from tests.discourse_standin import Failure, Forum, Running
 
-Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
 ANNOUNCE, LATER = "2019-03-05T15:00:00Z", "2019-03-05T15:05:00Z"
 
@@ -30,7 +28,7 @@ def members(organizer: Callable[[str], Coalition], forum: tuple[Forum, str],
             monkeypatch: pytest.MonkeyPatch) -> Coalition:
     coalition = organizer("reminders")
     _, url = forum
-    config = Path(coalition.config)  # type: ignore[attr-defined]
+    config = coalition.config
     text = config.read_text().replace('transport = "files"', 'transport = "discourse"')
     config.write_text(text.replace('url = "https://forum.example.org"', f'url = "{url}"')
                       .replace("category = 0", "category = 5"))
@@ -39,8 +37,7 @@ def members(organizer: Callable[[str], Coalition], forum: tuple[Forum, str],
 
 
 def forum_rows(coalition: Coalition) -> dict[str, dict[str, object]]:
-    rows = json.loads(coalition("deliveries", "--json").stdout)
-    return {d["rule"]: d for d in rows if d["channel"] == "forum"}
+    return {d["rule"]: d for d in coalition.deliveries() if d["channel"] == "forum"}
 
 
 def run(coalition: Coalition, moment: str, status: int = 0) -> None:

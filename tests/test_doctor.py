@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import Ran, SmtpSink, free_port, use_smtp
+from tests.conftest import Coalition, Ran, SmtpSink, free_port, use_smtp
 from tests.discourse_standin import Forum, Running
-
-Coalition = Callable[..., Ran]
 
 
 def only_ada(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
@@ -45,7 +42,7 @@ def test_embedded_default_is_healthy(coalition: Coalition) -> None:
 def test_smtp_login_is_tried_with_the_password_from_the_environment(
     coalition: Coalition, smtp_with_login: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = Path(coalition.config)  # type: ignore[attr-defined]
+    config = coalition.config
     use_smtp(config, smtp_with_login)
     config.write_text(config.read_text().replace('username = ""', 'username = "ada"'))
     monkeypatch.setenv("COALITION_SMTP_PASSWORD", "s3cret")
@@ -59,7 +56,7 @@ def test_smtp_login_is_tried_with_the_password_from_the_environment(
 
 
 def test_smtp_server_down_is_reported(coalition: Coalition) -> None:
-    use_smtp(Path(coalition.config), free_port())  # type: ignore[attr-defined]
+    use_smtp(coalition.config, free_port())
     ran = coalition("doctor")
     assert ran.exit_code == 2 and "email: error: SMTP 127.0.0.1:" in lines(ran)["email"]
 
@@ -67,7 +64,7 @@ def test_smtp_server_down_is_reported(coalition: Coalition) -> None:
 def test_discourse_key_is_checked(coalition: Coalition, monkeypatch: pytest.MonkeyPatch) -> None:
     running = Running(Forum(api_key="good-key"), free_port())
     try:
-        config = Path(coalition.config)  # type: ignore[attr-defined]
+        config = coalition.config
         text = config.read_text().replace('transport = "files"', 'transport = "discourse"')
         config.write_text(text.replace('url = "https://forum.example.org"',
                                        f'url = "{running.url}"'))

@@ -17,10 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler.core.recurrence import Series, occurrences
-from tests.conftest import DATA, Ran
+from tests.conftest import DATA, Coalition
 from tests.readers import READERS
 
-Coalition = Callable[..., Ran]
 RANGE = "is outside the years this service handles (1900 to 2199)"
 
 
@@ -30,7 +29,7 @@ def stored(coalition: Coalition) -> list[dict[str, object]]:
 
 
 def calendars(coalition: Coalition) -> Path:
-    return Path(coalition.config).parent / "calendars"  # type: ignore[attr-defined]
+    return coalition.config.parent / "calendars"
 
 
 def test_issue_13_far_future_call_refused_at_add(coalition: Coalition) -> None:
@@ -168,7 +167,7 @@ def test_calls_at_both_ends_send_their_reminders(
     ran = coalition("run-once", "--now", now)
     assert ran.exit_code == 0, ran.stderr
     sent = {(d["rule"], d["channel"], d["status"])
-            for d in json.loads(coalition("deliveries", "--json").stdout)
+            for d in coalition.deliveries()
             if (d["call"], d["occurrence_id"]) == (slug, occurrence)}
     assert sent == {("announcement", "forum", "sent"), ("announcement", "email", "sent")}
 

@@ -11,15 +11,14 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
-from tests.conftest import Ran
+from tests.conftest import Coalition
 from tests.readers import READERS, Occurrences
 
-Coalition = Callable[..., Ran]
 WINDOW = (datetime(2018, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def calendars(coalition: Coalition) -> Path:
-    return Path(coalition.config).parent / "calendars"  # type: ignore[attr-defined]
+    return coalition.config.parent / "calendars"
 
 
 def ours(coalition: Coalition, slugs: list[str] | None = None) -> Occurrences:
@@ -147,7 +146,7 @@ def test_uid_survives_a_new_slug_and_a_new_host(with_monthly: Coalition) -> None
 
     folder = calendars(with_monthly)
     first = uid(folder / "justice-for-all-coalition-call.ics")
-    config = Path(with_monthly.config)  # type: ignore[attr-defined]
+    config = with_monthly.config
     config.write_text(config.read_text().replace('base_url = "http://127.0.0.1:8080"',
                                                  'base_url = "https://calls.example.org"'))
     assert with_monthly("call", "edit", "justice-for-all-coalition-call", "--slug",

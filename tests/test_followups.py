@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import time_machine
 
-from tests.conftest import DATA, Ran, read_maildir
+from tests.conftest import DATA, Coalition
 
-Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
 DAY_AFTER = datetime(2019, 3, 13, 12, tzinfo=UTC)
 
@@ -30,8 +27,7 @@ def test_followup_reaches_the_forum_and_each_member_once(members: Coalition) -> 
     assert ran.exit_code == 0 and "3 messages" in ran.stdout, ran.stderr
     members("run-once")
     members("run-once")
-    folder = Path(members.config).parent  # type: ignore[attr-defined]
-    mails = read_maildir(folder / "var" / "mail")
+    mails = members.inbox()
     assert sorted(str(m["Subject"]) for m in mails) == [
         "After the Justice For All coalition call of Tuesday, March 12, 2019",
         "Après le Justice For All coalition call du mardi 12 mars 2019",
@@ -41,9 +37,9 @@ def test_followup_reaches_the_forum_and_each_member_once(members: Coalition) -> 
     text = body.get_content()
     assert "Here is the recording: https://example.org/rec/2019-03" in text
     assert "We agreed on three actions." in text
-    post = (folder / "var" / "forum" / SLUG / "20190312T1400Z-followup.md").read_text()
+    post = (members.folder / "var" / "forum" / SLUG / "20190312T1400Z-followup.md").read_text()
     assert "Here is the recording: https://example.org/rec/2019-03" in post
-    sent = json.loads(members("deliveries", "--json", "--status", "sent").stdout)
+    sent = members.deliveries("--status", "sent")
     assert sorted(d["recipient"] for d in sent if d["rule"] == "followup") == [
         "ada@example.org", "bea@example.org", "topic"]
 
@@ -60,7 +56,7 @@ def test_bad_followup_is_one_line_and_queues_nothing(
 ) -> None:
     ran = members("followup", SLUG, *args)
     assert ran.exit_code == 2 and message in ran.stderr
-    assert json.loads(members("deliveries", "--json").stdout) == []
+    assert members.deliveries() == []
 
 
 @time_machine.travel(DAY_AFTER, tick=False)

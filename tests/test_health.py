@@ -17,14 +17,13 @@ from sqlalchemy import create_engine
 from starlette.testclient import TestClient
 
 from scheduler import config, daemon
-from scheduler.delivery import sender
+from scheduler.delivery import feeds, sender
 from scheduler.errors import SchedulerError
 from scheduler.store import db
 from scheduler.web.app import create_app
-from tests.conftest import Ran
+from tests.conftest import Coalition
 from tests.daemon_process import start, stop
 
-Coalition = Callable[..., Ran]
 PASSED = datetime(2019, 3, 5, 15, tzinfo=UTC)
 
 
@@ -43,7 +42,7 @@ def app_for(coalition: Coalition, alive: bool = True, *, clock: Clock | None = N
     """The web app with a scheduler whose last pass succeeded at the clock's present moment
     (the example config.toml passes every 60 s), unless `health` says otherwise."""
     clock = clock or Clock()
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = db.open_database(settings.database_url())
     state = {"alive": alive, "last_pass": PASSED, "last_error": None, "last_success": clock(),
              "started": clock() - 30}
@@ -92,7 +91,7 @@ def test_pass_that_raises_keeps_last_pass_and_records_its_error(
 ) -> None:
     """A failed pass is not a pass: /healthz goes to 503 with its error after three intervals,
     and back to 200 once a pass succeeds."""
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = db.open_database(settings.database_url())
     clock = Clock()
     reminders = daemon.Reminders(settings, engine, AsyncIOScheduler(timezone=UTC), "test",
@@ -145,7 +144,7 @@ def run_pass(coalition: Coalition, before: Callable[[Path], None] | None = None
              ) -> daemon.Reminders:
     """One pass of a daemon started on the coalition's database (`before` sees the database
     file after the daemon opened it)."""
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = db.open_database(settings.database_url())
     reminders = daemon.Reminders(settings, engine, AsyncIOScheduler(timezone=UTC), "test",
                                  monotonic=Clock())
@@ -164,11 +163,15 @@ def test_feeds_that_cannot_be_written_do_not_stop_the_reminders(
     def full_disk(*args: object, **kwargs: object) -> None:
         raise SchedulerError("calendars/all.ics: cannot write: No space left on device")
 
-    monkeypatch.setattr(daemon.feeds, "build", full_disk)
+    monkeypatch.setattr(feeds, "build", full_disk)
     sent: list[object] = []
     real_pass = sender.run_once
-    monkeypatch.setattr(sender, "run_once",
-                        lambda *a, **k: sent.append(a) or real_pass(*a, **k))
+
+    def counted_pass(*a: Any, **k: Any) -> Any:
+        sent.append(a)
+        return real_pass(*a, **k)
+
+    monkeypatch.setattr(sender, "run_once", counted_pass)
     reminders = run_pass(coalition)
     assert len(sent) == 1  # the sending pass ran
     assert reminders.last_pass is not None and reminders.last_error is None
@@ -196,7 +199,7 @@ def test_stopped_scheduler_is_unhealthy(coalition: Coalition) -> None:
 
 
 def test_unreachable_database_is_unhealthy(coalition: Coalition) -> None:
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/none")
     client = TestClient(create_app(settings, engine,
                                    health=lambda: {"alive": True, "last_pass": None}))
@@ -237,7 +240,7 @@ def test_metrics_count_deliveries_lateness_errors_and_feed_requests(
 
 
 def test_daemon_serves_health_and_metrics(coalition: Coalition) -> None:
-    process = start(Path(coalition.config))  # type: ignore[attr-defined]
+    process = start(coalition.config)
     try:
         ready = next(line for line in process.log if line.startswith("ready:"))
         url = ready.split()[3].rstrip("/")

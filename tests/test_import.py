@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA, Ran
+from tests.conftest import DATA, Coalition, ConfigCase
 
-Coalition = Callable[..., Ran]
 ICS = DATA / "ics"
 
 
@@ -55,13 +54,13 @@ def test_outlook_zone_names_become_iana_zones(coalition: Coalition) -> None:
 
 
 def test_feed_we_built_imports_back_to_the_same_occurrences(
-    organizer: Callable[[str], Coalition], config_case: Callable[..., Path],
+    organizer: Callable[[str], Coalition], config_case: ConfigCase,
 ) -> None:
     """Round trip: our all.ics, imported by a second, empty service, gives the same
     occurrences. A cancelled one-off has nothing to import, and a moved one-off is one event
     at its new time in a feed (no RECURRENCE-ID without a series): it keeps its times only."""
     coalition = organizer("across_dst")
-    feed = Path(coalition.config).parent / "calendars" / "all.ics"  # type: ignore[attr-defined]
+    feed = coalition.config.parent / "calendars" / "all.ics"
     elsewhere = config_case("example", "second-service")
 
     def listed(slug: str, config: Path | None = None) -> list[tuple[str, str, str, str]]:

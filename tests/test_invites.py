@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from icalendar import Calendar
@@ -16,15 +15,10 @@ from scheduler.config import Settings
 from scheduler.core.addresses import InvalidAddress
 from scheduler.delivery import invites
 from scheduler.store import calls, db
-from tests.conftest import Ran, SmtpSink, read_maildir, use_smtp
+from tests.conftest import Coalition, ConfigCase, SmtpSink, read_maildir, use_smtp
 from tests.test_cli_calls import ADD, SLUG
 
-Coalition = Callable[..., Ran]
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
-
-
-def maildir(coalition: Coalition) -> list[EmailMessage]:
-    return read_maildir(Path(coalition.config).parent / "var" / "mail")  # type: ignore[attr-defined]
 
 
 def calendar_part(message: EmailMessage) -> tuple[str, Calendar]:
@@ -44,14 +38,14 @@ def invited(coalition: Coalition) -> Coalition:
 
 
 def test_invitation_is_what_gmail_and_outlook_recognise(invited: Coalition) -> None:
-    messages = maildir(invited)
+    messages = invited.inbox()
     assert [m["To"] for m in messages] == ["Ada Lovelace <ada@example.org>", "bea@example.org"]
     message = messages[0]
     assert message.get_content_type() == "multipart/mixed"
-    alternative = message.get_payload()[0]
-    assert [p.get_content_type() for p in alternative.iter_parts()] == [
+    parts = list(message.iter_parts())
+    assert [p.get_content_type() for p in parts[0].iter_parts()] == [
         "text/plain", "text/html", "text/calendar"]
-    assert message.get_payload()[1].get_content_type() == "application/ics"
+    assert parts[1].get_content_type() == "application/ics"
     method, calendar = calendar_part(message)
     assert method == "REQUEST" and calendar["method"] == "REQUEST"
     (event,) = calendar.walk("VEVENT")
@@ -64,21 +58,22 @@ def test_invitation_is_what_gmail_and_outlook_recognise(invited: Coalition) -> N
 
 
 def test_cancelled_occurrence_sends_cancel_with_its_recurrence_id(invited: Coalition) -> None:
-    sequence = int(next(iter(calendar_part(maildir(invited)[0])[1].walk("VEVENT")))["sequence"])
+    first = calendar_part(invited.inbox()[0])[1].walk("VEVENT")[0]
+    sequence = int(first.decoded("sequence"))
     ran = invited("call", "cancel", SLUG, "--on", "2019-01-08")
     assert ran.exit_code == 0 and "calendar update sent to 2 invited" in ran.stdout
-    method, calendar = calendar_part(maildir(invited)[-1])
+    method, calendar = calendar_part(invited.inbox()[-1])
     (event,) = calendar.walk("VEVENT")
     assert method == "CANCEL" and event["status"] == "CANCELLED"
     assert event["recurrence-id"].to_ical() == b"20190108T100000"
     assert event["recurrence-id"].params["TZID"] == "America/New_York"
-    assert int(event["sequence"]) > sequence
+    assert int(event.decoded("sequence")) > sequence
 
 
 def test_moved_occurrence_sends_a_request_for_that_occurrence(invited: Coalition) -> None:
     assert invited("call", "move", SLUG, "--on", "2019-02-12", "--to",
                    "2019-02-19 10:00").exit_code == 0
-    last = maildir(invited)[-1]
+    last = invited.inbox()[-1]
     method, calendar = calendar_part(last)
     (event,) = calendar.walk("VEVENT")
     assert method == "REQUEST" and event["recurrence-id"].to_ical() == b"20190212T100000"
@@ -88,16 +83,16 @@ def test_moved_occurrence_sends_a_request_for_that_occurrence(invited: Coalition
 
 def test_edited_series_sends_an_update_with_a_higher_sequence(invited: Coalition) -> None:
     assert invited("call", "edit", SLUG, "--title", "Justice For All monthly call").exit_code == 0
-    method, calendar = calendar_part(maildir(invited)[-1])
+    method, calendar = calendar_part(invited.inbox()[-1])
     (event,) = calendar.walk("VEVENT")
     assert method == "REQUEST" and "recurrence-id" not in event
     assert str(event["summary"]) == "Justice For All monthly call"
-    assert int(event["sequence"]) == 1
+    assert int(event.decoded("sequence")) == 1
 
 
 def test_deleted_call_cancels_the_whole_series(invited: Coalition) -> None:
     assert invited("call", "delete", SLUG, "--yes").exit_code == 0
-    method, calendar = calendar_part(maildir(invited)[-1])
+    method, calendar = calendar_part(invited.inbox()[-1])
     (event,) = calendar.walk("VEVENT")
     assert method == "CANCEL" and "recurrence-id" not in event and "RRULE" in event
     assert event["status"] == "CANCELLED"
@@ -105,9 +100,9 @@ def test_deleted_call_cancels_the_whole_series(invited: Coalition) -> None:
 
 def test_same_invitation_keeps_its_message_id(invited: Coalition) -> None:
     """A resend of the same invitation is recognisable by its Message-ID."""
-    first = {m["To"]: m["Message-ID"] for m in maildir(invited)}
+    first = {m["To"]: m["Message-ID"] for m in invited.inbox()}
     assert invited("invite", SLUG, "--to", "bea@example.org").exit_code == 0
-    again = [m for m in maildir(invited) if m["To"] == "bea@example.org"]
+    again = [m for m in invited.inbox() if m["To"] == "bea@example.org"]
     assert [m["Message-ID"] for m in again] == [first["bea@example.org"]] * 2
     assert again[-1]["Subject"] == "Updated invitation: Justice For All coalition call"
 
@@ -122,7 +117,7 @@ def test_invitations_go_through_smtp_when_configured(
     coalition: Coalition, smtp_sink: tuple[SmtpSink, int]
 ) -> None:
     sink, port = smtp_sink
-    use_smtp(Path(coalition.config), port)  # type: ignore[attr-defined]
+    use_smtp(coalition.config, port)
     sink.refuse["bea@example.org"] = "550 5.1.1 no such mailbox"
     assert coalition(*ADD).exit_code == 0
     ran = coalition("invite", SLUG, "--to", "ada@example.org", "--to", "bea@example.org")
@@ -134,7 +129,7 @@ def test_invitations_go_through_smtp_when_configured(
 
 
 @pytest.fixture
-def library(config_case: Callable[..., Path]) -> Iterator[tuple[Settings, Session, str]]:
+def library(config_case: ConfigCase) -> Iterator[tuple[Settings, Session, str]]:
     """The library alone, no CLI: settings, a session, and the slug of one call."""
     settings = config.load(config_case("example"))
     engine = db.open_database(settings.database_url())

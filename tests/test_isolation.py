@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,17 +21,16 @@ from scheduler import config
 from scheduler.store import db
 from scheduler.store.models import Call, OccurrenceChange
 from scheduler.web.app import create_app
-from tests.conftest import Ran
-from tests.daemon_process import start, stop
+from tests.conftest import Coalition
+from tests.daemon_process import Daemon, start, stop
 
-Coalition = Callable[..., Ran]
 GOOD = "justice-for-all-coalition-call"
 NOW = datetime(2019, 3, 1, tzinfo=UTC)
 
 
 def store_behind_the_checks(coalition: Coalition, kind: str) -> str:
     """Write a bad call straight into the database; return its slug."""
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = db.open_database(settings.database_url())
     rows = {  # slug, zone, wall start, rule
         "far-future": ("far-future", "Europe/Brussels", "9999-12-31T23:59:00", None),
@@ -78,7 +76,7 @@ def test_issue_13_bad_row_does_not_stop_feed_build(
     service: Coalition, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     bad = store_behind_the_checks(service, kind)
-    folder = Path(service.config).parent / "calendars"  # type: ignore[attr-defined]
+    folder = service.config.parent / "calendars"
     for path in folder.glob("*.ics"):
         path.unlink()
     ran = service("feed", "build")
@@ -107,7 +105,7 @@ def test_issue_13_far_future_row_does_not_stop_call_add(service: Coalition) -> N
     ran = service("call", "add", "--title", "Next call", "--start", "2030-01-08 10:00", "--tz",
                   "Europe/Brussels")
     assert ran.exit_code == 0, ran.stderr
-    folder = Path(service.config).parent / "calendars"  # type: ignore[attr-defined]
+    folder = service.config.parent / "calendars"
     assert b"SUMMARY:Next call" in (folder / "all.ics").read_bytes()
     assert (folder / "next-call.ics").exists()
 
@@ -123,13 +121,13 @@ def test_issue_13_bad_row_does_not_stop_run_once(
     assert ran.exit_code == 0, ran.stderr
     assert len(left_out(caplog, bad, "the reminders")) == 1
     sent = [(d["call"], d["rule"], d["status"])
-            for d in json.loads(service("deliveries", "--json").stdout)]
+            for d in service.deliveries()]
     assert sent == [(GOOD, "announcement", "sent")] * 3
 
 
 def test_issue_13_far_future_row_does_not_stop_the_members_page(service: Coalition) -> None:
     store_behind_the_checks(service, "far-future")
-    settings = config.load(Path(service.config))  # type: ignore[attr-defined]
+    settings = config.load(service.config)
     engine = db.open_database(settings.database_url())
     try:
         with TestClient(create_app(settings, engine)) as client:
@@ -150,9 +148,9 @@ def test_bad_row_is_mended_by_an_edit_that_gives_a_start(service: Coalition) -> 
 
 
 @pytest.fixture
-def daemon_beside_a_bad_row(service: Coalition) -> Iterator[tuple[object, str]]:
+def daemon_beside_a_bad_row(service: Coalition) -> Iterator[tuple[Daemon, str]]:
     store_behind_the_checks(service, "far-future")
-    process = start(Path(service.config))  # type: ignore[attr-defined]
+    process = start(service.config)
     try:
         ready = next(line for line in process.log if line.startswith("ready:"))
         yield process, ready.split()[3].rstrip("/")
@@ -161,16 +159,16 @@ def daemon_beside_a_bad_row(service: Coalition) -> Iterator[tuple[object, str]]:
 
 
 def test_issue_13_far_future_row_does_not_stop_the_daemon(
-    daemon_beside_a_bad_row: tuple[object, str],
+    daemon_beside_a_bad_row: tuple[Daemon, str],
 ) -> None:
     """A restarted daemon used to exit at once; it starts, names the call it leaves out,
     serves the others and keeps passing."""
     process, url = daemon_beside_a_bad_row
-    assert process.wait_for_line(  # type: ignore[attr-defined]
+    assert process.wait_for_line(
         "the reminders of call far-future left out: call far-future's start: "
         "9999-12-31 23:59 is outside", timeout=60)
     assert any("the feed of call far-future left out" in line
-               for line in process.log)  # type: ignore[attr-defined]
+               for line in process.log)
     assert httpx.get(url + "/healthz").status_code == 200
     assert httpx.get(f"{url}/calendars/{GOOD}.ics").status_code == 200
     page = httpx.get(url + "/")

@@ -7,7 +7,6 @@ every pass; on the members' page, signing up as zoé@exemple.fr answered 500.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,9 +21,8 @@ from starlette.testclient import TestClient
 from scheduler import config
 from scheduler.store import db
 from scheduler.web.app import create_app
-from tests.conftest import Ran, SmtpSink, free_port, read_maildir, use_smtp
+from tests.conftest import Coalition, SmtpSink, free_port, use_smtp
 
-Coalition = Callable[..., Ran]
 DUE = "2018-11-06T15:00:30Z"  # the announcement of the call of 13 November 2018
 ELODIE = "élodie@exemple.fr"
 OTHERS = ["ada@example.org", "bea@example.org", "carl@example.org", "dina@example.org"]
@@ -65,9 +63,7 @@ def mail_server(smtputf8: bool) -> Iterator[tuple[WireSink, int]]:
 
 
 def rows(coalition: Coalition) -> dict[tuple[str, str], dict[str, Any]]:
-    ran = coalition("deliveries", "--json")
-    assert ran.exit_code == 0, ran.stderr
-    return {(d["channel"], d["recipient"]): d for d in json.loads(ran.stdout)}
+    return {(d["channel"], d["recipient"]): d for d in coalition.deliveries()}
 
 
 def add_many(coalition: Coalition, tmp_path: Path) -> list[str]:
@@ -86,7 +82,7 @@ def test_issue_13_accented_address_goes_to_the_maildir_with_the_five_others(
     assert ran.exit_code == 0, ran.stderr
     assert "sent: 6 sent" in ran.stdout
     assert {d["status"] for d in rows(members).values()} == {"sent"}
-    inbox = read_maildir(Path(members.config).parent / "var" / "mail")  # type: ignore[attr-defined]
+    inbox = members.inbox()
     assert sorted(str(m["To"]) for m in inbox) == [
         "Ada <ada@example.org>", "Bea <bea@example.org>", "Dina Haile <dina@example.org>",
         "carl@example.org", "Élodie <élodie@exemple.fr>"]
@@ -99,7 +95,7 @@ def test_issue_13_accented_address_fails_alone_where_the_server_lacks_smtputf8(
     """Among many: the others each get their message once, then and in the passes after."""
     many = add_many(members, tmp_path)
     with mail_server(smtputf8=False) as (sink, port):
-        use_smtp(Path(members.config), port)  # type: ignore[attr-defined]
+        use_smtp(members.config, port)
         ran = members("run-once", "--now", DUE)
         assert ran.exit_code == 1  # a delivery failed for good
         again = members("run-once", "--now", "2018-11-06T15:30:00Z")
@@ -117,7 +113,7 @@ def test_issue_13_accented_address_goes_with_smtputf8_where_the_server_offers_it
         members: Coalition, tmp_path: Path) -> None:
     many = add_many(members, tmp_path)
     with mail_server(smtputf8=True) as (sink, port):
-        use_smtp(Path(members.config), port)  # type: ignore[attr-defined]
+        use_smtp(members.config, port)
         ran = members("run-once", "--now", DUE)
     assert ran.exit_code == 0, ran.stderr
     assert Counter(sink.recipients()) == Counter([*OTHERS, *many, ELODIE])
@@ -134,7 +130,7 @@ SECRET = "s" * 40
 
 @contextmanager
 def page(coalition: Coalition, smtp_port: int | None = None) -> Iterator[TestClient]:
-    path = Path(coalition.config)  # type: ignore[attr-defined]
+    path = coalition.config
     if smtp_port is not None:
         use_smtp(path, smtp_port)
     settings = config.load(path)
@@ -160,7 +156,7 @@ def test_issue_13_signing_up_with_an_accented_address_is_not_a_500(members: Coal
     with page(members) as client:
         status, text = sign_up(client, "zoé@exemple.fr")
     assert status == 200 and "Consultez votre boîte de réception" in text
-    inbox = read_maildir(Path(members.config).parent / "var" / "mail")  # type: ignore[attr-defined]
+    inbox = members.inbox()
     (confirmation,) = inbox
     assert str(confirmation["To"]) == "Zoé <zoé@exemple.fr>"
 

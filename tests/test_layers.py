@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parent.parent / "scheduler" / "core"
+DELIVERY = CORE.parent / "delivery"
 
 # What the core may not import: storage, the network, files and processes, the clock, Jinja,
 # and every other layer of the service.
@@ -60,6 +61,27 @@ def test_the_core_imports_alone() -> None:
              "scheduler.core.ics, scheduler.core.timetable; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in "
              "('sqlalchemy', 'sqlmodel', 'jinja2', 'httpx', 'aiosmtplib', 'starlette')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, cwd=CORE.parent.parent)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("path", sorted(DELIVERY.glob("*.py")), ids=lambda p: p.stem)
+def test_delivery_module_does_not_import_the_web_layer(path: Path) -> None:
+    """Issue 14: the web layer serves what delivery makes, never the other way round; the
+    members' pages are checked by `scheduler.web.site.check_pages`, called from `doctor`."""
+    imported = imports(ast.parse(path.read_text(), str(path)))
+    assert not {name for name in imported
+                if name == "scheduler.web" or name.startswith(("scheduler.web.", "starlette"))}
+
+
+def test_the_delivery_layer_imports_without_the_web_layer() -> None:
+    """Issue 14: checking templates from delivery no longer pulls in Starlette."""
+    probe = ("import sys, importlib, pkgutil, scheduler.delivery as d; "
+             "[importlib.import_module(f'scheduler.delivery.{m.name}') "
+             "for m in pkgutil.iter_modules(d.__path__)]; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn') "
+             "or m.startswith('scheduler.web')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True, cwd=CORE.parent.parent)
     assert done.stdout.strip() == "[]"

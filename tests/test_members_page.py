@@ -16,16 +16,15 @@ from scheduler import config
 from scheduler.store import db
 from scheduler.web import members
 from scheduler.web.app import SECURITY_HEADERS, create_app
-from tests.conftest import ROOT, Ran
+from tests.conftest import ROOT, Coalition
 
-Coalition = Callable[..., Ran]
 SECRET = "s" * 40
 
 
 @pytest.fixture
 def coalition_site(organizer: Callable[[str], Coalition]) -> Iterator[tuple[Coalition, TestClient]]:
     coalition = organizer("members")
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = db.open_database(settings.database_url())
     with TestClient(create_app(settings, engine, secret=SECRET)) as client:
         yield coalition, client
@@ -199,10 +198,10 @@ def test_every_answer_has_the_security_headers(client: TestClient, path: str) ->
 def test_a_failing_template_shows_a_page_not_a_traceback(
         organizer: Callable[[str], Coalition], tmp_path: Path) -> None:
     coalition = organizer("members")
-    own = Path(coalition.config).parent / "own"  # type: ignore[attr-defined]
+    own = coalition.config.parent / "own"
     (own / "web").mkdir(parents=True)
     (own / "web" / "index.html").write_text("{{ calls[99].title }}\n")
-    path = Path(coalition.config)  # type: ignore[attr-defined]
+    path = coalition.config
     path.write_text(path.read_text().replace('folder = ""', 'folder = "own"'))
     settings = config.load(path)
     client = TestClient(create_app(settings, db.open_database(settings.database_url()),
@@ -223,7 +222,7 @@ def test_every_language_has_every_word() -> None:
 
 
 def test_check_finds_a_broken_page_before_a_member_does(coalition: Coalition) -> None:
-    path = Path(coalition.config)  # type: ignore[attr-defined]
+    path = coalition.config
     (path.parent / "own" / "web").mkdir(parents=True)
     (path.parent / "own" / "web" / "notice.html").write_text(
         '{% extends "web/_layout.html" %}\n{% block main %}\n{{ t.no_such_words }}\n'

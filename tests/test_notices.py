@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 import time_machine
 
-from tests.conftest import Ran, read_maildir
+from tests.conftest import Coalition
 
-Coalition = Callable[..., Ran]
 SLUG = "justice-for-all-coalition-call"
 DAY_BEFORE = datetime(2019, 3, 11, 12, tzinfo=UTC)  # 26 hours before 10:00 EDT on 12 March
 
@@ -23,25 +19,21 @@ def members(organizer: Callable[[str], Coalition]) -> Coalition:
     return organizer("reminders")
 
 
-def inbox(coalition: Coalition) -> list[EmailMessage]:
-    return read_maildir(Path(coalition.config).parent / "var" / "mail")  # type: ignore[attr-defined]
-
-
 @time_machine.travel(DAY_BEFORE, tick=False)
 def test_late_cancellation_is_announced_and_its_reminders_are_not(members: Coalition) -> None:
     ran = members("call", "cancel", SLUG, "--on", "2019-03-12")
     assert "change notice queued for the forum and 2 members" in ran.stdout
     members("run-once")
-    subjects = sorted(str(m["Subject"]) for m in inbox(members))
+    subjects = sorted(str(m["Subject"]) for m in members.inbox())
     assert subjects == [
         "Annulé : Justice For All coalition call du mardi 12 mars 2019",
         "Cancelled: Justice For All coalition call of Tuesday, March 12, 2019",
     ]
-    forum = Path(members.config).parent / "var" / "forum" / SLUG  # type: ignore[attr-defined]
+    forum = members.config.parent / "var" / "forum" / SLUG
     (post,) = forum.glob("*changed*.md")
     assert "**Cancelled:** the Justice For All coalition call of Tuesday, March 12, 2019" \
         in post.read_text()
-    owed = json.loads(members("deliveries", "--json", "--status", "pending").stdout)
+    owed = members.deliveries("--status", "pending")
     assert owed == []
 
 
@@ -49,7 +41,7 @@ def test_late_cancellation_is_announced_and_its_reminders_are_not(members: Coali
 def test_late_move_gives_the_new_time_in_each_members_zone(members: Coalition) -> None:
     members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-14 11:00")
     members("run-once")
-    ada = next(m for m in inbox(members) if m["To"] == "Ada <ada@example.org>"
+    ada = next(m for m in members.inbox() if m["To"] == "Ada <ada@example.org>"
                and str(m["Subject"]).startswith("Déplacé"))
     assert str(ada["Subject"]) == "Déplacé : Justice For All coalition call du mardi 12 mars 2019"
     body = ada.get_body(("plain",))
@@ -62,7 +54,7 @@ def test_each_late_change_gets_its_own_notice(members: Coalition) -> None:
     members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-12 11:00")
     members("call", "move", SLUG, "--on", "2019-03-12", "--to", "2019-03-12 12:00")
     members("run-once")
-    notices = [m for m in inbox(members) if m["To"] == "Bea <bea@example.org>"
+    notices = [m for m in members.inbox() if m["To"] == "Bea <bea@example.org>"
                and str(m["Subject"]).startswith("Moved:")]
     assert len(notices) == 2
 
@@ -72,5 +64,5 @@ def test_change_further_ahead_needs_no_notice(members: Coalition) -> None:
     ran = members("call", "cancel", SLUG, "--on", "2019-04-09")
     assert ran.exit_code == 0 and "change notice" not in ran.stdout
     members("run-once")
-    assert [m for m in inbox(members) if "Cancelled" in str(m["Subject"])
+    assert [m for m in members.inbox() if "Cancelled" in str(m["Subject"])
             or "Annulé" in str(m["Subject"])] == []

@@ -10,16 +10,17 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from scheduler import config
-from scheduler.delivery import sender
+from scheduler.delivery import planning
 from scheduler.store import calls, db
 from scheduler.store.models import Delivery, Subscriber
+from tests.conftest import ConfigCase
 
 
-def test_more_rows_than_one_statement_carries_are_planned(config_case: object) -> None:
+def test_more_rows_than_one_statement_carries_are_planned(config_case: ConfigCase) -> None:
     """Each outbox row is 11 values; SQLite takes so many per statement (250,000 here)."""
     limit = sqlite3.connect(":memory:").getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     members = limit // (3 * 11) + 1  # three reminders each
-    path: Path = config_case("example")  # type: ignore[operator]
+    path: Path = config_case("example")
     path.write_text(path.read_text().replace("queue_minutes = 15", "queue_minutes = 20160"))
     settings = config.load(path)  # all three reminders queued at once
     engine = db.open_database(settings.database_url())
@@ -33,7 +34,7 @@ def test_more_rows_than_one_statement_carries_are_planned(config_case: object) -
                                    created_at=joined, confirmed_at=joined)
                         for n in range(members))
         session.commit()
-        sender.plan_pass(session, settings, now=now)
+        planning.plan_pass(session, settings, now=now)
         stored = session.exec(select(func.count()).select_from(Delivery).where(
             Delivery.channel == "email")).one()
     engine.dispose()

@@ -10,8 +10,9 @@ from pathlib import Path
 from sqlmodel import Session
 
 from scheduler import config
-from scheduler.delivery import sender
+from scheduler.delivery import planning, sender
 from scheduler.store import calls, db, subscribers
+from tests.conftest import ConfigCase
 
 START = datetime(2026, 1, 5, 12, tzinfo=UTC)
 NOTHING = {"added": 0, "missed": 0, "retimed": 0, "cancelled": 0}
@@ -28,8 +29,8 @@ def weekly_call_and_two_members(session: Session, settings: config.Settings) -> 
             email=f"{name}@example.org"), now=START - timedelta(days=30))
 
 
-def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: object) -> None:
-    path: Path = config_case("example")  # type: ignore[operator]
+def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: ConfigCase) -> None:
+    path: Path = config_case("example")
     settings = config.load(path)
     engine = db.open_database(settings.database_url())
     memo: dict[str, object] = {}
@@ -37,10 +38,10 @@ def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: ob
         weekly_call_and_two_members(session, settings)
 
         def full(now: datetime) -> dict[str, int]:
-            return sender.plan_pass(session, settings, now=now)
+            return planning.plan_pass(session, settings, now=now)
 
         def with_memo(now: datetime) -> dict[str, int]:
-            return sender.plan_pass(session, settings, now=now, memo=memo)
+            return planning.plan_pass(session, settings, now=now, memo=memo)
 
         # Monday noon: of the 6 January call only the announcement is queued (two members and
         # the forum): due a week ago, still valid until "tomorrow" is due at 15:00
@@ -63,7 +64,7 @@ def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: ob
         assert with_memo(later + timedelta(minutes=1)) == NOTHING
         assert full(later + timedelta(minutes=2)) == NOTHING
         # what is not queued yet is still planned, for whoever is subscribed by then
-        ahead = sender.upcoming(session, settings, now=later)
+        ahead = planning.upcoming(session, settings, now=later)
         assert {(row["rule"], row["channel"], row["recipients"]) for row in ahead
                 if row["occurrence_id"] == datetime(2026, 1, 13, 15, tzinfo=UTC)} == {
             ("tomorrow", "email", 1), ("starts-soon", "email", 1), ("starts-soon", "forum", 1)}
@@ -71,8 +72,8 @@ def test_memo_plans_only_what_is_new_and_agrees_with_a_full_pass(config_case: ob
 
 
 def test_a_first_pass_after_downtime_counts_what_it_can_no_longer_send_as_missed(
-        config_case: object) -> None:
-    path: Path = config_case("example")  # type: ignore[operator]
+        config_case: ConfigCase) -> None:
+    path: Path = config_case("example")
     settings = config.load(path)
     engine = db.open_database(settings.database_url())
     with Session(engine, expire_on_commit=False) as session:

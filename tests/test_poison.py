@@ -4,7 +4,6 @@ goes on with every other delivery."""
 
 from __future__ import annotations
 
-import json
 import mailbox
 import shutil
 import sqlite3
@@ -23,9 +22,8 @@ from scheduler.channels.discourse import Discourse
 from scheduler.config import Settings
 from scheduler.delivery import sender
 from scheduler.store import outbox
-from tests.conftest import DATA, Ran, SmtpSink, read_maildir, use_smtp
+from tests.conftest import DATA, Coalition, SmtpSink, use_smtp
 
-Coalition = Callable[..., Ran]
 DUE = "2018-11-06T15:00:30Z"  # the announcement: five emails and a forum post
 LATER = "2018-11-06T16:00:00Z"  # after the first retry's wait
 EVERYONE = ["ada@example.org", "bea@example.org", "carl@example.org", "dina@example.org",
@@ -37,15 +35,9 @@ def members(organizer: Callable[[str], Coalition]) -> Coalition:
     return organizer("issue_13")
 
 
-def folder(coalition: Coalition) -> Path:
-    return Path(coalition.config).parent  # type: ignore[attr-defined]
-
-
 def rows(coalition: Coalition) -> dict[str, dict[str, Any]]:
     """The announcement's deliveries, by recipient ('topic' for the forum)."""
-    ran = coalition("deliveries", "--json")
-    assert ran.exit_code == 0, ran.stderr
-    return {d["recipient"]: d for d in json.loads(ran.stdout)}
+    return {d["recipient"]: d for d in coalition.deliveries()}
 
 
 def statuses(coalition: Coalition) -> dict[str, str]:
@@ -54,12 +46,12 @@ def statuses(coalition: Coalition) -> dict[str, str]:
 
 def written_to(coalition: Coalition) -> Counter[str]:
     return Counter(str(m["To"]).rpartition("<")[2].rstrip(">")
-                   for m in read_maildir(folder(coalition) / "var" / "mail"))
+                   for m in coalition.inbox())
 
 
 def test_a_member_whose_stored_zone_is_unknown_fails_alone(members: Coalition) -> None:
     """A row stored by an older version, or a zone the tz database dropped."""
-    with sqlite3.connect(folder(members) / "var" / "coalition.sqlite3") as database:
+    with sqlite3.connect(members.folder / "var" / "coalition.sqlite3") as database:
         database.execute("UPDATE subscriber SET timezone = 'Mars/Olympus' "
                          "WHERE email = 'bea@example.org'")
     ran = members("run-once", "--now", DUE)
@@ -71,7 +63,7 @@ def test_a_member_whose_stored_zone_is_unknown_fails_alone(members: Coalition) -
 
 
 def test_a_template_broken_for_one_language_fails_only_its_readers(members: Coalition) -> None:
-    config = Path(members.config)  # type: ignore[attr-defined]
+    config = members.config
     shutil.copytree(DATA / "templates" / "misspelled_email", config.parent / "mine")
     config.write_text(config.read_text().replace('folder = ""', 'folder = "mine"'))
     ran = members("run-once", "--now", DUE)
@@ -88,7 +80,7 @@ def test_a_template_broken_for_one_language_fails_only_its_readers(members: Coal
 
 def test_a_forum_folder_that_cannot_be_written_is_retried_and_the_emails_go(
         members: Coalition) -> None:
-    forum = folder(members) / "var" / "forum"
+    forum = members.folder / "var" / "forum"
     forum.parent.mkdir(parents=True, exist_ok=True)
     forum.write_text("a file where the folder should be")
     ran = members("run-once", "--now", DUE)
@@ -106,7 +98,7 @@ def test_an_smtp_client_that_raises_for_one_message_fails_that_message_alone(
         members: Coalition, smtp_sink: tuple[SmtpSink, int],
         monkeypatch: pytest.MonkeyPatch) -> None:
     sink, port = smtp_sink
-    use_smtp(Path(members.config), port)  # type: ignore[attr-defined]
+    use_smtp(members.config, port)
     original = aiosmtplib.SMTP.sendmail
 
     async def sendmail(self: aiosmtplib.SMTP, sender: str, recipients: Sequence[str],
@@ -116,8 +108,8 @@ def test_an_smtp_client_that_raises_for_one_message_fails_that_message_alone(
         return await original(self, sender, recipients, message, **options)
 
     monkeypatch.setattr(aiosmtplib.SMTP, "sendmail", sendmail)
-    (folder(members) / "config.toml").write_text(
-        (folder(members) / "config.toml").read_text().replace("connections = 4",
+    (members.folder / "config.toml").write_text(
+        (members.folder / "config.toml").read_text().replace("connections = 4",
                                                               "connections = 1"))
     ran = members("run-once", "--now", DUE)
     assert ran.exit_code == 1
@@ -196,7 +188,7 @@ def test_a_database_failing_midway_still_closes_the_forum_client(
     def cannot_record(*args: object, **kwargs: object) -> None:
         raise OperationalError("UPDATE delivery", {}, sqlite3.OperationalError("disk I/O error"))
 
-    config = folder(members) / "config.toml"
+    config = members.folder / "config.toml"
     config.write_text(config.read_text().replace('transport = "files"', 'transport = "discourse"'))
     monkeypatch.setattr(sender, "_forum_client", client)
     monkeypatch.setattr(outbox, "mark_sent", cannot_record)

@@ -16,14 +16,16 @@ from scheduler import config
 from scheduler.core.plan import EMAIL, Planned
 from scheduler.store import calls, db, outbox
 from scheduler.store.models import Delivery
+from scheduler.store.recorder import Claimed, Recorder
+from tests.conftest import ConfigCase
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 
 
-def claimed_fan_out(config_case: object, members: int) -> tuple[Engine, list[Delivery]]:
+def claimed_fan_out(config_case: ConfigCase, members: int) -> tuple[Engine, list[Delivery]]:
     """`members` deliveries of one reminder, due at NOW, claimed by "test" for 60 s."""
-    settings = config.load(config_case("example"))  # type: ignore[operator]
+    settings = config.load(config_case("example"))
     engine = db.open_database(settings.database_url())
     with Session(engine, expire_on_commit=False) as session:
         call = calls.add_call(session, settings, calls.CallInput(
@@ -38,15 +40,15 @@ def claimed_fan_out(config_case: object, members: int) -> tuple[Engine, list[Del
     return engine, claimed
 
 
-def test_every_result_handed_over_is_recorded_once_closed(config_case: object) -> None:
+def test_every_result_handed_over_is_recorded_once_closed(config_case: ConfigCase) -> None:
     engine, claimed = claimed_fan_out(config_case, 300)
-    recorder = outbox.Recorder(engine)
+    recorder = Recorder(engine)
     for n, delivery in enumerate(claimed):
         if n % 100 == 99:  # three refused for good
-            recorder.failed(outbox.Claimed.of(delivery), error="550 no such user",
+            recorder.failed(Claimed.of(delivery), error="550 no such user",
                             permanent=True, now=NOW)
         else:
-            recorder.sent(outbox.Claimed.of(delivery), message_id=f"<{n}@example.org>",
+            recorder.sent(Claimed.of(delivery), message_id=f"<{n}@example.org>",
                           now=NOW + timedelta(seconds=1))
     assert recorder.close() == {"sent": 297, "failed": 3}
     with Session(engine) as session:
@@ -59,8 +61,8 @@ def test_every_result_handed_over_is_recorded_once_closed(config_case: object) -
 
 def test_when_recording_fails_the_next_result_stops_the_sending(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")  # no outbox table
-    recorder = outbox.Recorder(engine)
-    claimed = outbox.Claimed(1, (1, NOW, "starts-soon", EMAIL, "ada@example.org"), NOW)
+    recorder = Recorder(engine)
+    claimed = Claimed(1, (1, NOW, "starts-soon", EMAIL, "ada@example.org"), NOW)
     recorder.sent(claimed, message_id="<1@example.org>", now=NOW)
     with pytest.raises(Exception, match="no such table: delivery"):
         recorder.close()
@@ -69,7 +71,7 @@ def test_when_recording_fails_the_next_result_stops_the_sending(tmp_path: Path) 
 
 
 def test_renewed_claims_stay_with_their_daemon_until_the_renewal_runs_out(
-        config_case: object) -> None:
+        config_case: ConfigCase) -> None:
     engine, claimed = claimed_fan_out(config_case, 3)
     ids = [d.id for d in claimed if d.id is not None]
     with Session(engine) as session:
@@ -87,7 +89,7 @@ def test_renewed_claims_stay_with_their_daemon_until_the_renewal_runs_out(
 
 
 def test_the_recorder_renews_while_it_runs_and_a_failed_renewal_does_not_stop_it(
-        config_case: object, caplog: pytest.LogCaptureFixture) -> None:
+        config_case: ConfigCase, caplog: pytest.LogCaptureFixture) -> None:
     engine, claimed = claimed_fan_out(config_case, 2)
     renewals: list[int] = []
 
@@ -96,9 +98,9 @@ def test_the_recorder_renews_while_it_runs_and_a_failed_renewal_does_not_stop_it
         if len(renewals) == 1:
             raise OperationalError("UPDATE delivery", {}, Exception("database is locked"))
 
-    recorder = outbox.Recorder(engine, renew=renew, renew_every=0)  # every time it looks
+    recorder = Recorder(engine, renew=renew, renew_every=0)  # every time it looks
     for n, delivery in enumerate(claimed):
-        recorder.sent(outbox.Claimed.of(delivery), message_id=f"<{n}@example.org>", now=NOW)
+        recorder.sent(Claimed.of(delivery), message_id=f"<{n}@example.org>", now=NOW)
     assert recorder.close() == {"sent": 2}
     assert renewals  # renewed from the start, and once failing, went on recording
     assert "could not renew the claims being sent" in caplog.text

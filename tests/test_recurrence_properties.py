@@ -8,6 +8,7 @@ instant. An instance that falls in a gap follows RFC 5545 (the offset from befor
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,7 +26,7 @@ ZONES = [
     "America/St_Johns", "Pacific/Chatham", "Australia/Lord_Howe",  # :30 DST, :45 DST, 30-min DST
     "Asia/Tehran", "America/Havana", "Europe/London", "Pacific/Kiritimati",
 ]
-RULES = {
+RULES: dict[str, Callable[[datetime], str]] = {
     "weekly": lambda start: "FREQ=WEEKLY",
     "every-3-days": lambda start: "FREQ=DAILY;INTERVAL=3",
     "monthly-nth-weekday": lambda start: (

@@ -5,10 +5,8 @@ database that needs `coalition init` (or bad input)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +14,9 @@ import time_machine
 from sqlalchemy.exc import OperationalError
 
 from scheduler.store import outbox
-from tests.conftest import Ran, SmtpSink, free_port, use_smtp
+from tests.conftest import Coalition, SmtpSink, free_port, use_smtp
 from tests.test_cli_calls import SLUG
 
-Coalition = Callable[..., Ran]
 ANNOUNCE = "2019-03-05T15:00:00Z"  # ada's and bea's emails and the forum post are due
 REFUSED = "550 5.1.1 no such mailbox"
 BUSY = "451 4.3.2 try again later"
@@ -32,7 +29,7 @@ AFTER = "2019-03-12T16:00:00Z"  # the 2019-03-12 call is over: a follow-up can b
 def members(organizer: Callable[[str], Coalition], smtp_sink: tuple[SmtpSink, int]) -> Coalition:
     with time_machine.travel("2019-03-01T12:00:00Z", tick=False):
         coalition = organizer("reminders")
-    use_smtp(Path(coalition.config), smtp_sink[1])  # type: ignore[attr-defined]
+    use_smtp(coalition.config, smtp_sink[1])
     return coalition
 
 
@@ -86,9 +83,7 @@ def test_run_once_help_gives_the_meaning_of_each_exit_status(members: Coalition)
 
 def deliveries(coalition: Coalition, rule: str) -> dict[str, dict[str, Any]]:
     """The deliveries of one rule, by recipient ('topic' for the forum)."""
-    ran = coalition("deliveries", "--json")
-    assert ran.exit_code == 0, ran.stderr
-    return {d["recipient"]: d for d in json.loads(ran.stdout) if d["rule"] == rule}
+    return {d["recipient"]: d for d in coalition.deliveries() if d["rule"] == rule}
 
 
 def test_a_reminder_that_expires_unsent_counts_as_failed(
@@ -109,7 +104,7 @@ def test_a_reminder_that_expires_unsent_counts_as_failed(
 def drop_the_announcement_rule(coalition: Coalition) -> None:
     """The admin takes the announcement out of config.toml while some are queued."""
     assert coalition("run-once", "--now", QUEUED).exit_code == 0
-    config = Path(coalition.config)  # type: ignore[attr-defined]
+    config = coalition.config
     rule = ('[[reminders]]\nname = "announcement"\nbefore = "7d"\n'
             'channels = ["forum", "email"]\ntemplate = "announcement"\n')
     assert rule in config.read_text()
@@ -127,7 +122,7 @@ def bea_leaves_behind_the_outbox(coalition: Coalition) -> None:
     """She left after the follow-up was queued, and her delivery was not cancelled then (as
     when she unsubscribes while a pass holds it)."""
     queue_a_followup(coalition)
-    folder = Path(coalition.config).parent  # type: ignore[attr-defined]
+    folder = coalition.config.parent
     with sqlite3.connect(folder / "var" / "coalition.sqlite3") as database:
         database.execute("UPDATE subscriber SET status = 'unsubscribed' "
                          "WHERE email = 'bea@example.org'")

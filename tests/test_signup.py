@@ -24,9 +24,8 @@ from scheduler.errors import SchedulerError
 from scheduler.store import db
 from scheduler.web import signup
 from scheduler.web.app import create_app
-from tests.conftest import Ran, read_maildir
+from tests.conftest import Coalition, Ran, read_maildir
 
-Coalition = Callable[..., Ran]
 SECRET = "s" * 40
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -75,7 +74,7 @@ class Site:
 @pytest.fixture
 def site(organizer: Callable[[str], Coalition]) -> Iterator[Site]:
     coalition = organizer("members")
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = db.open_database(settings.database_url())
     with TestClient(create_app(settings, engine, secret=SECRET),
                     headers={"Accept-Language": "fr-FR,fr;q=0.9"}) as client:  # a French reader
@@ -86,10 +85,12 @@ def site(organizer: Callable[[str], Coalition]) -> Iterator[Site]:
 def test_sign_up_stores_nothing_until_the_link_is_confirmed(site: Site) -> None:
     sent = site.sign_up(calls=["justice"], all="")
     assert sent.exit_code == 200 and "Consultez votre boîte de réception" in sent.stdout
-    (mail,) = site.mails()  # type: ignore[misc]
+    (mail,) = site.mails()
     assert mail["To"] == "Amina <amina@example.org>" and mail["Auto-Submitted"] == "auto-generated"
     assert mail["Subject"] == "Confirmez vos rappels des appels de la coalition"
-    assert "Justice For All coalition call" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    body = mail.get_body(("plain",))
+    assert body is not None
+    assert "Justice For All coalition call" in body.get_content()
     assert site.subscribers() == {}
     link = site.link()
     page = site.client.get(link)
@@ -231,7 +232,7 @@ def test_sign_up_is_rate_limited_per_address_and_per_ip(site: Site) -> None:
 
 
 def test_a_failed_confirmation_email_says_so(site: Site, tmp_path: Path) -> None:
-    path = Path(site.coalition.config)  # type: ignore[attr-defined]
+    path = site.coalition.config
     path.write_text(path.read_text().replace('transport = "maildir"', 'transport = "smtp"', 1)
                     .replace("port = 25", "port = 9", 1))
     settings = config.load(path)
@@ -243,7 +244,7 @@ def test_a_failed_confirmation_email_says_so(site: Site, tmp_path: Path) -> None
 
 def test_the_secret_comes_from_the_environment_or_beside_the_sqlite_file(
         site: Site, monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> None:
-    settings = config.load(Path(site.coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(site.coalition.config)
     engine = db.open_database(settings.database_url())
     monkeypatch.delenv("COALITION_WEB_SECRET", raising=False)
     made = signup.site_secret(settings, engine)
@@ -262,7 +263,7 @@ def test_the_secret_comes_from_the_environment_or_beside_the_sqlite_file(
 
 
 def test_check_reads_the_confirmation_email_too(coalition: Coalition) -> None:
-    path = Path(coalition.config)  # type: ignore[attr-defined]
+    path = coalition.config
     (path.parent / "own" / "email").mkdir(parents=True)
     (path.parent / "own" / "email" / "confirm.en.txt").write_text(
         "{% block subject %}Confirm {{ adress }}{% endblock %}\n{% block body %}{% endblock %}\n")

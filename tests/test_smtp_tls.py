@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
-from tests.conftest import Ran, SmtpSink, free_port, use_smtp
+from tests.conftest import Coalition, SmtpSink, free_port, use_smtp
 from tests.test_cli_calls import ADD, SLUG
-
-Coalition = Callable[..., Ran]
 
 
 @pytest.fixture
@@ -50,7 +48,7 @@ def secure_sink(request: pytest.FixtureRequest, authority: trustme.CA
 def test_invitation_goes_out_over_tls(coalition: Coalition,
                                       secure_sink: tuple[SmtpSink, int, str]) -> None:
     sink, port, security = secure_sink
-    config = Path(coalition.config)  # type: ignore[attr-defined]
+    config = coalition.config
     use_smtp(config, port)
     config.write_text(config.read_text().replace('security = "none"', f'security = "{security}"'))
     assert coalition(*ADD).exit_code == 0
@@ -67,7 +65,7 @@ def test_plain_connection_to_a_starttls_only_server_is_refused_not_lost(
                             tls_context=server_context(authority), require_starttls=True)
     controller.start()
     try:
-        use_smtp(Path(coalition.config), port)  # type: ignore[attr-defined]
+        use_smtp(coalition.config, port)
         assert coalition(*ADD).exit_code == 0
         ran = coalition("invite", SLUG, "--to", "ada@example.org")
         assert ran.exit_code == 1 and "invitation not sent to ada@example.org: 530" in ran.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -14,16 +13,14 @@ from scheduler import config
 from scheduler.store import db
 from scheduler.store.models import Subscriber
 from scheduler.web.app import create_app
-from tests.conftest import Ran
-
-Coalition = Callable[..., Ran]
+from tests.conftest import Coalition
 
 
 @pytest.fixture
 def site(organizer: Callable[[str], Coalition]) -> Iterator[tuple[Coalition, TestClient, str]]:
     coalition = organizer("reminders")
     assert coalition("run-once", "--now", "2019-03-05T14:00:00Z").exit_code == 0  # plans
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     engine = db.open_database(settings.database_url())
     with Session(engine) as session:
         token = session.exec(select(Subscriber.token).where(
@@ -46,7 +43,7 @@ def test_one_click_post_unsubscribes_and_cancels_what_was_pending(
     assert response.status_code == 200 and "ada@example.org will get no more" in response.text
     assert statuses(coalition) == {"ada@example.org": "unsubscribed",
                                    "bea@example.org": "confirmed"}
-    pending = json.loads(coalition("deliveries", "--json", "--status", "pending").stdout)
+    pending = coalition.deliveries("--status", "pending")
     assert "ada@example.org" not in {d["recipient"] for d in pending}
     assert client.post(f"/unsubscribe/{token}").status_code == 200  # twice is harmless
 

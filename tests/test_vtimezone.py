@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import pytz
-from icalendar import Calendar
+from icalendar import Calendar, Timezone
 
 from scheduler.core.vtimezone import transitions, vtimezone
 from scheduler.core.zones import all_zone_names
@@ -19,8 +19,14 @@ from tests.readers import node_script
 START, END = datetime(2018, 1, 1, tzinfo=UTC), datetime(2038, 1, 1, tzinfo=UTC)
 
 
+def offset_seconds(moment: datetime) -> int:
+    offset = moment.utcoffset()
+    assert offset is not None, moment
+    return int(offset.total_seconds())
+
+
 def ical(key: str) -> str:
-    return vtimezone(key, 2018).to_ical().decode()
+    return bytes(vtimezone(key, 2018).to_ical()).decode()
 
 
 def test_new_york_is_two_yearly_rules_with_onsets_in_the_offset_before() -> None:
@@ -75,10 +81,12 @@ def test_scan_finds_every_transition_pytz_lists() -> None:
 
 def test_every_zone_reads_back_with_the_right_offsets() -> None:
     """icalendar's own VTIMEZONE reader, one minute either side of every change to 2038."""
-    wrong = []
+    wrong: list[str] = []
     for key in sorted(all_zone_names()):
         zone = ZoneInfo(key)
-        read = Calendar.from_ical(vtimezone(key, 2018).to_ical()).to_tz()
+        parsed = Calendar.from_ical(vtimezone(key, 2018).to_ical())
+        assert isinstance(parsed, Timezone)
+        read = parsed.to_tz()
         moments = [START + timedelta(hours=12), datetime(2030, 7, 1, tzinfo=UTC)]
         for change in transitions(zone, START, END):
             moments += [change.at - timedelta(minutes=1), change.at + timedelta(minutes=1)]
@@ -109,5 +117,5 @@ def test_thunderbirds_parser_reads_the_same_offsets(key: str, tmp_path: Path) ->
                           *(m.strftime("%Y-%m-%dT%H:%M:%SZ") for m in moments)],
                          capture_output=True, text=True, check=True)
     theirs = json.loads(ran.stdout)[key]
-    ours = [int(m.astimezone(ZoneInfo(key)).utcoffset().total_seconds()) for m in moments]
+    ours = [offset_seconds(m.astimezone(ZoneInfo(key))) for m in moments]
     assert theirs == ours

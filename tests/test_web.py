@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.utils import formatdate
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,11 +11,10 @@ from starlette.testclient import TestClient
 
 from scheduler import config
 from scheduler.web.app import create_app
-from tests.conftest import Ran
+from tests.conftest import Coalition
 from tests.daemon_process import start, stop
 from tests.test_cli_calls import ADD
 
-Coalition = Callable[..., Ran]
 FEED = "/calendars/justice-for-all-coalition-call.ics"
 
 
@@ -38,7 +36,7 @@ def ticks() -> Ticks:
 @pytest.fixture
 def client(coalition: Coalition, ticks: Ticks) -> Iterator[TestClient]:
     assert coalition(*ADD).exit_code == 0
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     with TestClient(create_app(settings, monotonic=ticks)) as test_client:
         yield test_client
 
@@ -114,7 +112,7 @@ def test_unknown_or_malformed_feed_is_404(client: TestClient, path: str) -> None
 def test_feed_that_cannot_be_read_is_503_in_one_line(
     client: TestClient, coalition: Coalition, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = config.load(Path(coalition.config))  # type: ignore[attr-defined]
+    settings = config.load(coalition.config)
     (settings.calendars / "broken.ics").mkdir()  # stat works, reading does not
     response = client.get("/calendars/broken.ics")
     assert response.status_code == 503
@@ -126,7 +124,7 @@ def test_feed_that_cannot_be_read_is_503_in_one_line(
 def test_daemon_serves_feeds_until_sigterm(coalition: Coalition) -> None:
     """The real command, as `make run` starts it, on a port the system picks."""
     assert coalition(*ADD).exit_code == 0
-    process = start(Path(coalition.config))  # type: ignore[attr-defined]
+    process = start(coalition.config)
     try:
         ready = next(line for line in process.log if line.startswith("ready:"))
         url = ready.split()[3].rstrip("/")

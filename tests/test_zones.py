@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -36,7 +36,7 @@ def test_fixed_offset_abbreviation_is_refused_with_the_place_it_likely_means() -
 def test_zone_data_comes_from_the_tzdata_package() -> None:
     """Egypt's 2023 summer time must be known whatever the operating system ships."""
     cairo = get_zone("Africa/Cairo")
-    assert datetime(2023, 7, 1, 12, tzinfo=cairo).utcoffset().total_seconds() == 3 * 3600
+    assert datetime(2023, 7, 1, 12, tzinfo=cairo).utcoffset() == timedelta(hours=3)
 
 
 def test_missing_time_is_refused_naming_the_jump() -> None:

@@ -15,7 +15,6 @@ from scheduler.delivery.render import CallFacts, Message, Templates, message_con
 from scheduler.errors import InvalidValue
 from scheduler.store.calls import display_zones, get_call, locate, series_of
 from scheduler.store.models import Call
-from scheduler.web import site
 
 
 def facts(call: Call, settings: Settings) -> CallFacts:
@@ -66,9 +65,10 @@ def render_message(
     return Templates(settings.template_folders).render(template, channel, lang, context)
 
 
-def check_templates(settings: Settings) -> list[str]:
-    """Every template in every language, rendered with sample data: one line per problem."""
+def check_messages(settings: Settings) -> list[str]:
+    """Every message template in every language, rendered with sample data: one line per
+    problem. The members' pages are checked by the web layer (`scheduler.web.site.check_pages`);
+    `scheduler.doctor.check_templates` runs both."""
     templates = Templates(settings.template_folders)
-    return [*templates.check(settings.calls.languages,
-                             lambda lang: sample_context(lang, settings.labels)),
-            *site.check_pages(settings)]
+    return templates.check(settings.calls.languages,
+                           lambda lang: sample_context(lang, settings.labels))

@@ -1,4 +1,5 @@
-"""One pass of the reminder service: plan, expire, claim, send, mark. `now` is a parameter.
+"""One pass of the reminder service: plan (`planning`), expire, claim, send, mark. `now` is a
+parameter.
 
 `coalition run-once` is one pass; the daemon runs passes when something falls due.
 Email goes to each subscriber in their language, their own zone first, with a Message-ID
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parseaddr
@@ -34,30 +35,20 @@ from scheduler.channels import mail
 from scheduler.channels.discourse import Discourse
 from scheduler.config import Settings
 from scheduler.core import addresses
-from scheduler.core.plan import (
-    EMAIL,
-    FORUM,
-    CallOccurrences,
-    Recipient,
-    Rule,
-    RuleKind,
-    Step,
-    plan,
-)
-from scheduler.core.recurrence import Change, Occurrence, Status, occurrence_at, occurrences
+from scheduler.core.plan import EMAIL, FORUM, Rule, RuleKind
+from scheduler.core.recurrence import Change, Occurrence, Status, occurrence_at
 from scheduler.core.zones import get_zone
-from scheduler.delivery import followups, notices
+from scheduler.delivery import followups, notices, planning
 from scheduler.delivery.feeds import write_atomically
 from scheduler.delivery.preview import facts
 from scheduler.delivery.render import Message, Templates, message_context
 from scheduler.errors import DatabaseError, SchedulerError
 from scheduler.store import outbox
-from scheduler.store.calls import all_changes, list_calls, series_of, skipped
+from scheduler.store.calls import all_changes, list_calls, series_of
 from scheduler.store.models import Call, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from scheduler.store.recorder import Claimed, Recorder
 
 log = logging.getLogger(__name__)
-PLAN_CHUNK = 200  # calls planned and compared with the outbox at a time
-LOOK_BACK = timedelta(days=2)  # occurrences this far back still get their "missed" records
 
 
 @dataclass
@@ -83,125 +74,6 @@ class PassReport:
         planned = ", ".join(f"{v} {k}" for k, v in self.planned.items())
         outcome = ", ".join(f"{v} {k}" for k, v in sorted(self.outcomes.items())) or "none due"
         return [f"planned: {planned}", f"expired as missed: {self.expired}", f"sent: {outcome}"]
-
-
-def _horizon(rules: tuple[Rule, ...]) -> timedelta:
-    return max((timedelta(days=r.days + 1) + r.delta for r in rules), default=timedelta(0))
-
-
-def _plan_inputs(session: Session, now: datetime) -> tuple[
-        list[Call], dict[int, dict[datetime, Change]], list[Recipient]]:
-    """Calls, their changes, and who is subscribed, as planning reads them."""
-    # A pass at a moment before someone subscribed (a preview with --now) counts them as
-    # subscribed by that moment: they get what is still ahead of it.
-    recipients = [Recipient(address=s.email, since=min(s.confirmed_at or s.created_at, now),
-                            calls=frozenset(s.calls) if s.calls is not None else None)
-                  for s in session.exec(select(Subscriber).where(
-                      Subscriber.status == SubscriberStatus.CONFIRMED)).all()]
-    return list_calls(session), all_changes(session), recipients
-
-
-def _occurrences(settings: Settings, calls: Sequence[Call],
-                 changes: Mapping[int, Mapping[datetime, Change]], *, now: datetime,
-                 ahead: timedelta = timedelta(days=1)) -> list[CallOccurrences]:
-    """Each call's occurrences within the planning horizon (the longest rule plus a day) and
-    `ahead`: all whose reminders can fall due within `ahead`. A stored call that cannot be
-    planned (a row an older version stored) is left out with a warning; the others are not."""
-    start, end = now - LOOK_BACK, now + _horizon(settings.reminders) + ahead
-    found = []
-    for call in calls:
-        assert call.id is not None
-        try:
-            within = occurrences(series_of(call), changes.get(call.id, {}), start=start,
-                                 end=end)
-        except Exception as e:  # whatever one stored call raises must not stop the others
-            skipped(log, call, "the reminders", e)
-            continue
-        found.append(CallOccurrences(
-            call_id=call.id, slug=call.slug, created=min(call.created_at, now),
-            occurrences=within))
-    return found
-
-
-def _lead(rule: Rule) -> timedelta:
-    """How long before the start a rule falls due, at most (a day's DST slack for days)."""
-    return timedelta(days=rule.days + 1) if rule.days else rule.delta
-
-
-def plan_pass(session: Session, settings: Settings, *, now: datetime,
-              memo: dict[str, object] | None = None) -> dict[str, int]:
-    """Bring the outbox in line with calls, their changes and subscribers.
-
-    The plan reaches every occurrence within the horizon (the longest rule plus a day), but a
-    step (one rule of one occurrence) is written out, one delivery per recipient, only from
-    `[daemon] queue_minutes` before it falls due: a coalition of 10,000 calls and 1,000
-    members would otherwise hold tens of millions of rows for reminders weeks away, and
-    rewrite them whenever someone subscribes. A step already written stays in line with its
-    occurrence (moved, cancelled) and its recipients (one left) until it is sent.
-
-    With a `memo` (the daemon keeps one across passes), a pass whose calls, changes and
-    subscribers are the same as the last one's compares with the outbox only the steps that
-    have come within reach since.
-    """
-    reach = now + timedelta(minutes=settings.daemon.queue_minutes)
-    call_rows, changes, recipients = _plan_inputs(session, now)
-    inputs = hash((
-        frozenset(recipients),
-        tuple((c.id, c.slug, c.created_at, c.updated_at) for c in call_rows),
-        frozenset((call_id, frozenset(found.items())) for call_id, found in changes.items()),
-    ))
-    leads = [(rule, _lead(rule)) for rule in settings.reminders]
-    calls, due = _occurrences(settings, call_rows, changes, now=now), set()
-    for call in calls:
-        due |= {(call.call_id, o.id, rule.name) for o in call.occurrences for rule, lead in leads
-                if o.start - lead <= reach and rule.due(o) <= reach}
-    if memo is not None and memo.get("inputs") == inputs:
-        seen = memo["due"]
-        assert isinstance(seen, frozenset)
-        to_sync = due - seen
-    else:  # also what was written before and may no longer be owed, or owed otherwise
-        names = {rule.name for rule in settings.reminders}
-        queued = outbox.queued_steps(session, pending=True)
-        to_sync = due | {step for step in queued if step[2] in names}
-    by_call: dict[int, set[Step]] = {}
-    for step in to_sync:
-        by_call.setdefault(step[0], set()).add(step)
-    counts = dict.fromkeys(outbox.SYNCED, 0)
-    chunks = [c for c in calls if c.call_id in by_call]
-    for first in range(0, len(chunks), PLAN_CHUNK):  # a chunk of calls at a time: bounded memory
-        chunk = chunks[first:first + PLAN_CHUNK]
-        steps = {step for c in chunk for step in by_call[c.call_id]}
-        part = outbox.sync(session, plan(chunk, settings.reminders, recipients, steps),
-                           covered=steps, now=now)
-        counts = {key: counts[key] + part[key] for key in counts}
-    if memo is not None:
-        memo["inputs"], memo["due"] = inputs, frozenset(due)
-    return counts
-
-
-UPCOMING_DAYS = 35  # how far `coalition deliveries --upcoming` looks by default
-
-
-def upcoming(session: Session, settings: Settings, *, now: datetime,
-             days: int = UPCOMING_DAYS) -> list[dict[str, object]]:
-    """The reminders planned but not queued yet (due after `[daemon] queue_minutes`, within
-    `days`), one row per step and channel with how many recipients it has today, in order of
-    due time. Planning itself needs only the occurrences whose reminders can fall due before
-    its next pass; this looks as far as asked."""
-    reach = now + timedelta(minutes=settings.daemon.queue_minutes)
-    until = now + timedelta(days=days)
-    call_rows, changes, recipients = _plan_inputs(session, now)
-    queued = outbox.queued_steps(session, pending=False)
-    counts: Counter[tuple[str, datetime, str, str, datetime, datetime]] = Counter()
-    for call in _occurrences(settings, call_rows, changes, now=now,
-                             ahead=timedelta(days=days)):
-        counts.update((call.slug, p.occurrence_id, p.rule, p.channel, p.due, p.expires)
-                      for p in plan([call], settings.reminders, recipients)
-                      if reach < p.due <= until and p.owed
-                      and (p.call_id, p.occurrence_id, p.rule) not in queued)
-    fields = ("call", "occurrence_id", "rule", "channel", "due", "expires")
-    return [{**dict(zip(fields, key, strict=True)), "recipients": n}
-            for key, n in sorted(counts.items(), key=lambda item: (item[0][4], item[0][0]))]
 
 
 def message_id(settings: Settings, delivery: Delivery) -> str:
@@ -419,7 +291,7 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                 raise  # nothing can be recorded: the pass stops, and its claims run out
             except Exception as e:
                 fail(delivery, e)
-        by_id = {message.message_id: outbox.Claimed.of(delivery) for delivery, message in emails}
+        by_id = {message.message_id: Claimed.of(delivery) for delivery, message in emails}
         session.commit()
         engine = session.get_bind()
         assert isinstance(engine, Engine)
@@ -431,10 +303,9 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
             assert clock is not None
             outbox.renew(session, ids, worker=worker, until=clock() + lease)
 
-        recorder = outbox.Recorder(engine,
-                                   first_retry=timedelta(seconds=settings.daemon.retry_seconds),
-                                   renew=renew if clock is not None else None,
-                                   renew_every=lease.total_seconds() / 3)
+        recorder = Recorder(engine, first_retry=timedelta(seconds=settings.daemon.retry_seconds),
+                            renew=renew if clock is not None else None,
+                            renew_every=lease.total_seconds() / 3)
 
         answered: set[str] = set()
 
@@ -488,7 +359,7 @@ def run_once(session: Session, settings: Settings, *, now: datetime, worker: str
     claims run out, and a later pass takes them up."""
     report = PassReport()
     try:
-        report.planned = plan_pass(session, settings, now=now, memo=memo)
+        report.planned = planning.plan_pass(session, settings, now=now, memo=memo)
         report.expired = outbox.expire(session, now=now)
         report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock,
                                     templates=templates)

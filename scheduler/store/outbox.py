@@ -8,34 +8,28 @@ The unique key (call, occurrence, rule, channel, recipient) makes a delivery exi
 many planners run. A claim takes due rows with a lease (`FOR UPDATE SKIP LOCKED` on
 PostgreSQL), so two daemons never hold the same row; a daemon that dies leaves rows whose lease
 runs out, and the next claim takes them, while a live one renews the lease of what it is still
-sending (`renew`). A fan-out's results are recorded by a `Recorder`, a
+sending (`renew`). A fan-out's results are recorded by a `recorder.Recorder`, a
 group per commit: a crash can repeat the messages in flight (one per connection) and those
 accepted but not yet recorded (at most `Recorder.WAITING`); a repeat keeps its Message-ID.
+New deliveries are written by `bulk`, as each database does it fastest.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from queue import Empty, Full, Queue
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from scheduler import metrics
 from scheduler.core.plan import EMAIL, FORUM, TOPIC, Planned, Step
+from scheduler.store import bulk
 from scheduler.store.models import Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -47,7 +41,7 @@ TO_RETRY = "to retry"  # what a pass reports for a delivery that failed for now:
 _TABLE = Delivery.__table__  # type: ignore[attr-defined]
 
 
-def _key(row: Delivery) -> tuple[int, datetime, str, str, str]:
+def delivery_key(row: Delivery) -> tuple[int, datetime, str, str, str]:
     return (row.call_id, row.occurrence_id, row.rule, row.channel, row.recipient)
 
 
@@ -84,17 +78,17 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
     new = [p for p in planned if p.owed and p.key not in rows]
     if new:
         connection = session.connection()
-        moment = _converter(connection)
+        moment = bulk.converter(connection)
         stamp = moment(now)
-        insert = _insert_copy if connection.dialect.name == "postgresql" else _insert_prepared
         # Owed but expired already (the daemon was down): recorded as missed, and counted so.
+        # Each row holds the values of `bulk.COLUMNS`, in that order.
         for status, count in ((DeliveryStatus.PENDING, "added"),
                               (DeliveryStatus.MISSED, "missed")):
             values = [(p.call_id, moment(p.occurrence_id), p.rule, p.channel, p.recipient,
                        moment(p.due), moment(p.expires), status, 0, stamp, stamp)
                       for p in new if (p.expires <= now) == (status is DeliveryStatus.MISSED)]
             if values:
-                counts[count] = insert(connection, values)
+                counts[count] = bulk.insert(connection, values)
     wanted = {p.key: p for p in planned}
     cancelled, retimed = [], []
     for key, (row_id, *_, status, due, expires) in rows.items():
@@ -121,50 +115,6 @@ def sync(session: Session, planned: Sequence[Planned], *, covered: Collection[St
     counts["cancelled"], counts["retimed"] = len(cancelled), len(retimed)
     session.commit()
     return counts
-
-
-_NEW_COLUMNS = ("call_id", "occurrence_id", "rule", "channel", "recipient", "due_at",
-                "expires_at", "status", "attempts", "created_at", "updated_at")
-
-
-def _converter(connection: Connection) -> Callable[[datetime], Any]:
-    """A moment as this database stores it, each distinct one converted once: a step's
-    thousand deliveries share their moments, and converting each of them a thousand times
-    (what SQLAlchemy does per parameter) was most of a large pass's time."""
-    dialect = connection.dialect
-    convert = _TABLE.c.due_at.type.dialect_impl(dialect).bind_processor(dialect)
-    return functools.lru_cache(maxsize=4096)(convert or (lambda moment: moment))
-
-
-def _insert_prepared(connection: Connection, rows: list[tuple[Any, ...]]) -> int:
-    """SQLite: one prepared INSERT run for every row of already converted values (a statement
-    holding every row would be compiled anew each time, and can pass the parameter limit)."""
-    statement = sqlite.insert(_TABLE).on_conflict_do_nothing(
-        index_elements=["call_id", "occurrence_id", "rule", "channel", "recipient"])
-    compiled = statement.compile(dialect=connection.dialect, column_keys=list(_NEW_COLUMNS))
-    order = [_NEW_COLUMNS.index(name) for name in compiled.positiontup or ()]
-    if order != list(range(len(_NEW_COLUMNS))):
-        rows = [tuple(row[i] for i in order) for row in rows]
-    return connection.exec_driver_sql(compiled.string, rows).rowcount
-
-
-def _insert_copy(connection: Connection, rows: list[tuple[Any, ...]]) -> int:
-    """PostgreSQL: new deliveries go by COPY into a temporary table, then into the outbox in
-    one INSERT .. SELECT that skips keys already there. Row by row, even pipelined, was
-    several times slower."""
-    names = ", ".join(_NEW_COLUMNS)
-    connection.exec_driver_sql(  # emptied by every commit or rollback
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS new_delivery ON COMMIT DELETE ROWS AS "
-        f"SELECT {names} FROM {_TABLE.name} WITH NO DATA")
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY new_delivery ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    added = connection.exec_driver_sql(
-        f"INSERT INTO {_TABLE.name} ({names}) SELECT {names} FROM new_delivery "
-        "ON CONFLICT ON CONSTRAINT uq_delivery_key DO NOTHING").rowcount
-    connection.exec_driver_sql("DELETE FROM new_delivery")  # a second sync before the commit
-    return added
 
 
 def queue(session: Session, *, call_id: int, occurrence_id: datetime, rule: str,
@@ -198,7 +148,7 @@ def expire(session: Session, *, now: datetime) -> int:
         delivery.status, delivery.updated_at = DeliveryStatus.MISSED, now
         delivery.lease_until = None
         session.add(delivery)
-        log.info("delivery %s missed: not sent before %s", _key(delivery),
+        log.info("delivery %s missed: not sent before %s", delivery_key(delivery),
                  delivery.expires_at.isoformat())
     session.commit()
     return len(stale)
@@ -265,7 +215,7 @@ def _sent(message_id: str, now: datetime) -> dict[str, Any]:
             "lease_until": None, "last_error": None, "updated_at": now}
 
 
-def _count_sent(key: tuple[int, datetime, str, str, str], due: datetime, message_id: str,
+def count_sent(key: tuple[int, datetime, str, str, str], due: datetime, message_id: str,
                 now: datetime) -> None:
     """Lateness in the metrics, and a line in the log, once the record is committed."""
     metrics.LATENESS.labels(channel=key[3]).observe(max((now - due).total_seconds(), 0))
@@ -280,7 +230,15 @@ def mark_sent(session: Session, delivery: Delivery, *, message_id: str, now: dat
     session.commit()
     for name, value in values.items():  # the object in memory says the same, and stays clean
         set_committed_value(delivery, name, value)
-    _count_sent(_key(delivery), delivery.due_at, message_id, now)
+    count_sent(delivery_key(delivery), delivery.due_at, message_id, now)
+
+
+def mark_all_sent(session: Session, sent: Sequence[tuple[int, str, datetime]]) -> None:
+    """Record deliveries (id, Message-ID, when) the server accepted, in one statement: a
+    `Recorder`'s group. Committed by the caller, who then counts each (`count_sent`)."""
+    session.connection().execute(_SENT, [
+        {"delivery_id": delivery_id, **_sent(message_id, now)}
+        for delivery_id, message_id, now in sent])
 
 
 def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: bool,
@@ -301,7 +259,7 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
         if delivery.next_attempt_at >= delivery.expires_at:
             delivery.status = DeliveryStatus.MISSED
     session.add(delivery)
-    log.info("delivery %s %s: %s", _key(delivery), delivery.status
+    log.info("delivery %s %s: %s", delivery_key(delivery), delivery.status
              if delivery.status != DeliveryStatus.PENDING else "will be retried", error)
 
 
@@ -312,130 +270,16 @@ def mark_cancelled(session: Session, delivery: Delivery, *, reason: str, now: da
     delivery.status, delivery.last_error = DeliveryStatus.CANCELLED, reason
     delivery.lease_until, delivery.updated_at = None, now
     session.add(delivery)
-    log.info("delivery %s cancelled: %s", _key(delivery), reason)
+    log.info("delivery %s cancelled: %s", delivery_key(delivery), reason)
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """What recording needs of a claimed delivery, read before sending starts."""
-
-    delivery_id: int
-    key: tuple[int, datetime, str, str, str]
-    due: datetime
-
-    @classmethod
-    def of(cls, delivery: Delivery) -> Claimed:
-        assert delivery.id is not None
-        return cls(delivery.id, _key(delivery), delivery.due_at)
-
-
-# One result: the delivery, its Message-ID if accepted or else the error, permanent, when.
-_Result = tuple[Claimed, str | None, str | None, bool, datetime]
-
-
-class Recorder:
-    """Records a fan-out's results from a thread of its own, a group at a time: while one
-    group commits, the next gathers, so sending does not wait for each commit.
-
-    At most `waiting` results wait to be recorded; beyond that, sending waits for the
-    database. A crash therefore repeats at most those and the messages in flight, each with
-    its Message-ID unchanged. If recording fails (the database went away), every result
-    after that raises, and sending stops: nothing more goes out that could not be recorded.
-
-    `renew`, when given, is called at least every `renew_every` seconds while the recorder
-    runs (the daemon keeps its claims with it); a failure there is logged, and the claims may
-    then run out as they would have without it.
-    """
-
-    WAITING = 16
-
-    def __init__(self, engine: Engine, *, first_retry: timedelta = FIRST_RETRY,
-                 waiting: int = WAITING, renew: Callable[[Session], object] | None = None,
-                 renew_every: float = 60.0) -> None:
-        self.engine, self.first_retry = engine, first_retry
-        self.renew, self.renew_every = renew, renew_every
-        self.outcomes: Counter[str] = Counter()
-        self.error: BaseException | None = None
-        self._queue: Queue[_Result | None] = Queue(maxsize=waiting)
-        self._thread = threading.Thread(target=self._run, name="outbox-recorder", daemon=True)
-        self._thread.start()
-
-    def sent(self, claimed: Claimed, *, message_id: str, now: datetime) -> None:
-        self._put((claimed, message_id, None, False, now))
-
-    def failed(self, claimed: Claimed, *, error: str, permanent: bool, now: datetime) -> None:
-        self._put((claimed, None, error, permanent, now))
-
-    def _put(self, item: _Result | None) -> None:
-        while True:
-            if self.error is not None and item is not None:
-                raise RuntimeError(f"cannot record deliveries: {self.error}") from self.error
-            if not self._thread.is_alive():
-                return
-            try:
-                self._queue.put(item, timeout=0.5)  # full: the database is behind; wait
-                return
-            except Full:
-                continue
-
-    def close(self) -> Counter[str]:
-        """Wait until everything handed over is recorded; raise what stopped recording."""
-        self._put(None)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.outcomes
-
-    def _run(self) -> None:
-        try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                renewed = time.monotonic()
-                while True:
-                    if self.renew is not None and time.monotonic() - renewed >= self.renew_every:
-                        self._renew(session)
-                        renewed = time.monotonic()
-                    try:
-                        group = [self._queue.get(timeout=self.renew_every
-                                                 if self.renew is not None else None)]
-                    except Empty:
-                        continue
-                    while True:
-                        try:
-                            group.append(self._queue.get_nowait())
-                        except Empty:
-                            break
-                    self._record(session, [item for item in group if item is not None])
-                    if None in group:
-                        return
-        except Exception as e:  # handed to the sending thread, which stops
-            self.error = e
-
-    def _renew(self, session: Session) -> None:
-        assert self.renew is not None
-        try:
-            self.renew(session)
-        except SQLAlchemyError as e:
-            session.rollback()
-            log.warning("could not renew the claims being sent: %s", str(e).splitlines()[0])
-
-    def _record(self, session: Session, group: list[_Result]) -> None:
-        sent = [(claimed, message_id, now) for claimed, message_id, _, _, now in group
-                if message_id is not None]
-        if sent:
-            session.connection().execute(_SENT, [
-                {"delivery_id": claimed.delivery_id, **_sent(message_id, now)}
-                for claimed, message_id, now in sent])
-        failures = []
-        for claimed, message_id, error, permanent, now in group:
-            if message_id is None:
-                delivery = session.get(Delivery, claimed.delivery_id)
-                assert delivery is not None and error is not None
-                mark_failed(session, delivery, error=error, permanent=permanent, now=now,
-                            first_retry=self.first_retry)
-                failures.append(delivery)
-        session.commit()
-        for claimed, message_id, now in sent:
-            _count_sent(claimed.key, claimed.due, message_id, now)
-        self.outcomes[DeliveryStatus.SENT] += len(sent)
-        for delivery in failures:
-            self.outcomes[outcome(delivery.status)] += 1
+def cancel_for_recipient(session: Session, recipient: str, *, channel: str, reason: str,
+                         now: datetime) -> None:
+    """`recipient`'s pending deliveries on `channel` are owed no more (they unsubscribed):
+    cancelled with `reason`. Committed by the caller."""
+    for delivery in session.exec(select(Delivery).where(
+            Delivery.recipient == recipient, Delivery.channel == channel,
+            col(Delivery.status) == DeliveryStatus.PENDING)):
+        delivery.status, delivery.updated_at = DeliveryStatus.CANCELLED, now
+        delivery.last_error = reason
+        session.add(delivery)

@@ -15,9 +15,11 @@ from sqlmodel import Session, col, select
 
 from scheduler.config import Settings
 from scheduler.core import addresses, inputs
+from scheduler.core.plan import EMAIL
 from scheduler.core.zones import get_zone
 from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
-from scheduler.store.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from scheduler.store import outbox
+from scheduler.store.models import Subscriber, SubscriberStatus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,12 +148,8 @@ def unsubscribe_by_token(session: Session, token: str, *, now: datetime) -> Subs
 def _unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> Subscriber:
     subscriber.status, subscriber.unsubscribed_at = SubscriberStatus.UNSUBSCRIBED, now
     session.add(subscriber)
-    for delivery in session.exec(select(Delivery).where(
-            Delivery.recipient == subscriber.email, Delivery.channel == "email",
-            col(Delivery.status) == DeliveryStatus.PENDING)):
-        delivery.status, delivery.updated_at = DeliveryStatus.CANCELLED, now
-        delivery.last_error = "unsubscribed"
-        session.add(delivery)
+    outbox.cancel_for_recipient(session, subscriber.email, channel=EMAIL, reason="unsubscribed",
+                                now=now)
     session.commit()
     return subscriber
 
