@@ -44,7 +44,7 @@ from scheduler.delivery.preview import facts
 from scheduler.delivery.render import Message, Templates, message_context
 from scheduler.errors import DatabaseError, SchedulerError
 from scheduler.store import outbox
-from scheduler.store.calls import all_changes, list_calls, series_of
+from scheduler.store.calls import all_changes, list_calls, reason, series_of
 from scheduler.store.models import Call, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from scheduler.store.recorder import Claimed, Recorder
 
@@ -344,10 +344,8 @@ def failure(error: Exception) -> tuple[str, bool]:
     """What a delivery's record says about an error raised while rendering or sending it,
     and whether that failure is for good: an error of the disk or the network may pass, and
     is retried; anything else would happen again."""
-    if isinstance(error, SchedulerError):
-        return str(error).splitlines()[0], True
-    reason = f"{type(error).__name__}: {error}".splitlines()[0]
-    return reason, not isinstance(error, OSError)
+    permanent = isinstance(error, SchedulerError) or not isinstance(error, OSError)
+    return reason(error), permanent
 
 
 def run_once(session: Session, settings: Settings, *, now: datetime, worker: str,
