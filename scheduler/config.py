@@ -26,7 +26,8 @@ from limits import parse as parse_rate
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from scheduler import resources
+from scheduler import channels, resources
+from scheduler.channels import EMAIL, FORUM
 from scheduler.core.plan import Rule, parse_offset
 from scheduler.core.zones import get_zone
 from scheduler.delivery.render import CHANNELS, TEMPLATES
@@ -101,6 +102,14 @@ def one_of(*choices: str) -> Callable[[Any], str]:
         if text not in choices:
             raise ValueError(f"{text!r} is not one of {', '.join(map(repr, choices))}")
         return text
+    return convert
+
+
+def transport_of(channel: str) -> Callable[[Any], str]:
+    """The name of one of `channel`'s transports, as `scheduler.channels.TRANSPORTS` lists
+    them when the file is read."""
+    def convert(value: Any) -> str:
+        return one_of(*channels.transport_names(channel))(value)
     return convert
 
 
@@ -318,7 +327,8 @@ class FeedSettings:
 
 @section("email")
 class EmailSettings:
-    transport: str = option(one_of("maildir", "smtp"), "maildir", "maildir or smtp")
+    transport: str = option(transport_of(EMAIL), "maildir",
+                            " or ".join(channels.transport_names(EMAIL)))
     sender: str = option(address, "Coalition calls <calls@example.org>", "sender and organizer",
                          key="from")  # a Python keyword
     maildir: str = option(string, "var/mail", "the Maildir for transport = maildir")
@@ -328,7 +338,7 @@ class EmailSettings:
 
 @section("forum")
 class ForumSettings:
-    transport: str = option(one_of("files", "discourse"), "files",
+    transport: str = option(transport_of(FORUM), "files",
                             "files (Markdown files in folder) or discourse (its API)")
     folder: str = option(string, "var/forum", "where forum posts are written (files)")
     url: str = option(http_url, "https://forum.example.org", "the Discourse forum")

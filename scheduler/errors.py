@@ -7,6 +7,14 @@ catches `SchedulerError` only, prints that line and exits with status 2.
 from __future__ import annotations
 
 
+def reason(error: Exception) -> str:
+    """Any error as one line, for a record or a log: ours say what is wrong in their own
+    words; anything else is named by its type."""
+    if isinstance(error, SchedulerError) and str(error):
+        return str(error).splitlines()[0]
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 class SchedulerError(Exception):
     """Something the user can fix: bad input, bad configuration, a missing call."""
 

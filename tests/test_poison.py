@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -17,10 +16,11 @@ import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from scheduler.channels import mail
+from scheduler import channels
+from scheduler.channels import OnResult, Result, mail
 from scheduler.channels.discourse import Discourse
+from scheduler.channels.maildir import Maildir
 from scheduler.config import Settings
-from scheduler.delivery import sender
 from scheduler.store import outbox
 from tests.conftest import DATA, Coalition, SmtpSink, use_smtp
 
@@ -140,20 +140,20 @@ def test_a_maildir_message_that_cannot_be_written_fails_alone(
 def test_a_transport_that_stops_midway_leaves_the_rest_to_retry(
         members: Coalition, monkeypatch: pytest.MonkeyPatch) -> None:
     """The pass does not die: what was answered is recorded, the rest waits for a retry."""
-    original = mail.to_maildir
+    original = Maildir.send
 
-    def stops(folder: Path, messages: Sequence[mail.Outgoing],
-              on_result: mail.OnResult | None = None) -> list[mail.Sent]:
-        original(folder, messages[:2], on_result)
+    def stops(self: Maildir, messages: Sequence[mail.Outgoing],
+              on_result: OnResult | None = None) -> list[Result]:
+        original(self, messages[:2], on_result)
         raise RuntimeError("the transport fell over")
 
-    monkeypatch.setattr(mail, "to_maildir", stops)
+    monkeypatch.setattr(Maildir, "send", stops)
     ran = members("run-once", "--now", DUE)
     assert ran.exit_code == 75 and "sent: 3 sent, 3 to retry" in ran.stdout  # the forum's too
     waiting = [r for r in rows(members).values() if r["status"] == "pending"]
     assert len(waiting) == 3 and {r["last_error"] for r in waiting} == {
         "sending stopped: RuntimeError: the transport fell over"}
-    monkeypatch.setattr(mail, "to_maildir", original)
+    monkeypatch.setattr(Maildir, "send", original)
     assert members("run-once", "--now", LATER).exit_code == 0
     assert statuses(members) == dict.fromkeys([*EVERYONE, "topic"], "sent")
     assert written_to(members) == Counter(EVERYONE)  # each once
@@ -190,7 +190,7 @@ def test_a_database_failing_midway_still_closes_the_forum_client(
 
     config = members.folder / "config.toml"
     config.write_text(config.read_text().replace('transport = "files"', 'transport = "discourse"'))
-    monkeypatch.setattr(sender, "_forum_client", client)
+    monkeypatch.setattr(channels, "forum", client)
     monkeypatch.setattr(outbox, "mark_sent", cannot_record)
     ran = members("run-once", "--now", DUE)
     assert ran.exit_code == 75 and ran.stderr.endswith("stopped the pass: disk I/O error\n")

@@ -17,31 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from scheduler.channels import FORUM, Health, OnResult, Post, Result, Results, marker
+
+if TYPE_CHECKING:
+    from scheduler.config import Settings
 
 log = logging.getLogger(__name__)
 RECENT = 20  # how many of the topic's latest posts to search for a marker
 
 
-@dataclass(frozen=True, kw_only=True)
-class Posted:
-    topic_id: int | None = None
-    post_id: int | None = None
-    error: str | None = None
-    permanent: bool = False
-    retry_after: timedelta | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def marker(key: str) -> str:
-    return f"<!-- coalition-delivery {key} -->"
+def _posted(key: str, *, topic: int | None, post: int | None) -> Result:
+    """A post made (or found made): the delivery's record keeps "post <id>", or "queued" when
+    Discourse holds it for a moderator (or made it without saying which post it is)."""
+    return Result(key=key, topic=topic, receipt=f"post {post}" if post else "queued")
 
 
 def external_id(key: str) -> str:
@@ -49,26 +43,46 @@ def external_id(key: str) -> str:
 
 
 class Discourse:
+    channel = FORUM
+
     def __init__(self, url: str, *, api_key: str, api_username: str, category: int,
-                 timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
-        self.category, self.api_username = category, api_username
+                 timeout: float = 30.0, transport: httpx.BaseTransport | None = None,
+                 key_env: str = "") -> None:
+        """`api_key` empty: every post waits (temporary failure) until `key_env` is set."""
+        self.url, self.category, self.api_username = url, category, api_username
+        self.missing = f"{key_env or 'the API key variable'} is not set" if not api_key else None
         self.client = httpx.Client(
             base_url=url.rstrip("/"), timeout=timeout, transport=transport,
             headers={"Api-Key": api_key, "Api-Username": api_username,
                      "Accept": "application/json"})
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Discourse:
+        forum = settings.forum
+        return cls(forum.url, api_key=forum.api_key(), api_username=forum.api_username,
+                   category=forum.category, key_env=forum.api_key_env)
+
     def close(self) -> None:
         self.client.close()
 
+    def send(self, items: Sequence[Post], on_result: OnResult | None = None) -> list[Result]:
+        results = Results(on_result)
+        for post in items:
+            results.append(self.post(key=post.key, raw=post.text, topic_id=post.topic,
+                                     title=post.title, retry=post.retry))
+        return list(results)
+
     def post(self, *, key: str, raw: str, topic_id: int | None, title: str,
-             retry: bool) -> Posted:
+             retry: bool) -> Result:
         """Post `raw` once: a reply in `topic_id`, or a new topic titled `title`."""
+        if self.missing is not None:
+            return Result(key=key, error=f"{self.missing}: no Discourse API key")
         body = f"{raw.rstrip()}\n\n{marker(key)}\n"
         try:
             if retry:
                 found = self._find(key, topic_id)
                 if found is not None:
-                    log.info("forum post for %s was already made (post %s)", key, found.post_id)
+                    log.info("forum post for %s was already made (%s)", key, found.receipt)
                     return found
             payload: dict[str, Any] = {"raw": body}
             if topic_id is not None:
@@ -77,32 +91,32 @@ class Discourse:
                 payload |= {"title": title, "category": self.category,
                             "external_id": external_id(key)}
             response = self.client.post("/posts.json", json=payload)
-            return self._answer(response)
+            return self._answer(key, response)
         except httpx.HTTPError as e:
-            return Posted(error=f"{type(e).__name__}: {e}")
+            return Result(key=key, error=f"{type(e).__name__}: {e}")
         except ValueError as e:  # an answer that is not the JSON Discourse sends: a proxy's page
-            return Posted(error=f"the forum's answer is not Discourse's JSON: {e}")
+            return Result(key=key, error=f"the forum's answer is not Discourse's JSON: {e}")
 
-    def _answer(self, response: httpx.Response) -> Posted:
+    def _answer(self, key: str, response: httpx.Response) -> Result:
         if response.status_code == 200:
             data = response.json()
             if not isinstance(data, dict):
                 raise ValueError(f"a JSON {type(data).__name__}, not an object")
-            if data.get("action") == "enqueued":
-                return Posted()  # held for review: delivered, a moderator publishes it
-            return Posted(topic_id=data.get("topic_id"), post_id=data.get("id"))
+            if data.get("action") == "enqueued":  # held for review: a moderator publishes it
+                return _posted(key, topic=None, post=None)
+            return _posted(key, topic=data.get("topic_id"), post=data.get("id"))
         reason = _errors(response)
         if response.status_code == 429:
-            return Posted(error=f"429 {reason}", retry_after=_retry_after(response))
+            return Result(key=key, error=f"429 {reason}", retry_after=_retry_after(response))
         permanent = 400 <= response.status_code < 500
-        return Posted(error=f"{response.status_code} {reason}", permanent=permanent)
+        return Result(key=key, error=f"{response.status_code} {reason}", permanent=permanent)
 
-    def _find(self, key: str, topic_id: int | None) -> Posted | None:
+    def _find(self, key: str, topic_id: int | None) -> Result | None:
         """The post this delivery made on an earlier attempt, if any."""
         if topic_id is None:
             response = self.client.get(f"/t/external_id/{external_id(key)}.json")
             if response.status_code == 200:
-                return Posted(topic_id=response.json().get("id"))
+                return _posted(key, topic=response.json().get("id"), post=None)
             return None
         response = self.client.get(f"/t/{topic_id}.json")
         if response.status_code != 200:
@@ -111,18 +125,20 @@ class Discourse:
         for post_id in reversed(stream[-RECENT:]):
             post = self.client.get(f"/posts/{post_id}.json")
             if post.status_code == 200 and marker(key) in post.json().get("raw", ""):
-                return Posted(topic_id=topic_id, post_id=post_id)
+                return _posted(key, topic=topic_id, post=post_id)
         return None
 
-    def check(self) -> str | None:
-        """None when the key and user are accepted, else what Discourse said."""
+    def check(self) -> Health:
+        """Are the key and user accepted? Else what Discourse said."""
+        if self.missing is not None:
+            return Health(ok=False, detail=self.missing)
         try:
             response = self.client.get(f"/u/{self.api_username}.json")
         except httpx.HTTPError as e:
-            return f"cannot reach {self.client.base_url}: {e}"
+            return Health(ok=False, detail=f"cannot reach {self.client.base_url}: {e}")
         if response.status_code == 200:
-            return None
-        return f"{response.status_code} {_errors(response)}"
+            return Health(ok=True, detail=f"{self.url} accepts the key of {self.api_username}")
+        return Health(ok=False, detail=f"{response.status_code} {_errors(response)}")
 
 
 def _errors(response: httpx.Response) -> str:

@@ -12,8 +12,6 @@ it, are written all the same, and its own file, if it has one, is kept as it was
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +23,7 @@ from scheduler.config import Settings
 from scheduler.core import ics
 from scheduler.core.recurrence import Change
 from scheduler.errors import SchedulerError
+from scheduler.files import write_atomically
 from scheduler.store.calls import all_changes, list_calls, series_of, skipped
 from scheduler.store.models import Call
 
@@ -77,16 +76,6 @@ def render_all(session: Session, settings: Settings) -> tuple[dict[str, bytes], 
     combined = ics.feed(events, name=settings.feeds.name, url=settings.feed_url(ALL),
                         refresh=refresh, timezone=settings.calls.default_zones[0])
     return {f"{ALL}.ics": combined, **files}, left_out
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(f.name, 0o644)  # a static web server must be able to read it
-    os.replace(f.name, path)
 
 
 def build(session: Session, settings: Settings) -> BuildResult:

@@ -4,8 +4,9 @@ parameter.
 `coalition run-once` is one pass; the daemon runs passes when something falls due.
 Email goes to each subscriber in their language, their own zone first, with a Message-ID
 derived from the delivery's key (a repeat after a crash is recognisable) and RFC 8058
-one-click unsubscribe headers. Forum posts are written as Markdown files, each carrying a
-hidden marker of its delivery key, so a post already written is never written twice.
+one-click unsubscribe headers. A forum post is in the call's language and zone, and carries the
+same key, so a post already made is never made twice. Which transport carries each channel is
+config's choice (`scheduler.channels`): nothing here knows.
 
 No message poisons a pass: whatever rendering or sending one delivery raises (a template
 error, an address the mail server cannot take, a file that cannot be written) is recorded as
@@ -22,6 +23,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime, parseaddr
@@ -31,20 +33,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from scheduler.channels import mail
-from scheduler.channels.discourse import Discourse
+from scheduler import channels
+from scheduler.channels import Post, Result, Transport, mail
 from scheduler.config import Settings
 from scheduler.core import addresses
 from scheduler.core.plan import EMAIL, FORUM, Rule, RuleKind
 from scheduler.core.recurrence import Change, Occurrence, Status, occurrence_at
 from scheduler.core.zones import get_zone
 from scheduler.delivery import followups, notices, planning
-from scheduler.delivery.feeds import write_atomically
 from scheduler.delivery.preview import facts
 from scheduler.delivery.render import Message, Templates, message_context
-from scheduler.errors import DatabaseError, SchedulerError
+from scheduler.errors import DatabaseError, SchedulerError, reason
 from scheduler.store import outbox
-from scheduler.store.calls import all_changes, list_calls, reason, series_of
+from scheduler.store.calls import all_changes, list_calls, series_of
 from scheduler.store.models import Call, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from scheduler.store.recorder import Claimed, Recorder
 
@@ -132,54 +133,32 @@ def post_path(call: Call, delivery: Delivery) -> str:
     return os.path.join(call.slug, f"{delivery.occurrence_id:%Y%m%dT%H%MZ}-{delivery.rule}.md")
 
 
-def write_post(settings: Settings, templates: Templates, job: Job, now: datetime) -> str:
-    """The forum post as a Markdown file; a file already carrying its marker is kept."""
-    call = job.call
-    marker = f"<!-- coalition-delivery {message_id(settings, job.delivery)} -->"
-    path = settings.forum_folder / post_path(call, job.delivery)
-    if path.exists() and marker in path.read_text(encoding="utf-8"):
-        return marker
+def forum_post(settings: Settings, templates: Templates, job: Job, now: datetime) -> Post:
+    """The post in the call's language and zone, for the call's topic (or a new one)."""
+    call, delivery = job.call, job.delivery
     rendered = _render(settings, templates, job, lang=call.language, zone=job.occurrence.zone.key,
                        now=now)
-    topic = f"topic {call.forum_topic}" if call.forum_topic else "a new topic"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, f"{rendered.text}\n{marker}\n<!-- for {topic} -->\n".encode())
-    return marker
+    return Post(key=message_id(settings, delivery), text=rendered.text, title=call.title,
+                topic=call.forum_topic, name=post_path(call, delivery),
+                retry=delivery.attempts > 1)
 
 
-def post_to_discourse(session: Session, settings: Settings, templates: Templates,
-                      forum: Discourse | None, job: Job, now: datetime) -> str:
-    """One reply (or new topic) through Discourse's API; returns the delivery's new status."""
+def record_post(session: Session, settings: Settings, job: Job, result: Result, *,
+                now: datetime) -> str:
+    """What became of one post, committed at once (a post made is never made twice); returns
+    the delivery's new status. A new topic becomes the call's: later posts reply in it."""
     delivery, call = job.delivery, job.call
-    if forum is None:
-        outbox.mark_failed(session, delivery, now=now, permanent=False,
-                           error=f"{settings.forum.api_key_env} is not set: no Discourse API key")
-        return delivery.status
-    rendered = _render(settings, templates, job, lang=call.language, zone=job.occurrence.zone.key,
-                       now=now)
-    result = forum.post(key=message_id(settings, delivery), raw=rendered.text,
-                        topic_id=call.forum_topic, title=call.title,
-                        retry=delivery.attempts > 1)
     if result.ok:
-        if call.forum_topic is None and result.topic_id is not None:
-            call.forum_topic = result.topic_id  # later posts reply in the topic just made
+        if call.forum_topic is None and result.topic is not None:
+            call.forum_topic = result.topic
             session.add(call)
-        outbox.mark_sent(session, delivery, now=now,
-                         message_id=f"post {result.post_id}" if result.post_id else "queued")
+        outbox.mark_sent(session, delivery, now=now, message_id=result.receipt or result.key)
     else:
         outbox.mark_failed(session, delivery, error=result.error or "error", now=now,
                            permanent=result.permanent, retry_after=result.retry_after,
                            first_retry=timedelta(seconds=settings.daemon.retry_seconds))
     session.commit()
     return delivery.status
-
-
-def _forum_client(settings: Settings) -> Discourse | None:
-    key = settings.forum.api_key()
-    if not key:
-        return None
-    return Discourse(settings.forum.url, api_key=key, api_username=settings.forum.api_username,
-                     category=settings.forum.category)
 
 
 def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
@@ -224,8 +203,7 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
         col(Subscriber.email).in_(recipients))).all()} if recipients else {}
     emails: list[tuple[Delivery, mail.Outgoing]] = []
     prototypes: dict[tuple[object, ...], mail.Prototype | Exception] = {}
-    forum: Discourse | None = None
-    forum_tried = False
+    forum: Transport[Post] | None = None  # opened at the first post
 
     def fail(delivery: Delivery, error: Exception | str) -> None:
         """This delivery alone: recorded with the reason, and the pass goes on."""
@@ -268,15 +246,12 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                 job = _job(session, delivery, calls, changes, rules)
                 if isinstance(job, str):
                     drop(delivery, job)
-                elif delivery.channel == FORUM and settings.forum.transport == "discourse":
-                    if forum is None and not forum_tried:
-                        forum, forum_tried = _forum_client(settings), True
-                    status = post_to_discourse(session, settings, templates, forum, job, now)
-                    outcomes[outbox.outcome(status)] += 1
                 elif delivery.channel == FORUM:
-                    marker = write_post(settings, templates, job, now)
-                    outbox.mark_sent(session, delivery, message_id=marker, now=now)
-                    outcomes[DeliveryStatus.SENT] += 1
+                    post = forum_post(settings, templates, job, now)
+                    forum = forum or channels.forum(settings)
+                    (result,) = forum.send([post])
+                    outcomes[outbox.outcome(record_post(session, settings, job, result,
+                                                        now=now))] += 1
                 elif delivery.channel == EMAIL:
                     subscriber = subscribers.get(delivery.recipient)
                     if subscriber is None or subscriber.status != SubscriberStatus.CONFIRMED:
@@ -309,20 +284,22 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
 
         answered: set[str] = set()
 
-        def record(result: mail.Sent) -> None:
+        def record(result: Result) -> None:
             """As the server answers; recorded a group at a time, beside the sending."""
-            answered.add(result.message_id)
-            claimed = by_id[result.message_id]
+            answered.add(result.key)
+            claimed = by_id[result.key]
             moment = clock() if clock is not None else now
             if result.ok:
-                recorder.sent(claimed, message_id=result.message_id, now=moment)
+                recorder.sent(claimed, message_id=result.receipt or result.key, now=moment)
             else:
                 recorder.failed(claimed, error=result.error or "unknown",
                                 permanent=result.permanent, now=moment)
 
         try:
             try:
-                mail.send(settings, [m for _, m in emails], on_result=record)
+                if emails:
+                    with closing(channels.email(settings)) as transport:
+                        transport.send([m for _, m in emails], on_result=record)
             except Exception as e:
                 if recorder.error is not None:
                     raise  # recording stopped: nothing more may go out
