@@ -2,7 +2,11 @@
 
 It keeps topics and posts in memory, checks the Api-Key and Api-Username headers, and can be
 told to fail the next posts: 429 with Retry-After (rate limit), 500, or 502 *after* making the
-post (an answer lost on the way back).
+post (an answer lost on the way back). As Discourse does (its spec, and TopicsController in
+its source): `GET /t/external_id/{id}.json` answers 301 to `/t/{slug}/{id}.json`; a topic's
+JSON carries its post ids and its first 20 posts, without their raw text unless asked
+(`include_raw`); `GET /t/{id}/posts.json?post_ids[]=...` gives chosen posts at once; a second
+topic with an external id already taken is refused with 422.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 NOT_FOUND = {"errors": ["The requested URL or resource could not be found."],
@@ -36,6 +40,7 @@ class Forum:
     posts: dict[int, dict[str, Any]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    agents: set[str] = field(default_factory=set)  # the User-Agent headers it was sent
 
     def topic(self, topic_id: int, title: str = "Coalition calls") -> None:
         self.topics[topic_id] = {"id": topic_id, "title": title, "category_id": 1,
@@ -63,8 +68,16 @@ class Forum:
                                      "error_type": "invalid_access"}, status_code=403)
             return None
 
+        def seen(request: Request) -> None:
+            self.requests.append((request.method, request.url.path))
+            self.agents.add(request.headers.get("User-Agent", ""))
+
+        def shown(post: dict[str, Any], request: Request) -> dict[str, Any]:
+            raw = request.query_params.get("include_raw") in ("true", "1")
+            return post if raw else {k: v for k, v in post.items() if k != "raw"}
+
         async def create(request: Request) -> JSONResponse:
-            self.requests.append(("POST", request.url.path))
+            seen(request)
             refusal = denied(request)
             if refusal:
                 return refusal
@@ -94,8 +107,8 @@ class Forum:
                                                     "characters)"]}, status_code=422)
                 external = body.get("external_id")
                 if external and any(t["external_id"] == external for t in self.topics.values()):
-                    return JSONResponse({"errors": ["External id has already been taken"]},
-                                        status_code=422)
+                    return JSONResponse({"errors": ["External ID has already been taken"],
+                                         "error_type": "invalid_parameters"}, status_code=422)
                 topic_id = 500 + len(self.topics)
                 self.topic(topic_id, title)
                 self.topics[topic_id]["external_id"] = external
@@ -105,25 +118,35 @@ class Forum:
             return JSONResponse(post)
 
         async def topic(request: Request) -> JSONResponse:
-            self.requests.append(("GET", request.url.path))
+            seen(request)
             refusal = denied(request)
             topic = self.topics.get(int(request.path_params["id"]))
             if refusal or topic is None:
                 return refusal or JSONResponse(NOT_FOUND, status_code=404)
+            first = [shown(p, request) for p in self.posts_in(topic["id"])[:20]]
             return JSONResponse({"id": topic["id"], "title": topic["title"],
-                                 "post_stream": {"stream": topic["posts"],
-                                                 "posts": self.posts_in(topic["id"])[:20]}})
+                                 "post_stream": {"stream": topic["posts"], "posts": first}})
 
-        async def by_external_id(request: Request) -> JSONResponse:
-            self.requests.append(("GET", request.url.path))
+        async def chosen_posts(request: Request) -> JSONResponse:
+            seen(request)
+            refusal = denied(request)
+            topic = self.topics.get(int(request.path_params["id"]))
+            if refusal or topic is None:
+                return refusal or JSONResponse(NOT_FOUND, status_code=404)
+            wanted = {int(i) for i in request.query_params.getlist("post_ids[]")}
+            return JSONResponse({"post_stream": {"posts": [
+                shown(p, request) for p in self.posts_in(topic["id"]) if p["id"] in wanted]}})
+
+        async def by_external_id(request: Request) -> Response:
+            seen(request)
             wanted = request.path_params["external_id"]
             for topic in self.topics.values():
                 if topic["external_id"] == wanted:
-                    return JSONResponse({"id": topic["id"], "title": topic["title"]})
+                    return RedirectResponse(f"/t/t/{topic['id']}.json", status_code=301)
             return JSONResponse(NOT_FOUND, status_code=404)
 
         async def post(request: Request) -> JSONResponse:
-            self.requests.append(("GET", request.url.path))
+            seen(request)
             found = self.posts.get(int(request.path_params["id"]))
             return JSONResponse(found) if found else JSONResponse(NOT_FOUND, status_code=404)
 
@@ -135,6 +158,8 @@ class Forum:
             Route("/posts.json", create, methods=["POST"]),
             Route("/t/external_id/{external_id}.json", by_external_id),
             Route("/t/{id:int}.json", topic),
+            Route("/t/{slug}/{id:int}.json", topic),
+            Route("/t/{id:int}/posts.json", chosen_posts),
             Route("/posts/{id:int}.json", post),
             Route("/u/{name}.json", user),
         ])

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from scheduler.channels.discourse import Discourse
 from tests.conftest import Coalition, free_port
 from tests.discourse_standin import Failure, Forum, Running
 
@@ -127,3 +128,68 @@ def test_wrong_key_fails_and_missing_key_waits(members: Coalition, forum: tuple[
     run(members, "2019-03-05T15:30:00Z", status=1)
     row = forum_rows(members)["announcement"]
     assert row["status"] == "failed" and str(row["last_error"]).startswith("403")
+
+
+def test_lost_answer_to_a_new_topic_finds_the_topic_and_keeps_posting_there(
+    members: Coalition, forum: tuple[Forum, str]
+) -> None:
+    """Issue 15: Discourse answers the external id with a 301 to the topic; the retry follows
+    it, records the post and the topic, and the call's later posts reply there."""
+    state, _ = forum
+    assert members("call", "edit", SLUG, "--forum-topic", "0").exit_code == 0
+    state.failures = [Failure(status=502, after_posting=True)]
+    run(members, ANNOUNCE, status=75)
+    run(members, "2019-03-05T15:30:00Z")
+    (new_topic,) = [t for t in state.topics.values() if t["id"] != 77]
+    row = forum_rows(members)["announcement"]
+    assert (row["status"], row["message_id"]) == ("sent", f"post {new_topic['posts'][0]}")
+    assert json.loads(members("call", "show", SLUG, "--json").stdout)["forum_topic"] == \
+        new_topic["id"]
+    assert state.requests.count(("POST", "/posts.json")) == 1
+    run(members, "2019-03-12T13:31:00Z")
+    assert len(state.posts_in(new_topic["id"])) == 2 and len(state.topics) == 2
+
+
+def test_a_new_topic_refused_as_already_made_is_recorded_as_made(
+    members: Coalition, forum: tuple[Forum, str]
+) -> None:
+    """A first attempt whose topic exists (its answer lost before the attempt was counted):
+    Discourse says the external id is taken; the topic found is the delivery's."""
+    state, url = forum
+    assert members("call", "edit", SLUG, "--forum-topic", "0").exit_code == 0
+    run(members, ANNOUNCE)
+    (made,) = [t for t in state.topics.values() if t["id"] != 77]
+    raw = state.posts[made["posts"][0]]["raw"]
+    key = raw.rsplit("<!-- coalition-delivery ", 1)[1].split(" -->")[0]
+    client = Discourse(url, api_key="secret-key", api_username="system", category=5)
+    try:  # the same delivery, tried as if for the first time
+        again = client.post(key=key, raw="A second try at the same post", topic_id=None,
+                            title="Justice For All coalition call", retry=False)
+    finally:
+        client.close()
+    assert again.ok and (again.topic, again.receipt) == (made["id"], f"post {made['posts'][0]}")
+    assert len(state.topics) == 2
+
+
+def test_a_retry_in_a_long_topic_looks_with_two_requests(
+    members: Coalition, forum: tuple[Forum, str]
+) -> None:
+    """Issue 15: not one GET per post (21 against a limit of 60 a minute): the topic's ids,
+    then its latest posts with their raw text, at once."""
+    state, _ = forum
+    for n in range(45):
+        state._add_post(77, f"an earlier post on the forum, number {n}", "ada")
+    state.failures = [Failure(status=502, after_posting=True)]
+    run(members, ANNOUNCE, status=75)
+    state.requests.clear()
+    run(members, "2019-03-05T15:30:00Z")
+    assert state.requests == [("GET", "/t/77.json"), ("GET", "/t/77/posts.json")]
+    assert forum_rows(members)["announcement"]["status"] == "sent"
+    assert len(state.posts_in(77)) == 46
+
+
+def test_requests_say_who_sends_them(members: Coalition, forum: tuple[Forum, str]) -> None:
+    state, _ = forum
+    run(members, ANNOUNCE)
+    (agent,) = state.agents
+    assert agent.startswith("coalition-calls/")

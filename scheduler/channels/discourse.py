@@ -2,15 +2,19 @@
 
 A reminder is a reply in the call's topic (`POST /posts.json` with `topic_id` and `raw`), or,
 for a call without a topic, a new topic in the configured category with an `external_id`
-derived from the delivery, which `GET /t/external_id/{id}.json` finds again. Every post's raw
-text ends with a hidden marker of its delivery key. Before a retry, the topic's latest posts
-are searched for that marker, so a post whose answer was lost (timeout, 502 after the post was
-made) is not made twice.
+derived from the delivery. Every post's raw text ends with a hidden marker of its delivery
+key. Before a retry, the post an earlier attempt may have made (its answer lost: a timeout, a
+502 after the post was made) is looked for, so it is not made twice: a new topic by its
+external id (`GET /t/external_id/{id}.json`, which Discourse answers with a 301 to the topic),
+a reply among the topic's latest posts, fetched with their raw text in one request
+(`GET /t/{id}/posts.json?post_ids[]=...&include_raw=true`): two requests in all, well inside
+Discourse's default limit of 60 a minute per key. A new topic refused because its external id
+is taken was made by an earlier attempt, and is found the same way.
 
 Answers: 429 is temporary and its Retry-After is honoured; other 5xx, network errors and answers
 that are not Discourse's JSON (a proxy's error page) are temporary; 4xx are permanent, with
 Discourse's own error text; `{"action": "enqueued"}` means the post waits for a moderator,
-which counts as delivered.
+which counts as delivered. Requests say who sends them (User-Agent: coalition-calls/<version>).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from scheduler import __version__
 from scheduler.channels import FORUM, Health, OnResult, Post, Result, Results, marker
 
 if TYPE_CHECKING:
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RECENT = 20  # how many of the topic's latest posts to search for a marker
+USER_AGENT = f"coalition-calls/{__version__}"
 
 
 def _posted(key: str, *, topic: int | None, post: int | None) -> Result:
@@ -54,7 +60,7 @@ class Discourse:
         self.client = httpx.Client(
             base_url=url.rstrip("/"), timeout=timeout, transport=transport,
             headers={"Api-Key": api_key, "Api-Username": api_username,
-                     "Accept": "application/json"})
+                     "Accept": "application/json", "User-Agent": USER_AGENT})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Discourse:
@@ -91,6 +97,12 @@ class Discourse:
                 payload |= {"title": title, "category": self.category,
                             "external_id": external_id(key)}
             response = self.client.post("/posts.json", json=payload)
+            if topic_id is None and response.status_code == 422 and "external" in _errors(
+                    response).lower():  # made by an attempt whose answer was lost
+                found = self._find(key, None)
+                if found is not None:
+                    log.info("forum topic for %s was already made (%s)", key, found.receipt)
+                    return found
             return self._answer(key, response)
         except httpx.HTTPError as e:
             return Result(key=key, error=f"{type(e).__name__}: {e}")
@@ -112,20 +124,28 @@ class Discourse:
         return Result(key=key, error=f"{response.status_code} {reason}", permanent=permanent)
 
     def _find(self, key: str, topic_id: int | None) -> Result | None:
-        """The post this delivery made on an earlier attempt, if any."""
-        if topic_id is None:
-            response = self.client.get(f"/t/external_id/{external_id(key)}.json")
-            if response.status_code == 200:
-                return _posted(key, topic=response.json().get("id"), post=None)
-            return None
+        """The post this delivery made on an earlier attempt, if any: two requests at most."""
+        if topic_id is None:  # a new topic: its first post is ours
+            response = self.client.get(f"/t/external_id/{external_id(key)}.json",
+                                       follow_redirects=True)
+            if response.status_code != 200:
+                return None
+            topic = response.json()
+            first = topic.get("post_stream", {}).get("posts", [])[:1]
+            return _posted(key, topic=topic.get("id"), post=first[0].get("id") if first else None)
         response = self.client.get(f"/t/{topic_id}.json")
         if response.status_code != 200:
             return None
-        stream = response.json().get("post_stream", {}).get("stream", [])
-        for post_id in reversed(stream[-RECENT:]):
-            post = self.client.get(f"/posts/{post_id}.json")
-            if post.status_code == 200 and marker(key) in post.json().get("raw", ""):
-                return _posted(key, topic=topic_id, post=post_id)
+        latest = response.json().get("post_stream", {}).get("stream", [])[-RECENT:]
+        if not latest:
+            return None
+        response = self.client.get(f"/t/{topic_id}/posts.json",
+                                   params={"post_ids[]": latest, "include_raw": "true"})
+        if response.status_code != 200:
+            return None
+        for post in response.json().get("post_stream", {}).get("posts", []):
+            if marker(key) in str(post.get("raw", "")):
+                return _posted(key, topic=topic_id, post=post.get("id"))
         return None
 
     def check(self) -> Health:
