@@ -41,6 +41,7 @@ class Forum:
     failures: list[Failure] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     agents: set[str] = field(default_factory=set)  # the User-Agent headers it was sent
+    lookups_limited: int = 0  # how many of the next topic reads answer 429
 
     def topic(self, topic_id: int, title: str = "Coalition calls") -> None:
         self.topics[topic_id] = {"id": topic_id, "title": title, "category_id": 1,
@@ -119,6 +120,11 @@ class Forum:
 
         async def topic(request: Request) -> JSONResponse:
             seen(request)
+            if self.lookups_limited:
+                self.lookups_limited -= 1
+                return JSONResponse({"errors": ["You've performed this action too many times."],
+                                     "error_type": "rate_limit", "extras": {"wait_seconds": 60}},
+                                    status_code=429, headers={"Retry-After": "60"})
             refusal = denied(request)
             topic = self.topics.get(int(request.path_params["id"]))
             if refusal or topic is None:

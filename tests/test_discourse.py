@@ -193,3 +193,20 @@ def test_requests_say_who_sends_them(members: Coalition, forum: tuple[Forum, str
     run(members, ANNOUNCE)
     (agent,) = state.agents
     assert agent.startswith("coalition-calls/")
+
+
+def test_a_retry_that_cannot_look_waits_rather_than_posting_twice(
+    members: Coalition, forum: tuple[Forum, str]
+) -> None:
+    """Rate-limited while looking for the earlier attempt's post: not knowing, it does not
+    post; it waits as long as Discourse asks, then looks again."""
+    state, _ = forum
+    state.failures = [Failure(status=502, after_posting=True)]
+    run(members, ANNOUNCE, status=75)
+    state.lookups_limited = 1
+    run(members, "2019-03-05T15:30:00Z", status=75)
+    row = forum_rows(members)["announcement"]
+    assert row["status"] == "pending" and str(row["last_error"]).startswith(
+        "cannot tell whether an earlier attempt posted: 429")
+    run(members, "2019-03-05T16:30:00Z")
+    assert len(state.posts_in(77)) == 1 and forum_rows(members)["announcement"]["status"] == "sent"

@@ -44,6 +44,12 @@ def _posted(key: str, *, topic: int | None, post: int | None) -> Result:
     return Result(key=key, topic=topic, receipt=f"post {post}" if post else "queued")
 
 
+class _Unsure(Exception):
+    def __init__(self, result: Result) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
 def external_id(key: str) -> str:
     return "coalition-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
@@ -104,6 +110,8 @@ class Discourse:
                     log.info("forum topic for %s was already made (%s)", key, found.receipt)
                     return found
             return self._answer(key, response)
+        except _Unsure as e:  # posting now might post twice: try again later
+            return e.result
         except httpx.HTTPError as e:
             return Result(key=key, error=f"{type(e).__name__}: {e}")
         except ValueError as e:  # an answer that is not the JSON Discourse sends: a proxy's page
@@ -124,29 +132,41 @@ class Discourse:
         return Result(key=key, error=f"{response.status_code} {reason}", permanent=permanent)
 
     def _find(self, key: str, topic_id: int | None) -> Result | None:
-        """The post this delivery made on an earlier attempt, if any: two requests at most."""
+        """The post this delivery made on an earlier attempt, or None when there is none: two
+        requests at most. Any answer but "here it is" or "not found" (a rate limit, a server
+        error) raises `_Unsure`: posting then could post twice."""
         if topic_id is None:  # a new topic: its first post is ours
-            response = self.client.get(f"/t/external_id/{external_id(key)}.json",
-                                       follow_redirects=True)
-            if response.status_code != 200:
+            response = self._looked(key, self.client.get(
+                f"/t/external_id/{external_id(key)}.json", follow_redirects=True))
+            if response is None:
                 return None
             topic = response.json()
             first = topic.get("post_stream", {}).get("posts", [])[:1]
             return _posted(key, topic=topic.get("id"), post=first[0].get("id") if first else None)
-        response = self.client.get(f"/t/{topic_id}.json")
-        if response.status_code != 200:
-            return None
-        latest = response.json().get("post_stream", {}).get("stream", [])[-RECENT:]
+        response = self._looked(key, self.client.get(f"/t/{topic_id}.json"))
+        latest = response.json().get("post_stream", {}).get("stream", [])[-RECENT:] \
+            if response is not None else []
         if not latest:
             return None
-        response = self.client.get(f"/t/{topic_id}/posts.json",
-                                   params={"post_ids[]": latest, "include_raw": "true"})
-        if response.status_code != 200:
-            return None
-        for post in response.json().get("post_stream", {}).get("posts", []):
+        response = self._looked(key, self.client.get(
+            f"/t/{topic_id}/posts.json", params={"post_ids[]": latest, "include_raw": "true"}))
+        for post in response.json().get("post_stream", {}).get("posts", []) if response else []:
             if marker(key) in str(post.get("raw", "")):
                 return _posted(key, topic=topic_id, post=post.get("id"))
         return None
+
+    def _looked(self, key: str, response: httpx.Response) -> httpx.Response | None:
+        """The answer to a look for an earlier post: itself, None for "not found", or
+        `_Unsure` with the failure to record (for good where posting would be refused too)."""
+        if response.status_code == 200:
+            return response
+        if response.status_code == 404:
+            return None
+        answer = self._answer(key, response)
+        if answer.permanent:  # a wrong key, say: posting would be refused the same way
+            raise _Unsure(answer)
+        raise _Unsure(Result(key=key, error=f"cannot tell whether an earlier attempt posted: "
+                             f"{answer.error}", retry_after=answer.retry_after))
 
     def check(self) -> Health:
         """Are the key and user accepted? Else what Discourse said."""
