@@ -66,8 +66,16 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The suite on TEST_WORKERS processes (pytest-xdist; a file's tests stay together), then the
+# fault tests (kills, a PostgreSQL restart, a clock jump) alone, with nothing running beside
+# them. Exit status 5 is pytest's "no test selected" (PYTEST_ARGS chose none of one kind).
+TEST_WORKERS ?= 2
+
 test: lint node-deps system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not fault" $(PYTEST_ARGS); \
+	    status=$$?; [ $$status = 0 ] || [ $$status = 5 ] || exit $$status
+	$(BIN)/python -m pytest -m fault $(PYTEST_ARGS); \
+	    status=$$?; [ $$status = 0 ] || [ $$status = 5 ] || exit $$status
 
 # Benchmarks (not run by the tests): each prints a table and `ratio NAME VALUE` lines.
 # `make bench BENCH_ARGS=--quick` runs each in under a minute.

@@ -56,8 +56,10 @@ def test_shell_completion_is_offered() -> None:
     command = shutil.which("coalition", path=str(Path(sys.executable).parent))
     assert command is not None
     env = {k: v for k, v in os.environ.items() if not k.endswith("_COMPLETE")}
-    shown = subprocess.run([command, "--show-completion", "bash"], capture_output=True,
-                           text=True, timeout=120, env=env)
+    # Typer finds the shell among the processes above it (shellingham): a child of bash, not
+    # of whatever runs pytest (make's sh). Two commands, so that bash forks rather than execs.
+    shown = subprocess.run(["bash", "-c", f"'{command}' --show-completion; exit $?"],
+                           capture_output=True, text=True, timeout=120, env=env)
     assert shown.returncode == 0, shown.stderr
     assert "_coalition_completion" in shown.stdout
     assert "complete -o default -F _coalition_completion coalition" in shown.stdout
