@@ -12,7 +12,7 @@ UV     := $(TOOLS)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint lock clean node-deps system-deps bench bench-deps
+.PHONY: run test lint lock clean node-deps system-deps bench bench-deps messages
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS) \
@@ -58,6 +58,7 @@ system-deps:
 	[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing="$$missing faketime"; \
 	[ -x /usr/bin/systemd-analyze ] || missing="$$missing systemd"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	[ -x /usr/sbin/smtp-sink ] || missing="$$missing postfix"; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
 	    >/dev/null; fi
@@ -93,6 +94,14 @@ bench: $(VENV)/.installed-test bench-deps
 	$(BIN)/python bench/fanout.py $(BENCH_ARGS) $(if $(BENCH_POSTGRES),--postgres $(BENCH_POSTGRES))
 	$(BIN)/python bench/feeds.py $(BENCH_ARGS)
 	$(BIN)/python bench/planning.py $(BENCH_ARGS)
+	$(BIN)/python bench/imports.py $(BENCH_ARGS)
+
+# Translations (README, "Languages"): templates/locale/messages.pot from the templates and the
+# Python that names strings, then every shipped .po brought up to date with it (new strings
+# empty, changed ones marked fuzzy); `coalition check` then lists what is left to translate.
+messages: $(VENV)/.installed-run
+	$(BIN)/python -c 'from pathlib import Path; from scheduler.delivery.catalogs import \
+	    write_messages; print(*write_messages(Path(".")), sep="\n")'
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/js/node_modules \

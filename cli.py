@@ -11,15 +11,18 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from zoneinfo import available_timezones
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
 from sqlmodel import Session
 from typer.core import TyperGroup
 
@@ -28,10 +31,10 @@ from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.core import inputs
 from scheduler.delivery import feeds, followups, invites, planning, preview, sender
-from scheduler.errors import DatabaseError, SchedulerError
+from scheduler.errors import DatabaseError, NotFound, SchedulerError
 from scheduler.store import backup as backups
 from scheduler.store import calls, db, subscribers
-from scheduler.store.models import Call
+from scheduler.store.models import Call, DeliveryStatus, SubscriberStatus
 
 EXIT_USAGE = 2
 
@@ -56,8 +59,10 @@ class OneLineErrors(TyperGroup):
         except Exception as e:
             if _verbose:
                 raise
-            typer.echo(f"internal error: {type(e).__name__}: {e} (run with --verbose for the "
-                       "traceback, and please report it)", err=True)
+            # One line: a database error's next lines are its SQL statement and details.
+            first = (str(e).splitlines() or [""])[0]
+            typer.echo(f"internal error: {type(e).__name__}: {first} (run with --verbose for "
+                       "the traceback, and please report it)", err=True)
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 
@@ -84,8 +89,13 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 @dataclass
 class State:
-    config_path: Path
-    named: bool  # given by --config or $COALITION_CONFIG, not the default ./config.toml
+    config_option: Path | None  # --config, or $COALITION_CONFIG through it
+    from_environment: bool  # the option's value came from $COALITION_CONFIG
+
+    def found(self) -> config.Found | None:
+        """The config file (`config.discover`): None when none is named and none exists."""
+        return config.discover(self.config_option,
+                               from_environment_variable=self.from_environment)
 
 
 def now() -> datetime:
@@ -104,7 +114,9 @@ def main(
     ctx: typer.Context,
     config_file: Path | None = typer.Option(
         None, "--config", envvar=config.ENV_CONFIG, show_envvar=True,
-        help="config file [default: ./config.toml]"),
+        help="config file [default: the first of ./config.toml, "
+        "$XDG_CONFIG_HOME/coalition/config.toml (~/.config/coalition/config.toml), "
+        "/etc/coalition/config.toml]"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress; show tracebacks"),
     _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                   help="print the version and exit"),
@@ -112,12 +124,22 @@ def main(
     global _verbose
     _verbose = verbose
     log_setup.setup(verbose)
-    ctx.obj = State(config_path=config.config_path(config_file), named=config_file is not None)
+    source = ctx.get_parameter_source("config_file")
+    ctx.obj = State(config_option=config_file,
+                    from_environment=source is not None and source.name == "ENVIRONMENT")
+
+
+def _found(ctx: typer.Context) -> config.Found:
+    """The config file, or the one-line error that lists the places looked at."""
+    state: State = ctx.obj
+    found = state.found()
+    if found is None:
+        return config.find(None)  # raises, naming them
+    return found
 
 
 def _settings(ctx: typer.Context) -> config.Settings:
-    state: State = ctx.obj
-    return config.load(state.config_path)
+    return config.load(_found(ctx).path)
 
 
 @contextmanager
@@ -132,15 +154,16 @@ def _session(ctx: typer.Context) -> Iterator[tuple[config.Settings, Session]]:
         engine.dispose()
 
 
-def _owed(owed: organizer.Owed) -> None:
-    """Say what a stored change did after it was stored: a late notice, invitation updates; then
-    raise what stopped it (status 2, or 1 when it was not a user's error), or exit 1 when an
-    invitation update was not sent."""
+def _owed(owed: organizer.Owed, json_out: bool = False) -> None:
+    """Say what a stored change did after it was stored: a late notice, invitation updates (on
+    stderr with --json, which keeps stdout for the JSON); then raise what stopped it (status
+    2, or 1 when it was not a user's error), or exit 1 when an invitation update was not
+    sent."""
     if owed.notice:
         typer.echo(f"less than 48 hours ahead: change notice queued for the forum and "
-                   f"{owed.notice - 1} members")
+                   f"{owed.notice - 1} members", err=json_out)
     if owed.updates.sent:
-        typer.echo(f"calendar update sent to {len(owed.updates.sent)} invited")
+        typer.echo(f"calendar update sent to {len(owed.updates.sent)} invited", err=json_out)
     for failure in owed.updates.failed:
         typer.echo(f"error: calendar update not sent to {failure} (the change itself is saved)",
                    err=True)
@@ -151,35 +174,188 @@ def _owed(owed: organizer.Owed) -> None:
 
 
 def _json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    """Indented for a person at a terminal; on one line for a program (Python's fast encoder:
+    `call list --json` over 10,000 calls takes a third of the time)."""
+    indent = 2 if sys.stdout.isatty() else None
+    typer.echo(json.dumps(value, indent=indent, ensure_ascii=False))
+
+
+# --- terminal conventions: progress, standard input, choices, --on next
+
+
+def _terminal() -> bool:
+    """Whether standard error is a terminal, someone watching: progress is shown only there."""
+    return sys.stderr.isatty()
+
+
+def _no_progress(done: int) -> None:
+    """Progress where none is shown: piped, redirected or --json."""
+
+
+@contextmanager
+def _progress(what: str, *, json_out: bool = False,
+              unit: str = "") -> Iterator[Callable[[int], None]]:
+    """While the block runs, `what` with a spinner on standard error, and with `unit` the
+    count the function it gives adds to ("1,234 answered"). Only when standard error is a
+    terminal and the output is not --json: otherwise (piped, in scripts and tests) nothing
+    at all. It disappears when the block ends, leaving the output as it would be without."""
+    if json_out or not _terminal():
+        yield _no_progress
+        return
+    columns: list[ProgressColumn | str] = [SpinnerColumn(), TextColumn("{task.description}"),
+                                           BarColumn()]
+    if unit:
+        columns.append(TextColumn(f"{{task.completed:,.0f}} {unit}"))
+    bar = Progress(*columns, console=Console(stderr=True, force_terminal=True),
+                   transient=True, redirect_stdout=False)
+    with bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done: bar.advance(task, done)
+
+
+def _read_bytes(path: Path, *, limit: int = -1) -> tuple[str, bytes]:
+    """What the file `path` holds (`-`: standard input, named <stdin> in messages): all of
+    it, or with a `limit` one byte more at most, so that the reader can say it is too big."""
+    if str(path) == "-":
+        return "<stdin>", sys.stdin.buffer.read(limit + 1 if limit >= 0 else -1)
+    try:
+        with path.open("rb") as f:
+            return str(path), f.read(limit + 1 if limit >= 0 else -1)
+    except FileNotFoundError as e:
+        raise SchedulerError(f"{path}: no such file") from e
+    except IsADirectoryError as e:
+        raise SchedulerError(f"{path}: is a folder, not a file") from e
+    except OSError as e:
+        raise SchedulerError(f"{path}: cannot read: {e.strerror or e}") from e
+
+
+class Template(StrEnum):
+    """`render --template`: the messages (as `scheduler.delivery.render.TEMPLATES`)."""
+
+    ANNOUNCEMENT = "announcement"
+    TOMORROW = "tomorrow"
+    TODAY = "today"
+    STARTS_SOON = "starts-soon"
+    FOLLOWUP = "followup"
+    CHANGED = "changed"
+
+
+class Channel(StrEnum):
+    """`render --channel` (as `scheduler.delivery.render.CHANNELS`)."""
+
+    FORUM = "forum"
+    EMAIL = "email"
+
+
+Choice = TypeVar("Choice", bound=StrEnum)
+
+
+def _choice(kind: type[Choice], what: str) -> Callable[[str], Choice]:
+    """A Typer parser for one of `kind`'s words: --help lists them and completion offers them;
+    another word is refused as the library refuses it ("unknown channel 'sms'; choose one of
+    forum, email")."""
+    def parse(text: str) -> Choice:
+        try:
+            return kind(text)
+        except ValueError:
+            raise typer.BadParameter(f"unknown {what} {text!r}; choose one of "
+                                     f"{', '.join(kind)}") from None
+    return parse
+
+
+def _complete_language(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Completion for --lang: the languages the config file allows ([calls] languages)."""
+    option = ctx.find_root().params.get("config_file")
+    try:
+        languages = config.load(config.find(option).path).calls.languages
+    except SchedulerError:
+        return []
+    return [code for code in languages if code.startswith(incomplete)]
+
+
+def _complete_zone(incomplete: str) -> list[str]:
+    """Completion for a zone option: the IANA names (from tzdata) that start so."""
+    return sorted(zone for zone in available_timezones() if zone.startswith(incomplete))
+
+
+def _on(session: Session, slug: str, on: str) -> str:
+    """`--on` as `scheduler` reads it: a date (as given); for `today`, today's date in the
+    call's zone; for `next`, the original wall time of the call's next occurrence from now
+    (or, when none is to come, an error naming the nearest ones)."""
+    word = inputs.occurrence_word(on)
+    if word is None:
+        return on
+    call = calls.get_call(session, slug)
+    moment = now()
+    if word == inputs.TODAY:
+        return inputs.today_in(calls.zone_of(call), moment).isoformat()
+    coming = calls.next_occurrence(session, call, moment)
+    if coming is not None:
+        return coming.original_local.replace(tzinfo=None).isoformat()
+    wall = moment.astimezone(calls.zone_of(call)).replace(tzinfo=None, microsecond=0)
+    try:
+        calls.locate(session, call, wall.isoformat())
+    except NotFound as e:
+        raise NotFound(f"--on next: {e}") from e
+    return wall.isoformat()
 
 
 # --- the database
 
 
+JSON = typer.Option(False, "--json", help="print JSON instead of text (shapes: README, "
+                    "Command line)")
+
+
 @config_app.command("init")
-def config_init(path: Path = typer.Argument(
-        Path("config.toml"), help="where to write it (a folder gets config.toml inside)")) -> None:
+def config_init(
+    path: Path | None = typer.Argument(
+        None, help="where to write it (a folder gets config.toml inside) [default: "
+        "./config.toml]"),
+    user: bool = typer.Option(False, "--user", help="write it to "
+                              "$XDG_CONFIG_HOME/coalition/config.toml (default "
+                              "~/.config/coalition/config.toml)"),
+    system: bool = typer.Option(False, "--system", help="write it to "
+                                "/etc/coalition/config.toml (as root)"),
+    json_out: bool = JSON,
+) -> None:
     """Write a commented config.toml with every default; never replaces an existing file.
 
-    Example: coalition config init /etc/coalition/config.toml
+    Commands read the file --config or $COALITION_CONFIG names, else the first that exists of
+    ./config.toml, the user's (--user) and the system's (--system).
+
+    \b
+    Example:
+      coalition config init --system
     """
-    written = config.write_example(path)
+    if path is not None and (user or system):
+        raise typer.BadParameter("give PATH, --user or --system: one of them")
+    written = config.write_example(path if path is not None else
+                                   config.init_target(user=user, system=system))
+    if json_out:
+        return _json({"wrote": str(written)})
     typer.echo(f"wrote {written}: the defaults, each with a comment; relative paths in it are "
                "relative to its folder")
 
 
 @app.command()
-def init(ctx: typer.Context) -> None:
+def init(ctx: typer.Context, json_out: bool = JSON) -> None:
     """Create the database, or upgrade its schema to this version.
 
-    In a folder without a config file (and with no --config or $COALITION_CONFIG naming one),
-    first writes ./config.toml with the defaults, as `config init` does.
+    Where no config file is found (none named by --config or $COALITION_CONFIG, none in
+    ./config.toml, the user's or the system's config folder), first writes ./config.toml with
+    the defaults, as `config init` does.
+
+    \b
+    Example:
+      coalition init
     """
     given: State = ctx.obj
-    if not given.named and not given.config_path.exists():
-        written = config.write_example(given.config_path)
-        typer.echo(f"wrote {written} (the defaults, commented: edit it to suit)")
+    written = None
+    if given.found() is None:
+        written = config.write_example(config.DEFAULT_CONFIG)
+        if not json_out:
+            typer.echo(f"wrote {written} (the defaults, commented: edit it to suit)")
     settings = _settings(ctx)
     engine = db.make_engine(settings.database_url())
     try:
@@ -187,6 +363,13 @@ def init(ctx: typer.Context) -> None:
     finally:
         engine.dispose()
     where = engine.url.render_as_string(hide_password=True)
+    if json_out:
+        done = ("created" if schema.before is None else
+                "upgraded" if schema.changed else "up to date")
+        return _json({"config": str(settings.path),
+                      "wrote_config": str(written) if written is not None else None,
+                      "database": where, "done": done, "schema_before": schema.before,
+                      "schema": schema.after})
     if schema.before is None:
         typer.echo(f"created database {where} (schema {schema.after})")
     elif schema.changed:
@@ -200,21 +383,40 @@ def backup_database(
     ctx: typer.Context,
     file: Path = typer.Argument(..., metavar="FILE",
                                 help="the copy to write (a new file; FILE.secret too)"),
+    json_out: bool = JSON,
 ) -> None:
     """Copy the SQLite database, consistently, even while the daemon runs, and the secret kept
-    beside it. (PostgreSQL: use pg_dump.)"""
-    for line in backups.backup(_settings(ctx).database_url(), file).lines():
+    beside it. (PostgreSQL: use pg_dump.)
+
+    \b
+    Example:
+      coalition backup /var/backups/coalition/coalition-2026-11-30.sqlite3
+    """
+    done = backups.backup(_settings(ctx).database_url(), file)
+    if json_out:
+        return _json(present.backup_dict(done))
+    for line in done.lines():
         typer.echo(line)
 
 
 # --- calls
 
+
+def _plain_text(field: str) -> Callable[[str | None], str | None]:
+    """A Typer callback: the option's text, refused (one line naming it) if it holds a control
+    character; for options that no `scheduler.core.inputs` converter sees on the way in."""
+    def check(value: str | None) -> str | None:
+        return None if value is None else inputs.plain_text(value, field=field)
+    return check
+
+
 TITLE = typer.Option(None, "--title", help="the call's name, as members see it")
 SLUG = typer.Option(None, "--slug", help="short name used in commands and URLs [default: from "
                     "the title]")
-DESCRIPTION = typer.Option(None, "--description", help="agenda or other details")
+DESCRIPTION = typer.Option(None, "--description", help="agenda or other details",
+                           callback=_plain_text("--description"))
 TZ = typer.Option(None, "--tz", "--timezone", help="IANA zone the start is in, e.g. "
-                  "America/New_York")
+                  "America/New_York", autocompletion=_complete_zone)
 START = typer.Option(None, "--start", help="wall time of the first occurrence in --tz, "
                      "e.g. '2018-11-13 10:00'")
 DURATION = typer.Option(None, "--duration", help="minutes [default: from config.toml]")
@@ -223,21 +425,36 @@ RRULE = typer.Option(None, "--rrule", help="RFC 5545 rule, e.g. 'FREQ=MONTHLY;BY
 REGISTER = typer.Option(None, "--register-url", help="registration page (http or https)")
 JOIN = typer.Option(None, "--join-url", help="where to join the call (http or https)")
 TOPIC = typer.Option(None, "--forum-topic", help="Discourse topic id (0 in edit removes it)")
-LANG = typer.Option(None, "--language", "--lang", help="language of the call's texts")
+LANG = typer.Option(None, "--language", "--lang", help="language of the call's texts, one of "
+                    "[calls] languages [default: [calls] default_language]",
+                    autocompletion=_complete_language)
 ZONES = typer.Option(None, "--zones", help="comma-separated IANA zones to show times in "
                      "[default: from config.toml; '' in edit restores it]")
-JSON = typer.Option(False, "--json", help="print JSON instead of a table")
+# `call add` needs these three: marked in --help; the library names every one missing at once.
+TITLE_NEW = typer.Option(None, "--title", help="the call's name, as members see it [required]")
+TZ_NEW = typer.Option(None, "--tz", "--timezone", help="IANA zone the start is in, e.g. "
+                      "America/New_York [required]", autocompletion=_complete_zone)
+START_NEW = typer.Option(None, "--start", help="wall time of the first occurrence in --tz, "
+                         "e.g. '2018-11-13 10:00' [required]")
+SLUG_ARG = typer.Argument(..., metavar="SLUG", help="the call's short name, as `coalition call "
+                          "list` shows it")
 
 
 @call_app.command("add")
-def call_add(ctx: typer.Context, title: str | None = TITLE, slug: str | None = SLUG,
-             description: str | None = DESCRIPTION, tz: str | None = TZ,
-             start: str | None = START, duration: int | None = DURATION,
+def call_add(ctx: typer.Context, title: str | None = TITLE_NEW, slug: str | None = SLUG,
+             description: str | None = DESCRIPTION, tz: str | None = TZ_NEW,
+             start: str | None = START_NEW, duration: int | None = DURATION,
              rrule: str | None = RRULE, register_url: str | None = REGISTER,
              join_url: str | None = JOIN, forum_topic: int | None = TOPIC,
              language: str | None = LANG, zones: str | None = ZONES,
              json_out: bool = JSON) -> None:
-    """Add a call: a first start in its zone, and a rule for the ones after it."""
+    """Add a call: a first start in its zone, and a rule for the ones after it.
+
+    \b
+    Example:
+      coalition call add --title "Justice For All coalition call" \\
+          --start "2026-12-08 10:00" --tz America/New_York --rrule "FREQ=MONTHLY;BYDAY=2TU"
+    """
     data = calls.CallInput(
         title=title, slug=slug, description=description, timezone=tz, start=start,
         duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
@@ -246,11 +463,11 @@ def call_add(ctx: typer.Context, title: str | None = TITLE, slug: str | None = S
         done = organizer.add_call(session, settings, data, now=now())
         if done.owed.feeds is not None:  # else they failed: that error is all there is to say
             _show_call(session, settings, done.call, json_out, f"added {done.call.slug}")
-        _owed(done.owed)
+        _owed(done.owed, json_out)
 
 
 @call_app.command("edit")
-def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG"),
+def call_edit(ctx: typer.Context, slug_: str = SLUG_ARG,
               title: str | None = TITLE, slug: str | None = SLUG,
               description: str | None = DESCRIPTION, tz: str | None = TZ,
               start: str | None = START, duration: int | None = DURATION,
@@ -258,7 +475,12 @@ def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG
               join_url: str | None = JOIN, forum_topic: int | None = TOPIC,
               language: str | None = LANG, zones: str | None = ZONES,
               json_out: bool = JSON) -> None:
-    """Change any field of a call; moves and cancellations follow it by date."""
+    """Change any field of a call; moves and cancellations follow it by date.
+
+    \b
+    Example:
+      coalition call edit justice-for-all-coalition-call --start "2026-12-08 11:00"
+    """
     data = calls.CallInput(
         title=title, slug=slug, description=description, timezone=tz, start=start,
         duration=duration, rrule=rrule, register_url=register_url, join_url=join_url,
@@ -267,7 +489,7 @@ def call_edit(ctx: typer.Context, slug_: str = typer.Argument(..., metavar="SLUG
         done = organizer.edit_call(session, settings, slug_, data, now=now())
         if done.owed.feeds is not None:  # else they failed: that error is all there is to say
             _show_call(session, settings, done.call, json_out, f"changed {done.call.slug}")
-        _owed(done.owed)
+        _owed(done.owed, json_out)
 
 
 def _show_call(session: Session, settings: config.Settings, call: Call, json_out: bool,
@@ -282,7 +504,12 @@ def _show_call(session: Session, settings: config.Settings, call: Call, json_out
 
 @call_app.command("list")
 def call_list(ctx: typer.Context, json_out: bool = JSON) -> None:
-    """All calls, with their next occurrence (or why a call cannot be served)."""
+    """All calls, with their next occurrence (or why a call cannot be served).
+
+    \b
+    Example:
+      coalition call list --json
+    """
     with _session(ctx) as (settings, session):
         rows = present.listing(session, now())
         if json_out:
@@ -292,15 +519,20 @@ def call_list(ctx: typer.Context, json_out: bool = JSON) -> None:
 
 
 @call_app.command("show")
-def call_show(ctx: typer.Context, slug: str, json_out: bool = JSON) -> None:
-    """One call's fields."""
+def call_show(ctx: typer.Context, slug: str = SLUG_ARG, json_out: bool = JSON) -> None:
+    """One call's fields.
+
+    \b
+    Example:
+      coalition call show justice-for-all-coalition-call
+    """
     with _session(ctx) as (settings, session):
         _show_call(session, settings, calls.get_call(session, slug), json_out)
 
 
 @call_app.command("occurrences")
 def call_occurrences(
-    ctx: typer.Context, slug: str,
+    ctx: typer.Context, slug: str = SLUG_ARG,
     start: str | None = typer.Option(None, "--from", help="first date, in the call's zone "
                                      "[default: now]"),
     end: str | None = typer.Option(None, "--to", help="last date (inclusive)"),
@@ -308,7 +540,12 @@ def call_occurrences(
                                      "when --to is not given]"),
     json_out: bool = JSON,
 ) -> None:
-    """A call's occurrences, moved and cancelled ones marked, with local time and UTC."""
+    """A call's occurrences, moved and cancelled ones marked, with local time and UTC.
+
+    \b
+    Example:
+      coalition call occurrences justice-for-all-coalition-call --from 2026-12-01 --count 6
+    """
     with _session(ctx) as (_, session):
         call = calls.get_call(session, slug)
         found = calls.call_occurrences(session, call, now=now(), start=start, end=end,
@@ -318,7 +555,9 @@ def call_occurrences(
         out.print(present.occurrences_table(found) if found else "no occurrences in that window")
 
 
-ON = typer.Option(..., "--on", help="the occurrence's date in the call's zone, e.g. 2019-02-12")
+ON_HELP = ("the occurrence's date in the call's zone, e.g. 2019-02-12; or 'next' (the next one "
+           "from now) or 'today'")
+ON = typer.Option(..., "--on", help=ON_HELP)
 
 
 def _said(result: organizer.OccurrenceDone, done: str, already: str) -> None:
@@ -328,14 +567,23 @@ def _said(result: organizer.OccurrenceDone, done: str, already: str) -> None:
 
 
 @call_app.command("move")
-def call_move(ctx: typer.Context, slug: str, on: str = ON,
+def call_move(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
               to: str = typer.Option(..., "--to", help="new wall time in the call's zone"),
               duration: int | None = typer.Option(None, "--duration", help="new length in "
-                                                  "minutes")) -> None:
-    """Move one occurrence; it keeps its id (its original start)."""
+                                                  "minutes"),
+              json_out: bool = JSON) -> None:
+    """Move one occurrence; it keeps its id (its original start).
+
+    \b
+    Example:
+      coalition call move justice-for-all-coalition-call --on next --to "2026-12-15 10:00"
+    """
     with _session(ctx) as (settings, session):
-        done = organizer.move(session, settings, slug, on=on, to=to, duration=duration,
-                              now=now())
+        done = organizer.move(session, settings, slug, on=_on(session, slug, on), to=to,
+                              duration=duration, now=now())
+        if json_out:
+            _json(present.occurrence_done_dict(done))
+            return _owed(done.owed, json_out)
         _owed(done.owed)
         o = done.occurrence
         target = (f"moved to {o.local_start:%a %Y-%m-%d %H:%M %Z} ({present.iso_utc(o.start)})"
@@ -344,43 +592,78 @@ def call_move(ctx: typer.Context, slug: str, on: str = ON,
 
 
 @call_app.command("cancel")
-def call_cancel(ctx: typer.Context, slug: str, on: str = ON) -> None:
-    """Cancel one occurrence."""
+def call_cancel(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
+                json_out: bool = JSON) -> None:
+    """Cancel one occurrence.
+
+    \b
+    Example:
+      coalition call cancel justice-for-all-coalition-call --on 2026-12-08
+    """
     with _session(ctx) as (settings, session):
-        done = organizer.cancel(session, settings, slug, on=on, now=now())
-        _said(done, "cancelled", "was already cancelled")
-        _owed(done.owed)
+        done = organizer.cancel(session, settings, slug, on=_on(session, slug, on), now=now())
+        if json_out:
+            _json(present.occurrence_done_dict(done))
+        else:
+            _said(done, "cancelled", "was already cancelled")
+        _owed(done.owed, json_out)
 
 
 @call_app.command("restore")
-def call_restore(ctx: typer.Context, slug: str, on: str = ON) -> None:
-    """Undo a move or cancellation of one occurrence."""
+def call_restore(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
+                 json_out: bool = JSON) -> None:
+    """Undo a move or cancellation of one occurrence.
+
+    \b
+    Example:
+      coalition call restore justice-for-all-coalition-call --on 2026-12-08
+    """
     with _session(ctx) as (settings, session):
-        done = organizer.restore(session, settings, slug, on=on, now=now())
-        _said(done, "restored", "was neither moved nor cancelled")
-        _owed(done.owed)
+        done = organizer.restore(session, settings, slug, on=_on(session, slug, on), now=now())
+        if json_out:
+            _json(present.occurrence_done_dict(done))
+        else:
+            _said(done, "restored", "was neither moved nor cancelled")
+        _owed(done.owed, json_out)
 
 
 @call_app.command("delete")
-def call_delete(ctx: typer.Context, slug: str,
-                yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")) -> None:
-    """Delete a call and its changes."""
+def call_delete(ctx: typer.Context, slug: str = SLUG_ARG,
+                yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+                json_out: bool = JSON) -> None:
+    """Delete a call and its changes.
+
+    \b
+    Example:
+      coalition call delete justice-for-all-coalition-call --yes
+    """
     if not yes and sys.stdin.isatty():
         typer.confirm(f"delete {slug} and all its moves and cancellations?", abort=True)
     with _session(ctx) as (settings, session):
         done = organizer.delete_call(session, settings, slug, now=now())
-        typer.echo(f"deleted {done.call.slug} ({done.call.title})")
-        _owed(done.owed)
+        if json_out:
+            _json({"deleted": done.call.slug, "title": done.call.title,
+                   **present.owed_dict(done.owed)})
+        else:
+            typer.echo(f"deleted {done.call.slug} ({done.call.title})")
+        _owed(done.owed, json_out)
 
 
 # --- feeds and the daemon
 
 
 @feed_app.command("build")
-def feed_build(ctx: typer.Context) -> None:
-    """Write calendars/<slug>.ics and calendars/all.ics (only files that changed)."""
-    with _session(ctx) as (settings, session):
+def feed_build(ctx: typer.Context, json_out: bool = JSON) -> None:
+    """Write calendars/<slug>.ics and calendars/all.ics (only files that changed).
+
+    \b
+    Example:
+      coalition feed build
+    """
+    with _session(ctx) as (settings, session), _progress("building feeds", json_out=json_out):
         result = feeds.build(session, settings)
+    if json_out:
+        return _json(present.feeds_dict(result, settings.calendars))
     for path in result.written:
         typer.echo(f"wrote {path}")
     for path in result.removed:
@@ -397,7 +680,12 @@ def run_daemon(
     port: int | None = typer.Option(None, "--port", help="[default: [web] port in config]"),
 ) -> None:
     """Run the service: send reminders when due and serve the feeds, until Ctrl-C or SIGTERM
-    (which let the messages being sent finish first)."""
+    (which let the messages being sent finish first).
+
+    \b
+    Example:
+      coalition daemon --host 127.0.0.1 --port 8080
+    """
     settings = _settings(ctx)
     problems = doctor_checks.check_templates(settings)  # fail now, not when a reminder is due
     if problems:
@@ -418,17 +706,25 @@ def run_daemon(
 
 @app.command()
 def invite(
-    ctx: typer.Context, slug: str,
+    ctx: typer.Context, slug: str = SLUG_ARG,
     to: list[str] = typer.Option(..., "--to", help="an address to invite (repeat for more)"),
+    json_out: bool = JSON,
 ) -> None:
     """Email a calendar invitation for the whole series; later changes follow by themselves.
 
     Every address is checked before anything is sent; one that cannot be used stops them all.
+
+    \b
+    Example:
+      coalition invite justice-for-all-coalition-call --to ada@example.org
     """
     with _session(ctx) as (settings, session):
         report = invites.invite(session, settings, slug, to, now=now())
-        for address in report.sent:
-            typer.echo(f"invited {address}")
+        if json_out:
+            _json({"call": slug, "sent": list(report.sent), "failed": list(report.failed)})
+        else:
+            for address in report.sent:
+                typer.echo(f"invited {address}")
         for failure in report.failed:
             typer.echo(f"error: invitation not sent to {failure}", err=True)
         if report.failed:
@@ -438,54 +734,111 @@ def invite(
 @app.command("import")
 def import_ics(
     ctx: typer.Context, file: Path = typer.Argument(..., help="an .ics file, e.g. a Google "
-                                                    "Calendar export"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="check and show, store nothing"),
+                                                    "Calendar export; - for standard input"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and show what would be "
+                                 "imported and what skipped, store nothing"),
+    strict: bool = typer.Option(False, "--strict", help="all or nothing: refuse the file if "
+                                "any event cannot be a call"),
+    json_out: bool = JSON,
 ) -> None:
-    """Create calls from the events of an .ics file, with their moves and cancellations."""
-    with _session(ctx) as (settings, session):
-        done = organizer.import_calls(session, settings, file, now=now(), dry_run=dry_run)
-        for item in done.plans:
-            moved = sum(1 for c in item.changes if not c.cancelled)
-            cancelled = len(item.changes) - moved
-            typer.echo(f"{'would import' if dry_run else 'imported'} "
-                       f"{item.call.slug or item.call.title}: {item.call.start_local[:16]} "
-                       f"{item.call.timezone}, {item.call.rrule or 'once'} ({moved} moved, "
-                       f"{cancelled} cancelled)")
-        _owed(done.owed)
+    """Create calls from the events of an .ics file, with their moves and cancellations.
+
+    Events that cannot be calls (all-day or floating ones, to-dos, ...) are skipped, each
+    listed with its reason; with --strict, any of them refuses the whole file.
+
+    \b
+    Example:
+      coalition import --dry-run calendar.ics
+      curl -s https://example.org/calls.ics | coalition import --json -
+    """
+    from scheduler import importer  # only this command needs it
+
+    def show(result: importer.ImportResult) -> None:
+        if json_out:
+            return _json(present.import_dict(result, dry_run=dry_run))
+        for line in present.import_lines(result, dry_run=dry_run):
+            typer.echo(line)
+
+    source, data = _read_bytes(file, limit=importer.MAX_BYTES)
+    with _session(ctx) as (settings, session), _progress("importing", json_out=json_out):
+        try:
+            done = organizer.import_calls(session, settings, data, source=source, now=now(),
+                                          dry_run=dry_run, strict=strict)
+        except importer.NothingToImport as e:
+            show(e.result)
+            raise
+    show(done.plans)
+    _owed(done.owed)
 
 
 # --- subscribers and reminders
 
 
+EMAIL_ARG = typer.Argument(..., metavar="EMAIL", help="their email address")
+
+
 @subscriber_app.command("add")
 def subscriber_add(
-    ctx: typer.Context, email: str,
-    name: str = typer.Option("", "--name"),
-    lang: str | None = typer.Option(None, "--lang", help="[default: from config.toml]"),
+    ctx: typer.Context, email: str = EMAIL_ARG,
+    name: str = typer.Option("", "--name", help="their name, as emails greet them"),
+    lang: str | None = typer.Option(None, "--lang", help="the language of their reminders "
+                                    "[default: from config.toml]",
+                                    autocompletion=_complete_language),
     tz: str | None = typer.Option(None, "--tz", help="their IANA zone [default: the first of "
-                                  "[calls] default_zones]"),
+                                  "[calls] default_zones]", autocompletion=_complete_zone),
+    json_out: bool = JSON,
 ) -> None:
-    """Add someone who asked for reminders (confirmed at once)."""
+    """Add someone who asked for reminders (confirmed at once).
+
+    \b
+    Example:
+      coalition subscriber add ada@example.org --name Ada --lang fr --tz Africa/Kinshasa
+    """
     with _session(ctx) as (settings, session):
         added = subscribers.add(session, settings, subscribers.NewSubscriber(
             email=email, name=name, language=lang, timezone=tz), now=now())
+        if json_out:
+            return _json(subscribers.as_dict(added))
         typer.echo(f"subscribed {added.email} ({added.language}, {added.timezone})")
 
 
 @subscriber_app.command("import")
-def subscriber_import(ctx: typer.Context, file: Path) -> None:
-    """Add everyone in a CSV file of email,name,language,timezone (all of them, or none)."""
-    with _session(ctx) as (settings, session):
-        count = subscribers.import_csv(session, settings, file, now=now())
-        typer.echo(f"subscribed {count} from {file}")
+def subscriber_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., metavar="FILE", help="a CSV file of "
+                                "email,name,language,timezone (a header line is optional); "
+                                "- for standard input"),
+    json_out: bool = JSON,
+) -> None:
+    """Add everyone in a CSV file of email,name,language,timezone (all of them, or none).
+
+    \b
+    Example:
+      coalition subscriber import members.csv
+      export-members | coalition subscriber import -
+    """
+    source, data = _read_bytes(file)
+    with _session(ctx) as (settings, session), _progress("subscribing", json_out=json_out):
+        count = subscribers.import_csv(session, settings, data, source=source, now=now())
+    if json_out:
+        return _json({"subscribed": count, "source": str(source)})
+    typer.echo(f"subscribed {count} from {source}")
 
 
 @subscriber_app.command("list")
 def subscriber_list(
-    ctx: typer.Context, status: str | None = typer.Option(None, "--status"),
+    ctx: typer.Context,
+    status: SubscriberStatus | None = typer.Option(
+        None, "--status", help="only those pending (not confirmed yet), confirmed or "
+        "unsubscribed [default: everyone]", parser=_choice(SubscriberStatus, "status")),
     json_out: bool = JSON,
 ) -> None:
-    """Everyone who subscribed, with their language, zone and status."""
+    """Everyone who subscribed, with their language, zone and status.
+
+    \b
+    Example:
+      coalition subscriber list --status confirmed --json
+    """
     with _session(ctx) as (_, session):
         found = [subscribers.as_dict(s) for s in subscribers.listing(session, status)]
     if json_out:
@@ -495,10 +848,18 @@ def subscriber_list(
 
 
 @subscriber_app.command("remove")
-def subscriber_remove(ctx: typer.Context, email: str) -> None:
-    """Stop all reminders to an address; what was still to be sent is cancelled."""
+def subscriber_remove(ctx: typer.Context, email: str = EMAIL_ARG,
+                      json_out: bool = JSON) -> None:
+    """Stop all reminders to an address; what was still to be sent is cancelled.
+
+    \b
+    Example:
+      coalition subscriber remove ada@example.org
+    """
     with _session(ctx) as (_, session):
         removed = subscribers.unsubscribe(session, email, now=now())
+        if json_out:
+            return _json(subscribers.as_dict(removed))
         typer.echo(f"unsubscribed {removed.email}")
 
 
@@ -507,8 +868,10 @@ def run_once(
     ctx: typer.Context,
     at: str | None = typer.Option(None, "--now", help="pretend it is this moment, e.g. "
                                   "2019-03-12T13:31:00Z [default: now]"),
+    json_out: bool = JSON,
 ) -> None:
-    """One planning and sending pass (for cron, or to preview a moment).
+    """Plan, then send everything that is due, batch after batch (for cron, or to preview a
+    moment).
 
     Exit status: 0 when every delivery due was sent, or none was due (one owed no more since
     it was queued, as when the member left or the occurrence was cancelled, is cancelled:
@@ -518,19 +881,27 @@ def run_once(
     now and will be retried by a later pass, or when the database cannot be reached or stops
     answering; 2 for bad input or configuration, or a database that needs `coalition init`
     or a newer coalition (nothing is sent).
+
+    \b
+    Example:
+      coalition run-once --now 2019-03-12T13:31:00Z
     """
     moment = inputs.instant(at, field="--now") if at else now()
     try:
-        with _session(ctx) as (settings, session):  # on the real clock unless a preview
+        with (_progress("planning and sending", json_out=json_out, unit="answered") as advance,
+              _session(ctx) as (settings, session)):  # on the real clock unless a preview
             report = sender.run_once(session, settings, now=moment, worker=_worker(),
-                                     clock=None if at else now)
+                                     clock=None if at else now, progress=advance)
     except db.SchemaMismatch:
         raise  # the admin's to fix, with `coalition init` or an upgrade: status 2
     except DatabaseError as e:  # an outage: a later run retries
         typer.echo(f"error: {str(e).splitlines()[0]}", err=True)
         raise typer.Exit(75) from e
-    for line in report.lines():
-        typer.echo(line)
+    if json_out:
+        _json(present.pass_dict(report))
+    else:
+        for line in report.lines():
+            typer.echo(line)
     if report.failed or report.to_retry:
         typer.echo(f"error: {report.failed} deliveries failed for good, {report.to_retry} will "
                    "be retried; see `coalition deliveries`", err=True)
@@ -539,16 +910,27 @@ def run_once(
 
 @app.command()
 def followup(
-    ctx: typer.Context, slug: str,
-    on: str = typer.Option(..., "--on", help="the occurrence's date, e.g. 2019-03-12"),
+    ctx: typer.Context, slug: str = SLUG_ARG,
+    on: str = typer.Option(..., "--on", help="the occurrence's date, e.g. 2019-03-12; or "
+                           "'today'"),
     recording: str | None = typer.Option(None, "--recording", help="the recording's URL"),
-    notes: Path | None = typer.Option(None, "--notes", help="a file with the notes (Markdown)"),
+    notes: Path | None = typer.Option(None, "--notes", help="a file with the notes "
+                                      "(Markdown); - for standard input"),
+    json_out: bool = JSON,
 ) -> None:
-    """After a call: send its recording and notes to the forum and to the members."""
+    """After a call: send its recording and notes to the forum and to the members.
+
+    \b
+    Example:
+      coalition followup justice-for-all-coalition-call --on today \\
+          --recording https://example.org/rec --notes notes.md
+    """
     notes_text = _read_text(notes, "--notes") if notes else ""
     with _session(ctx) as (_, session):
-        count = followups.add(session, slug, on=on, recording=recording, notes=notes_text,
-                              now=now())
+        count = followups.add(session, slug, on=_on(session, slug, on), recording=recording,
+                              notes=notes_text, now=now())
+    if json_out:
+        return _json({"call": slug, "queued": count, "forum": 1, "emails": count - 1})
     typer.echo(f"follow-up queued: {count} messages (the forum post and {count - 1} emails); "
                "the daemon or `coalition run-once` sends them")
 
@@ -560,8 +942,9 @@ def _worker() -> str:
 @app.command()
 def deliveries(
     ctx: typer.Context,
-    status: str | None = typer.Option(None, "--status", help="pending, sent, failed, missed "
-                                      "or cancelled"),
+    status: DeliveryStatus | None = typer.Option(
+        None, "--status", help="only those pending, sent, failed, missed or cancelled "
+        "[default: all]", parser=_choice(DeliveryStatus, "status")),
     upcoming: bool = typer.Option(False, "--upcoming", help="instead, the reminders planned "
                                   "but not queued yet: one line each, with its recipients"),
     at: str | None = typer.Option(None, "--now", help="with --upcoming: as planned at this "
@@ -570,7 +953,12 @@ def deliveries(
                                     f"how many days ahead [default: {planning.UPCOMING_DAYS}]"),
     json_out: bool = JSON,
 ) -> None:
-    """The outbox: every reminder queued, and what became of it."""
+    """The outbox: every reminder queued, and what became of it.
+
+    \b
+    Example:
+      coalition deliveries --status failed
+    """
     if upcoming:
         if status is not None:
             raise typer.BadParameter("--status and --upcoming do not go together")
@@ -604,16 +992,22 @@ def deliveries(
 
 @app.command()
 def times(
-    ctx: typer.Context, slug: str, on: str = typer.Option(..., "--on", help="the occurrence's "
-                                                          "date, e.g. 2018-11-13"),
+    ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
     zones: str | None = typer.Option(None, "--zones", help="comma-separated IANA zones "
                                      "[default: the call's]"),
-    lang: str | None = typer.Option(None, "--lang", help="language [default: the call's]"),
+    lang: str | None = typer.Option(None, "--lang", help="language [default: the call's]",
+                                    autocompletion=_complete_language),
     json_out: bool = JSON,
 ) -> None:
-    """One occurrence's local time in several zones."""
+    """One occurrence's local time in several zones.
+
+    \b
+    Example:
+      coalition times justice-for-all-coalition-call --on next --zones Asia/Kathmandu
+    """
     with _session(ctx) as (settings, session):
-        rows = preview.zone_times(session, settings, slug, on=on, zones=zones, lang=lang)
+        rows = preview.zone_times(session, settings, slug, on=_on(session, slug, on),
+                                  zones=zones, lang=lang)
         if json_out:
             return _json([row.as_dict() for row in rows])
         out.print(present.zone_table(rows))
@@ -621,26 +1015,39 @@ def times(
 
 @app.command()
 def render(
-    ctx: typer.Context, slug: str,
-    on: str = typer.Option(..., "--on", help="the occurrence's date, e.g. 2018-11-13"),
-    template: str = typer.Option(..., "--template", help="announcement, tomorrow, today, "
-                                 "starts-soon or followup"),
-    channel: str = typer.Option("forum", "--channel", help="forum or email"),
-    lang: str | None = typer.Option(None, "--lang", help="language [default: the call's]"),
+    ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
+    template: Template = typer.Option(..., "--template", help="which message",
+                                      parser=_choice(Template, "template")),
+    channel: Channel = typer.Option(Channel.FORUM, "--channel", help="as a forum post "
+                                    "(Markdown) or as an email (subject, text and HTML)",
+                                    parser=_choice(Channel, "channel")),
+    lang: str | None = typer.Option(None, "--lang", help="language [default: the call's]",
+                                    autocompletion=_complete_language),
     tz: str | None = typer.Option(None, "--tz", help="the reader's zone, shown first "
-                                  "[default: the call's]"),
+                                  "[default: the call's]", autocompletion=_complete_zone),
     at: str | None = typer.Option(None, "--now", help="the moment of sending, e.g. "
                                   "2018-11-13T14:30:00Z [default: now]"),
     recording: str | None = typer.Option(None, "--recording", help="recording URL (followup)"),
-    notes: Path | None = typer.Option(None, "--notes", help="file with notes (followup)"),
+    notes: Path | None = typer.Option(None, "--notes", help="file with notes (followup); - "
+                                      "for standard input"),
+    json_out: bool = JSON,
 ) -> None:
-    """Preview a message exactly as it would be sent."""
+    """Preview a message exactly as it would be sent.
+
+    \b
+    Example:
+      coalition render justice-for-all-coalition-call --on next --template starts-soon \\
+          --channel email --lang fr
+    """
     moment = inputs.instant(at, field="--now") if at else now()
     notes_text = _read_text(notes, "--notes") if notes else None
     with _session(ctx) as (settings, session):
         message = preview.render_message(
-            session, settings, slug, on=on, template=template, channel=channel, now=moment,
-            lang=lang, reader_zone=tz, recording_url=recording, notes=notes_text)
+            session, settings, slug, on=_on(session, slug, on), template=template,
+            channel=channel, now=moment, lang=lang, reader_zone=tz, recording_url=recording,
+            notes=notes_text)
+    if json_out:
+        return _json(present.message_dict(message))
     if message.subject is None:
         typer.echo(message.text, nl=False)
     else:
@@ -649,36 +1056,67 @@ def render(
 
 
 def _read_text(path: Path, field: str) -> str:
+    """The text of the file `path` (`-`: standard input), checked as plain text."""
+    source, data = _read_bytes(path)
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SchedulerError(f"{field} {path}: cannot read: {e}") from e
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError as e:
+        raise SchedulerError(f"{field} {source}: cannot read: {e}") from e
+    return inputs.plain_text(text, field=f"{field} {source}")
 
 
 @app.command()
-def doctor(ctx: typer.Context) -> None:
-    """Check config, database, templates, the mail server login and the forum's API key."""
-    failed = False
-    for result in doctor_checks.run(_settings(ctx)):
-        failed |= not result.ok
-        line = f"{result.name}: {'ok' if result.ok else 'error'}: {result.detail}"
-        typer.echo(line, err=not result.ok)
+def doctor(ctx: typer.Context, json_out: bool = JSON) -> None:
+    """Check config, database, templates, the mail server login and the forum's API key.
+
+    The config line says which file was read, and how it was found: --config,
+    $COALITION_CONFIG, ./config.toml, $XDG_CONFIG_HOME (or ~/.config) or /etc.
+
+    \b
+    Example:
+      coalition doctor
+    """
+    found = _found(ctx)
+    settings = config.load(found.path)
+    results = doctor_checks.run(settings)
+    failed = not all(result.ok for result in results)
+    if json_out:
+        _json({"config": {"path": str(settings.path), "source": found.source},
+               "checks": [present.check_dict(result) for result in results], "ok": not failed})
+    else:
+        for result in results:
+            detail = result.detail
+            if result.name == "config":
+                detail += f" (from {found.source})"
+            typer.echo(f"{result.name}: {'ok' if result.ok else 'error'}: {detail}",
+                       err=not result.ok)
     if failed:
         raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
-def check(ctx: typer.Context) -> None:
-    """Check config.toml and render every template in every language with sample data."""
+def check(ctx: typer.Context, json_out: bool = JSON) -> None:
+    """Check config.toml and render every template in every language with sample data.
+
+    \b
+    Example:
+      coalition check
+    """
     settings = _settings(ctx)
-    typer.echo(f"{settings.path}: ok")
+    if not json_out:
+        typer.echo(f"{settings.path}: ok")
     problems = doctor_checks.check_templates(settings)
+    if json_out:
+        _json({"config": str(settings.path),
+               "templates": [str(f) for f in settings.template_folders],
+               "problems": problems, "ok": not problems})
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     if problems:
         raise typer.Exit(EXIT_USAGE)
-    folders = ", ".join(str(f) for f in settings.template_folders)
-    typer.echo(f"templates in {folders}: ok")
+    if not json_out:
+        folders = ", ".join(str(f) for f in settings.template_folders)
+        typer.echo(f"templates in {folders}: ok")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,20 @@
 
 Senders push the same number of messages to the same sink, one after the other:
 
-  ours          the daemon's send passes (claim, render, aiosmtplib, record each message),
-                on SQLite, the embedded default
+  ours          the daemon's send passes (claim, render, SMTP, record each message), on
+                SQLite, the embedded default
+  transport     our SMTP transport alone (`channels.smtp.Smtp`, pipelining), prebuilt
+                messages, no database
+  wire ceiling  the least a pipelining client can do: prebuilt bytes, MAIL, RCPT and DATA in
+                one write, the content with the next message's commands, replies counted
+  aiosmtplib    aiosmtplib alone, `[email.smtp] connections` reused connections, a round
+                trip per command (it cannot pipeline)
   smtplib       a hand-written cron script: one smtplib connection per message
-  smtp-source   Postfix's own load generator (the practical ceiling of this machine)
+  smtp-source   Postfix's own load generator (16 sessions)
+
+Then ours and the transport again, for 2,000 messages, through a relay in user space that
+delays each direction by 10 ms (a 20 ms round trip, a provider's relay far away): with one
+round trip a message, the bound is messages x 20 ms / connections.
 
 With `--postgres URL` (a server, e.g. postgresql://postgres@127.0.0.1:5432/test), also ours on
 PostgreSQL from one daemon and from `--replicas` (2) daemons sharing the work, each run in a
@@ -13,15 +23,18 @@ database of its own, created and dropped by the bench.
 
 Each sender runs in a process of its own, so that its peak RSS is its own (for several daemons,
 the largest). Every member's delivery must end sent, or the bench fails. Prints a table
-and `ratio NAME VALUE` lines (ours divided by the baseline; higher is better).
+and `ratio NAME VALUE` lines (ours divided by the baseline; higher is better); the machine
+may be busy with other work, so compare the ratios, which are measured in the same run.
 
-    python bench/fanout.py [--quick] [--members N] [--postgres URL [--replicas N]]
+    python bench/fanout.py [--quick] [--members N] [--no-relay] [--postgres URL [--replicas N]]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
+import functools
 import json
 import os
 import pstats
@@ -31,20 +44,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import database, free_port, percentile, print_table, ratio
 
 if TYPE_CHECKING:
+    from scheduler.channels.mail import Outgoing
     from scheduler.config import Settings
+
+T = TypeVar("T")
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 ROOT = Path(__file__).resolve().parent.parent
+RELAYED = 2000  # messages through the delaying relay
+DELAY = 0.010  # seconds, each direction
+SENDER = "calls@example.org"
+
+
+def connections() -> int:
+    return int(os.environ.get("BENCH_CONNECTIONS", "4"))
 
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:
@@ -78,8 +102,7 @@ def prepare(folder: Path, members: int, port: int, url: str | None) -> datetime:
     text = (ROOT / "config.toml").read_text()
     text = text.replace('transport = "maildir"', 'transport = "smtp"', 1)
     text = text.replace("port = 25", f"port = {port}", 1)
-    connections = os.environ.get("BENCH_CONNECTIONS", "4")
-    text = text.replace("connections = 4", f"connections = {connections}", 1)
+    text = text.replace("connections = 4", f"connections = {connections()}", 1)
     (folder / "config.toml").write_text(text)
     settings = load(folder, url)
     engine = db.make_engine(settings.database_url())
@@ -247,7 +270,201 @@ def child_smtp_source(members: int, port: int) -> dict[str, float]:
     return {"seconds": seconds, "p50": seconds / 2, "p99": seconds * 0.99}
 
 
-BASELINES = {"smtplib": child_smtplib, "smtp-source": child_smtp_source}
+def prebuilt(members: int) -> list[Outgoing]:
+    """Messages of smtp-source's size (4,000 bytes), one per member, built before the clock
+    starts."""
+    from scheduler.channels.mail import Outgoing
+
+    head = (f"From: Coalition calls <{SENDER}>\r\nSubject: Fan-out call starts in 30 "
+            "minutes\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n")
+    line = "The call starts in 30 minutes; join at https://meet.example.org/call.\r\n"
+    return [Outgoing(message_id=f"<fanout.{n}@example.org>", recipient=address,
+                     data=(f"{head}To: {address}\r\nMessage-ID: <fanout.{n}@example.org>"
+                           f"\r\n\r\n{line * 50}").encode()[:4000] + b"\r\n")
+            for n, address in ((n, f"member{n}@example.org") for n in range(members))]
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """The daemon's loop: uvloop where installed."""
+    from scheduler import loop
+
+    return loop.run(main)
+
+
+def child_transport(members: int, port: int) -> dict[str, float]:
+    """Our SMTP transport alone, as the daemon configures it, on prebuilt messages."""
+    import dataclasses
+
+    from scheduler import config
+    from scheduler.channels.smtp import Smtp
+
+    smtp = dataclasses.replace(config.parse({}, ROOT / "config.toml").smtp, port=port,
+                               connections=connections())
+    messages = prebuilt(members)
+    late: list[float] = []
+    began = time.monotonic()
+    results = Smtp(smtp, sender=SENDER).send(
+        messages, lambda result: late.append(time.monotonic() - began))
+    seconds = time.monotonic() - began
+    failed = [r for r in results if not r.ok]
+    if failed or len(results) != members:
+        raise SystemExit(f"transport: {len(failed)} failed, e.g. {failed[:1]}")
+    return {"seconds": seconds, "p50": percentile(late, 50), "p99": percentile(late, 99)}
+
+
+class WireClient(asyncio.Protocol):
+    """The least a pipelining client does: prebuilt bytes written, replies counted (each must
+    be 2xx or 3xx), none parsed beyond that."""
+
+    def __init__(self, groups: list[tuple[bytes, bytes]], late: list[float], began: float,
+                 done: asyncio.Future[None]) -> None:
+        self.groups, self.late, self.began, self.done = groups, late, began, done
+        self.buffer = b""
+        self.expected, self.step = 1, -2  # the greeting, then EHLO's reply, then messages
+        self.transport: asyncio.WriteTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.WriteTransport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        lines = (self.buffer + data).split(b"\r\n")
+        self.buffer = lines.pop()
+        for line in lines:
+            if line[3:4] == b"-":
+                continue
+            if line[:1] not in (b"2", b"3"):
+                self.done.set_exception(SystemExit(f"wire ceiling: {line!r}"))
+                return
+            self.expected -= 1
+            if self.expected == 0:
+                self.next()
+
+    def next(self) -> None:
+        assert self.transport is not None
+        self.step += 1
+        groups, step = self.groups, self.step
+        if step == -1:
+            self.transport.write(b"EHLO bench.example.org\r\n")
+            self.expected = 1
+        elif step == 0:
+            self.transport.write(groups[0][0])
+            self.expected = 3
+        elif step < len(groups):  # the previous content and the next commands: 4 replies
+            self.late.append(time.monotonic() - self.began)
+            self.transport.write(groups[step - 1][1] + groups[step][0])
+            self.expected = 4
+        elif step == len(groups):
+            self.late.append(time.monotonic() - self.began)
+            self.transport.write(groups[step - 1][1] + b"QUIT\r\n")
+            self.expected = 2
+        else:
+            self.late.append(time.monotonic() - self.began)
+            self.transport.close()
+            self.done.set_result(None)
+
+
+def child_wire(members: int, port: int) -> dict[str, float]:
+    from scheduler.channels.pipelining import content
+
+    messages = prebuilt(members)
+    groups = [(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (
+        SENDER.encode(), m.recipient.encode()), content(m.data)) for m in messages]
+    count = connections()
+    late: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        began = time.monotonic()
+        dones = []
+        for number in range(count):
+            done = loop.create_future()
+            mine = groups[number::count]
+            await loop.create_connection(
+                functools.partial(WireClient, mine, late, began, done), "127.0.0.1", port)
+            dones.append(done)
+        await asyncio.gather(*dones)
+
+    began = time.monotonic()
+    run_loop(main())
+    seconds = time.monotonic() - began
+    return {"seconds": seconds, "p50": percentile(late, 50), "p99": percentile(late, 99)}
+
+
+def child_aiosmtplib(members: int, port: int) -> dict[str, float]:
+    """aiosmtplib alone, `connections` connections each sending its share, one after the
+    other (what pipelining replaces)."""
+    import aiosmtplib
+
+    messages = prebuilt(members)
+    count = connections()
+    late: list[float] = []
+
+    async def main() -> None:
+        began = time.monotonic()
+
+        async def share(number: int) -> None:
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as smtp:
+                for m in messages[number::count]:
+                    await smtp.sendmail(SENDER, [m.recipient], m.data)
+                    late.append(time.monotonic() - began)
+
+        await asyncio.gather(*(share(n) for n in range(count)))
+
+    began = time.monotonic()
+    run_loop(main())
+    return {"seconds": time.monotonic() - began, "p50": percentile(late, 50),
+            "p99": percentile(late, 99)}
+
+
+BASELINES = {"transport": child_transport, "wire ceiling": child_wire,
+             "aiosmtplib": child_aiosmtplib, "smtplib": child_smtplib,
+             "smtp-source": child_smtp_source}
+
+
+def child_relay(port: int) -> None:
+    """A TCP relay to 127.0.0.1:`port` that holds every chunk DELAY seconds each way, in
+    order. Prints the port it listens on, then runs until it is killed."""
+
+    async def carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def forward() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(due - loop.time())
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        forwarding = asyncio.create_task(forward())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + DELAY, data))
+        except OSError:
+            pass
+        queue.put_nowait((loop.time() + DELAY, b""))
+        await forwarding
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(carry(reader, upstream_writer), carry(upstream_reader, writer))
+
+    async def main() -> None:
+        server = await asyncio.start_server(client, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    run_loop(main())
+
+
+def start_relay(port: int) -> tuple[subprocess.Popen[str], int]:
+    relay = subprocess.Popen([sys.executable, __file__, "--child", "relay", "--port", str(port)],
+                             stdout=subprocess.PIPE, text=True)
+    assert relay.stdout is not None
+    return relay, int(relay.stdout.readline())
 
 
 def run_baseline(name: str, members: int, port: int) -> dict[str, float]:
@@ -266,7 +483,9 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL",
                         help="also send from 1 and --replicas daemons on this PostgreSQL server")
     parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--child", choices=["prepare", "send", "check", *BASELINES])
+    parser.add_argument("--no-relay", action="store_true",
+                        help="leave out the runs through the 10 ms relay")
+    parser.add_argument("--child", choices=["prepare", "send", "check", "relay", *BASELINES])
     parser.add_argument("--port", type=int)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--due", type=datetime.fromisoformat)
@@ -281,6 +500,9 @@ def main() -> None:
         p50, p99 = lateness(args.folder, members, url)
         print(json.dumps({"p50": p50, "p99": p99}))
         return
+    if args.child == "relay":
+        child_relay(args.port)
+        return
     if args.child:
         result = (BASELINES[args.child](members, args.port) if args.child in BASELINES else {})
         if args.child == "send":
@@ -293,8 +515,18 @@ def main() -> None:
             raise SystemExit(f"{tool} is missing: apt-get install postfix (make bench does)")
     port = free_port()
     sink = start_sink(port)
+    relayed: dict[str, dict[str, float]] = {}
     try:  # the baselines first: this process stays small until then (see run_ours)
         baselines = {name: run_baseline(name, members, port) for name in BASELINES}
+        if not args.no_relay:
+            relay, relay_port = start_relay(port)
+            try:
+                relayed["transport, 10 ms relay"] = run_baseline("transport", RELAYED,
+                                                                 relay_port)
+                relayed["ours, 10 ms relay"] = run_ours(RELAYED, relay_port, 1, None)
+            finally:
+                relay.kill()
+                relay.wait()
         results = {"ours": run_ours(members, port, 1, None)}
         for replicas in (1, args.replicas) if args.postgres else ():
             with database(args.postgres, "bench_fanout") as url:
@@ -305,16 +537,25 @@ def main() -> None:
         sink.terminate()
         sink.wait()
     rows = []
-    for name, r in results.items():
-        rows.append([name, f"{members}", f"{r['seconds']:.2f}", f"{members / r['seconds']:.0f}",
-                     f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['rss_mb']:.0f}"])
+    count = {**dict.fromkeys(results, members), **dict.fromkeys(relayed, RELAYED)}
+    for name, r in {**results, **relayed}.items():
+        rows.append([name, f"{count[name]}", f"{r['seconds']:.2f}",
+                     f"{count[name] / r['seconds']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
+                     f"{r['rss_mb']:.0f}"])
     print(f"Fan-out of one reminder to {members} subscribers through smtp-sink "
-          f"({os.cpu_count()} cores)")
+          f"({os.cpu_count()} cores, {connections()} connections)")
     print_table(["sender", "messages", "seconds", "msg/s", "p50 late s", "p99 late s",
                  "peak RSS MB"], rows)
     rate = {name: members / r["seconds"] for name, r in results.items()}
     ratio("fanout_vs_smtplib", rate["ours"] / rate["smtplib"])
     ratio("fanout_vs_smtp_source", rate["ours"] / rate["smtp-source"])
+    ratio("fanout_vs_wire_ceiling", rate["ours"] / rate["wire ceiling"])
+    ratio("transport_vs_wire_ceiling", rate["transport"] / rate["wire ceiling"])
+    ratio("fanout_vs_aiosmtplib", rate["ours"] / rate["aiosmtplib"])
+    bound = RELAYED * 2 * DELAY / connections()  # one round trip a message
+    for name, r in relayed.items():
+        label = name.partition(",")[0]
+        ratio(f"{label}_10ms_relay_round_trip_bound_vs_time", bound / r["seconds"])
     if args.postgres:
         one = rate["ours, PostgreSQL, 1 daemon"]
         many = rate[f"ours, PostgreSQL, {args.replicas} daemons"]

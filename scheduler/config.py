@@ -11,6 +11,7 @@ Each option is declared once, as an attribute of its table's settings class: its
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -23,13 +24,14 @@ from typing import Any, TypeVar, dataclass_transform
 from urllib.parse import urlsplit
 
 from limits import parse as parse_rate
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from scheduler import channels, resources
 from scheduler.channels import EMAIL, FORUM
 from scheduler.core.plan import Rule, parse_offset
 from scheduler.core.zones import get_zone
+from scheduler.delivery.catalogs import Catalogs
 from scheduler.delivery.render import CHANNELS, TEMPLATES
 from scheduler.errors import ConfigError, InvalidZone
 
@@ -66,13 +68,52 @@ def env_name(value: Any) -> str:
     return text
 
 
+DATABASES = "sqlite:///path/to/file.sqlite3 or postgresql://user@host/dbname"
+
+
+def sqlalchemy_url(text: str) -> URL:
+    """The URL SQLAlchemy is given: `postgresql://` (and the old `postgres://`) use psycopg 3.
+    Raises `ValueError` for a URL that does not parse, names a kind of database SQLAlchemy does
+    not know, or whose driver is not installed; the message never repeats the URL (it may
+    hold a password)."""
+    try:
+        url = make_url(text)
+    except ArgumentError as e:
+        raise ValueError(f"not a database URL ({DATABASES})") from e
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"unknown database kind {url.drivername!r} (use {DATABASES})") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise ValueError(f"the driver for {url.drivername!r} is not installed ({e}); use "
+                         f"{DATABASES}") from None
+    return url
+
+
 def database_url(value: Any) -> str:
     text = string(value)
-    try:
-        make_url(text)
-    except ArgumentError as e:
-        raise ValueError(f"{text!r} is not a database URL ({e})") from e
+    sqlalchemy_url(text)
     return text
+
+
+def proxy_list(value: Any) -> tuple[str, ...]:
+    """["127.0.0.1", "::1", "10.0.0.0/8"]: addresses or networks, each checked."""
+    if not isinstance(value, list):
+        raise ValueError('expected a list of addresses, such as ["127.0.0.1", "::1"]')
+    proxies = []
+    for item in value:
+        text = string(item).strip()
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address or network (such as "
+                             "'127.0.0.1' or '10.0.0.0/8')") from None
+        proxies.append(text)
+    return tuple(proxies)
 
 
 def positive_int(value: Any) -> int:
@@ -161,6 +202,11 @@ def rate(value: Any) -> str:
     if amount < 1:
         raise ValueError(f"{text!r} allows nothing; the least is 1 per period")
     return text
+
+
+def optional_rate(value: Any) -> str:
+    """"14/second", or "" for no limit."""
+    return rate(value) if string(value).strip() else ""
 
 
 def http_url(value: Any) -> str:
@@ -293,7 +339,10 @@ class CallSettings:
                     "Asia/Jakarta"],
         "zones shown for a call that names none")
     default_language: str = option(language, "en", "language of a call that names none")
-    languages: tuple[str, ...] = option(language_list, ["en", "fr"], "languages calls may use")
+    languages: tuple[str, ...] = option(
+        language_list, ["en", "fr", "es", "ar", "pt"], "languages the coalition offers (calls, "
+        "the members' page, sign-up, reminders); each needs a translation catalog: ar, es, fr "
+        "and pt ship, and a templates folder may add one (README, Languages)")
     default_duration: int = option(positive_int, 60, "minutes, for a call that names none")
 
 
@@ -311,6 +360,12 @@ class WebSettings:
                                 "make, e.g. 10/hour")
     signup_per_address: str = option(rate, "3/hour", "confirmation emails one email address "
                                      "may be sent, e.g. 3/hour")
+    trusted_proxies: tuple[str, ...] = option(
+        proxy_list, [], 'reverse proxies whose X-Forwarded-For and X-Forwarded-Proto the daemon '
+        'believes, e.g. ["127.0.0.1", "::1"] behind nginx on this machine; from anyone else '
+        'those headers are ignored')
+    max_connections: int = option(positive_int, 200, "connections the web server holds at "
+                                  "once; more are answered 503")
 
     def secret(self, environ: Mapping[str, str] | None = None) -> str:
         return from_environment(self.secret_env, environ)
@@ -357,9 +412,10 @@ class DaemonSettings:
     interval_seconds: int = option(positive_int, 60, "how often the daemon looks for new calls, "
                                    "subscribers and expired leases (it also wakes when "
                                    "something falls due)")
-    lease_seconds: int = option(positive_int, 120, "how long a claimed delivery is held; a "
-                                "daemon that died releases its claims after this (a live one "
-                                "renews its own while sending)")
+    lease_seconds: int = option(positive_int, 120, "how long a claimed delivery is held "
+                                "at most: a killed daemon's claims are taken over within "
+                                "seconds, one gone without closing its database connection "
+                                "after this (a live one renews its own while sending)")
     batch: int = option(positive_int, 500, "deliveries claimed at a time")
     retry_seconds: int = option(positive_int, 30, "first wait after a temporary failure; it "
                                 "doubles with each attempt, up to 30 minutes")
@@ -375,9 +431,13 @@ class SmtpSettings:
     username: str = option(string, "", "login, if the server needs one")
     password_env: str = option(env_name, "COALITION_SMTP_PASSWORD",
                                "environment variable holding the SMTP password")
-    timeout: int = option(positive_int, 30, "seconds")
+    timeout: int = option(positive_int, 30, "seconds to wait for each of the server's replies")
     connections: int = option(positive_int, 4, "connections a fan-out uses at once (ask your "
                               "provider how many it allows)")
+    rate: str = option(optional_rate, "", "messages the server takes, e.g. 14/second (a "
+                       "relay's published limit), kept over all connections; empty: no limit")
+    messages_per_connection: int = option(non_negative_int, 0, "messages sent on a connection "
+                                          "before it is closed and another opened; 0: no limit")
 
     def password(self, environ: Mapping[str, str] | None = None) -> str:
         return from_environment(self.password_env, environ)
@@ -435,9 +495,12 @@ class Settings:
         A relative SQLite path is taken relative to the config file; `postgresql://` URLs use
         psycopg 3.
         """
-        url = make_url(from_environment(self.database.url_env, environ) or self.database.url)
-        if url.drivername in ("postgresql", "postgres"):
-            url = url.set(drivername="postgresql+psycopg")
+        given = from_environment(self.database.url_env, environ)
+        try:
+            url = sqlalchemy_url(given or self.database.url)
+        except ValueError as e:  # the file's URL was checked when it was read: the variable's
+            raise ConfigError(f"{self.path}: [database] url_env: ${self.database.url_env}: "
+                              f"{e}") from None
         if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
             path = Path(url.database)
             if not path.is_absolute():
@@ -446,11 +509,83 @@ class Settings:
 
 
 def config_path(option: Path | None, environ: Mapping[str, str] | None = None) -> Path:
-    """--config, else $COALITION_CONFIG, else ./config.toml."""
+    """--config, else $COALITION_CONFIG, else ./config.toml (`discover` also looks further)."""
     if option is not None:
         return option
     named = from_environment(ENV_CONFIG, environ)
     return Path(named) if named else DEFAULT_CONFIG
+
+
+# --- where the config file is found (and where `config init` writes it)
+
+SYSTEM_CONFIG = Path("/etc/coalition/config.toml")
+FROM_OPTION, FROM_ENVIRONMENT = "--config", f"${ENV_CONFIG}"
+FROM_FOLDER, FROM_XDG, FROM_HOME, FROM_SYSTEM = (
+    "./config.toml", "$XDG_CONFIG_HOME", "~/.config", "/etc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    """The config file to read, and how it was found (one of the FROM_* names above)."""
+
+    path: Path
+    source: str
+
+
+def user_config(environ: Mapping[str, str] | None = None) -> Found:
+    """$XDG_CONFIG_HOME/coalition/config.toml, or ~/.config/coalition/config.toml when that
+    variable is unset or not an absolute path (as the XDG Base Directory spec says)."""
+    xdg = from_environment("XDG_CONFIG_HOME", environ)
+    if xdg and Path(xdg).is_absolute():
+        return Found(path=Path(xdg) / "coalition" / DEFAULT_CONFIG.name, source=FROM_XDG)
+    return Found(path=Path.home() / ".config" / "coalition" / DEFAULT_CONFIG.name,
+                 source=FROM_HOME)
+
+
+def searched(environ: Mapping[str, str] | None = None) -> list[Found]:
+    """The places looked at, in order, when neither --config nor $COALITION_CONFIG names a
+    file: ./config.toml, the user's config folder, /etc/coalition/config.toml."""
+    return [Found(path=DEFAULT_CONFIG, source=FROM_FOLDER), user_config(environ),
+            Found(path=SYSTEM_CONFIG, source=FROM_SYSTEM)]
+
+
+def discover(option: Path | None, *, from_environment_variable: bool = False,
+             environ: Mapping[str, str] | None = None) -> Found | None:
+    """The config file: the one --config names (`from_environment_variable` when its value
+    came from $COALITION_CONFIG), else the one $COALITION_CONFIG names, else the first of
+    `searched` that exists; None when none does. A named file is returned whether or not it
+    exists (`load` then says it does not): a misspelt name must not fall back to another."""
+    if option is not None:
+        return Found(path=option,
+                     source=FROM_ENVIRONMENT if from_environment_variable else FROM_OPTION)
+    named = from_environment(ENV_CONFIG, environ)
+    if named:
+        return Found(path=Path(named), source=FROM_ENVIRONMENT)
+    return next((place for place in searched(environ) if place.path.exists()), None)
+
+
+def find(option: Path | None, *, from_environment_variable: bool = False,
+         environ: Mapping[str, str] | None = None) -> Found:
+    """`discover`, or `ConfigError` in one line listing the places looked at."""
+    found = discover(option, from_environment_variable=from_environment_variable,
+                     environ=environ)
+    if found is None:
+        places = ", ".join(str(place.path) if place.path.is_absolute() else f"./{place.path}"
+                           for place in searched(environ))
+        raise ConfigError(f"no config file: looked for {places} (write one with `coalition "
+                          f"config init`, or give --config PATH or set {ENV_CONFIG})")
+    return found
+
+
+def init_target(*, user: bool = False, system: bool = False,
+                environ: Mapping[str, str] | None = None) -> Path:
+    """Where `config init` writes when given no path: the user's config folder (`user`),
+    /etc/coalition (`system`), else ./config.toml."""
+    if user and system:
+        raise ConfigError("give --user or --system, not both")
+    if user:
+        return user_config(environ).path
+    return SYSTEM_CONFIG if system else DEFAULT_CONFIG
 
 
 def write_example(path: Path) -> Path:
@@ -547,7 +682,22 @@ def parse(raw: Mapping[str, Any], path: Path) -> Settings:
     folder = sections["templates"].folder
     if folder and not (path.parent / folder).is_dir():
         raise ConfigError(f"{path}: [templates] folder: {path.parent / folder} is not a folder")
-    return Settings(path=path, labels=labels, reminders=reminders, **sections)
+    settings = Settings(path=path, labels=labels, reminders=reminders, **sections)
+    offered_languages(settings)
+    return settings
+
+
+def offered_languages(settings: Settings) -> tuple[str, ...]:
+    """`[calls] languages`, each of which must have a translation catalog in the template
+    folders (English is the templates' own); raises `ConfigError` naming those that do."""
+    available = Catalogs(settings.template_folders).languages()
+    missing = [lang for lang in settings.calls.languages if lang not in available]
+    if missing:
+        raise ConfigError(
+            f"{settings.path}: [calls] languages: no translation catalog for "
+            f"{', '.join(repr(lang) for lang in missing)} (locale/<lang>/LC_MESSAGES/messages.po "
+            f"in a templates folder); available: {', '.join(available)}")
+    return settings.calls.languages
 
 
 def read_table(table: str, kind: type[T], values: Mapping[str, Any]) -> tuple[T | None, list[str]]:

@@ -5,6 +5,11 @@ APScheduler (3.x, `AsyncIOScheduler`) is only the timer: it wakes the loop when 
 the next delivery is due, and every `interval_seconds` to notice new calls and subscribers. The
 outbox in the database is the truth, so a restart loses nothing. On SIGINT or SIGTERM the
 daemon stops taking work, lets the pass that is sending finish, then exits.
+
+A dead daemon's claims are taken over within seconds, not at the end of their lease: on
+PostgreSQL, while other workers hold claims, the daemon looks every `outbox.TAKEOVER_CHECK`
+whether one of them is gone (`outbox.others`), and runs a pass at once when one is; on SQLite,
+the one daemon frees every older claim when it starts (`only_daemon_on_sqlite`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from sqlmodel import Session
 from starlette.types import ASGIApp
 
 from scheduler import loop
-from scheduler.config import Settings
+from scheduler.config import Settings, WebSettings
 from scheduler.delivery import feeds, sender
 from scheduler.delivery.render import Templates
 from scheduler.errors import SchedulerError
@@ -71,6 +76,7 @@ class Reminders:
         self.feeds_built: datetime | None = None
         self.plan_memo: dict[str, object] = {}  # lets a pass plan only what is new
         self.templates: Templates | None = None
+        self.watching = False  # other workers hold claims: look whether they are alive
 
     def _progress(self) -> datetime:
         """The sending pass's clock: each recorded message reads it, which shows progress."""
@@ -95,14 +101,46 @@ class Reminders:
                 self.feeds_built = now
             report = sender.run_once(session, self.settings, now=now, worker=self.worker,
                                      clock=self._progress, memo=self.plan_memo,
-                                     templates=self.templates)
+                                     templates=self.templates, batches=1)
             if report.outcomes or report.expired or any(report.planned.values()):
                 log.info("pass at %s: %s", now.isoformat(timespec="seconds"),
                          "; ".join(report.lines()))
-            wakeup = outbox.next_wakeup(session)
+            later = datetime.now(UTC)
+            wakeup = outbox.next_wakeup(session, worker=self.worker, waiting=(
+                outbox.waiting_channels(session, now=later,
+                                        transports=sender.transports(self.settings))))
+            held = outbox.others(session, now=later, worker=self.worker)
+            session.commit()
+            self.watching = bool(held)
+            if not all(held.values()):  # gone since this pass claimed: take theirs now
+                wakeup = later
             self.last_pass, self.last_success = now, self.monotonic()
             self.last_error = None
             return wakeup
+
+    def _others(self) -> dict[str, bool]:
+        with Session(self.engine) as session:
+            return outbox.others(session, now=datetime.now(UTC), worker=self.worker)
+
+    async def watch(self) -> None:
+        """While other workers hold claims (PostgreSQL only): whether one of them is gone,
+        every `outbox.TAKEOVER_CHECK`; a pass at once takes the claims of one that is."""
+        if self.stopping or self.lock.locked():
+            return  # the pass looks when it ends
+        try:
+            held = await asyncio.to_thread(self._others)
+        except Exception as e:  # the database is away: the next pass says so
+            log.debug("cannot look whether other workers are alive: %s", e)
+            held = {"": True}
+        if not all(held.values()):
+            await self.tick()
+        elif held and not self.stopping:
+            self._watch_later()
+
+    def _watch_later(self) -> None:
+        self.scheduler.add_job(self.watch, "date", id="watch", replace_existing=True,
+                               run_date=datetime.now(UTC) + outbox.TAKEOVER_CHECK,
+                               misfire_grace_time=None)
 
     async def tick(self) -> None:
         if self.stopping or self.lock.locked():
@@ -119,6 +157,8 @@ class Reminders:
             when = max(wakeup, datetime.now(UTC)) + timedelta(milliseconds=50)
             self.scheduler.add_job(self.tick, "date", run_date=when, id="wake",
                                    replace_existing=True, misfire_grace_time=None)
+        if self.watching and not self.stopping:
+            self._watch_later()
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports (see `scheduler.web.app.create_app`)."""
@@ -149,7 +189,7 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
     reminders = Reminders(settings, engine, scheduler, worker)
     app = create_app(settings, engine, secret=signup.site_secret(settings, engine),
                      health=reminders.health)
-    config = web_server_config(app)
+    config = web_server_config(app, settings.web)
     server = _Server(config, on_ready)
     stopping = asyncio.Event()
     running = asyncio.get_running_loop()
@@ -165,6 +205,7 @@ async def serve(settings: Settings, engine: Engine, *, host: str, port: int,
     log.info("stopping: finishing the pass in progress")
     scheduler.shutdown(wait=False)
     await reminders.stop()
+    outbox.let_go(engine, worker)  # claims it left (none, normally) are free at once
     server.should_exit = True
     await serving
     stop.cancel()
@@ -189,25 +230,38 @@ class _Server(uvicorn.Server):
             self.on_ready(f"http://{host}:{port}/")
 
 
-# Who may say, in X-Forwarded-For, which client a request comes from: a reverse proxy on this
-# machine (deploy/nginx.conf), unless FORWARDED_ALLOW_IPS names others.
-TRUSTED_PROXIES = "127.0.0.1,::1"
+# uvicorn's own limits. It has no timeout for reading a request's headers (a client sending
+# one byte every few seconds holds its connection): the daemon runs behind nginx
+# (deploy/nginx.conf: client_header_timeout, client_body_timeout, limit_conn), which does.
+KEEP_ALIVE_SECONDS = 5  # an idle connection between two requests is closed after this
+MAX_HEADER_BYTES = 16 * 1024  # a request line and headers larger than this are refused (h11)
 
 
-def web_server_config(app: ASGIApp, environ: Mapping[str, str] | None = None) -> uvicorn.Config:
+def web_server_config(app: ASGIApp, web: WebSettings,
+                      environ: Mapping[str, str] | None = None) -> uvicorn.Config:
     """uvicorn's settings for the members' page and the feeds.
 
     X-Forwarded-For and X-Forwarded-Proto are believed only from the addresses or networks in
-    `FORWARDED_ALLOW_IPS` (uvicorn's own variable; comma-separated, e.g. "10.0.0.5,::1"),
-    by default the local machine only. From anyone else they are ignored, so a client cannot
-    pick the address its sign-up limit (`[web] signup_per_ip`) is counted against, and behind
-    the proxy every member is counted as themselves, not as the proxy.
+    `[web] trusted_proxies` (none by default; deploy/ names nginx on this machine). From anyone
+    else they are ignored, so a client cannot pick the address its sign-up limit (`[web]
+    signup_per_ip`) is counted against, and behind the proxy every member is counted as
+    themselves, not as the proxy. uvicorn's own `FORWARDED_ALLOW_IPS` is not read.
+
+    At most `[web] max_connections` connections are served at once (more get 503).
     """
     environ = os.environ if environ is None else environ
-    trusted = environ.get("FORWARDED_ALLOW_IPS", "").strip() or TRUSTED_PROXIES
-    log.info("client addresses from X-Forwarded-For of %s only (FORWARDED_ALLOW_IPS)", trusted)
+    trusted = list(web.trusted_proxies)
+    if environ.get("FORWARDED_ALLOW_IPS", "").strip():
+        log.warning("FORWARDED_ALLOW_IPS is ignored: name the proxies in [web] trusted_proxies")
+    if trusted:
+        log.info("client addresses from X-Forwarded-For of %s only ([web] trusted_proxies)",
+                 ", ".join(trusted))
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                          proxy_headers=True, forwarded_allow_ips=trusted)
+                          log_config=None,  # its loggers go to ours (log.setup: tokens redacted)
+                          proxy_headers=bool(trusted), forwarded_allow_ips=trusted,
+                          server_header=False, limit_concurrency=web.max_connections,
+                          timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
 @contextlib.contextmanager
@@ -215,8 +269,10 @@ def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
     """SQLite serves one daemon: a second one on the same file is refused, with a clear line.
 
     An exclusive lock on `<database>.daemon.lock`, held while the daemon runs, says so; the
-    operating system releases it when the process ends, however it ends. PostgreSQL needs no
-    such lock: there, daemons share the work through leases.
+    operating system releases it when the process ends, however it ends. Being the only one,
+    the daemon frees every claim an earlier one left (killed mid-send), at once rather than
+    when their lease ends. PostgreSQL needs no such lock: there, daemons share the work, and
+    each knows whether another is alive (`outbox.hold`).
     """
     database = engine.url.database
     if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
@@ -238,6 +294,10 @@ def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
         lock.truncate()
         lock.write(f"pid {os.getpid()}")
         lock.flush()
+        with Session(engine) as session:
+            freed = outbox.free_claims(session)
+        if freed:
+            log.info("%d deliveries claimed by a daemon that stopped are free again", freed)
         try:
             yield
         finally:

@@ -1,269 +1,326 @@
-"""`coalition import FILE`: calls from an .ics file, all of them or none.
+"""`coalition import FILE`: the events of an .ics file that can be calls, as calls.
 
-A Google Calendar export writes UTC times and names the calendar's zone in X-WR-TIMEZONE; the
-`x-wr-timezone` package turns those into zoned times first. Outlook's zone names ("W. Europe
-Standard Time") are mapped to IANA names with icalendar's own table. Each recurring VEVENT
-becomes a call (its RRULE in its own zone), with EXDATEs and RECURRENCE-ID overrides as
-cancellations and moves; each one-off VEVENT becomes a one-off call. Every event is checked
-before anything is stored, and a hostile file (too large, nested too deep, unparseable) is
-refused before it is parsed.
+The file is read forgivingly (`scheduler.core.icsread`: a byte-order mark, any line ending,
+folded lines); one whose structure cannot be known (cut off before END:VCALENDAR, say), or
+that is too large, is refused in one line naming it. Each event then becomes a call's plan
+(`scheduler.core.icsevent`, which writes down how times, rules, EXDATEs and RDATEs are read),
+or is skipped with its reason: an all-day or floating event, a cancelled one, one whose zone,
+times, rule or length cannot be used, one already imported (by UID), and what is not an event
+(a to-do, a journal entry). The same event twice (one UID and RECURRENCE-ID) is one event when
+the copies agree; otherwise the copy with the highest SEQUENCE, then LAST-MODIFIED, is taken,
+and when those tie it is skipped.
+
+The calls are stored in one transaction, or none. With `strict`, any event that would be
+skipped refuses the whole file instead; a file with nothing to import is refused too
+(`NothingToImport`, which carries what was skipped, and why).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-import x_wr_timezone
-from icalendar import Calendar, Component
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from slugify import slugify
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from scheduler.config import Settings
-from scheduler.core import inputs
-from scheduler.core.recurrence import Change, Series, normalize_rrule, occurrences
-from scheduler.core.zones import get_zone, is_ambiguous, is_nonexistent, to_utc, within_years
-from scheduler.errors import InvalidRecurrence, InvalidValue, InvalidZone, SchedulerError
+from scheduler.core import icsread
+from scheduler.core.icsevent import (
+    CalendarReader,
+    ImportPlan,
+    NewCall,
+    name_of,
+    named,
+    one_line,
+    shown,
+    uid_of,
+)
+from scheduler.core.icsread import Component
+from scheduler.errors import SchedulerError
 from scheduler.store.calls import SLUG
 from scheduler.store.models import Call, OccurrenceChange
 
+__all__ = ["ImportFailed", "ImportPlan", "ImportResult", "NewCall", "NothingToImport", "Skipped",
+           "import_file", "plan_import", "read_calendar", "store"]
+
 MAX_BYTES = 10 * 1024 * 1024
-MAX_DEPTH = 8
 MAX_EVENTS = 10_000
+_KINDS = {"VTODO": "to-do", "VJOURNAL": "journal entry", "VFREEBUSY": "free/busy block",
+          "VAVAILABILITY": "availability"}
+_CALL_TABLE = Call.__table__  # type: ignore[attr-defined]
+_CHANGE_TABLE = OccurrenceChange.__table__  # type: ignore[attr-defined]
 
 
 class ImportFailed(SchedulerError):
     """The file cannot be imported; nothing was stored."""
 
 
-@dataclass(kw_only=True)
-class ImportPlan:
-    """One event of the file as the call it becomes (not stored yet), with its moves and
-    cancellations."""
+class NothingToImport(ImportFailed):
+    """The file imports nothing: no event of it can be a call, or (strict) some cannot;
+    `result.skipped` says why, event by event."""
 
-    call: Call
-    changes: list[Change] = field(default_factory=list)
+    def __init__(self, message: str, result: ImportResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
-def read_calendar(path: Path) -> Calendar:
-    """Parse the file, refusing what could hurt before parsing it."""
+@dataclass(frozen=True, kw_only=True)
+class Skipped:
+    """An event (or other component) of the file that is not imported, and why."""
+
+    what: str  # "event 'Holiday'"
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.what} (line {self.line}): {self.reason}"
+
+
+class ImportResult(list[ImportPlan]):
+    """The calls of a file (a list of plans), with the events skipped and the file's notes."""
+
+    def __init__(self, plans: Iterable[ImportPlan] = (), *, skipped: Iterable[Skipped] = (),
+                 notes: Iterable[str] = ()) -> None:
+        super().__init__(plans)
+        self.skipped = list(skipped)
+        self.notes = list(notes)
+
+
+# --- the file
+
+
+def read_calendar(data: bytes, *, source: str) -> list[Component]:
+    """The calendars in `data`, what the file `source` holds (named in messages), refusing
+    what could hurt before parsing it."""
+    if len(data) > MAX_BYTES:
+        raise ImportFailed(f"{source}: more than this imports ({MAX_BYTES // 2**20} MB)")
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise ImportFailed(f"{path}: {size / 1e6:.1f} MB is more than this imports "
-                               f"({MAX_BYTES // 2**20} MB)")
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError as e:
-        raise ImportFailed(f"{path}: no such file") from e
-    except UnicodeDecodeError as e:
-        raise ImportFailed(f"{path}: not UTF-8 text (byte {e.start})") from e
-    except OSError as e:
-        raise ImportFailed(f"{path}: cannot read: {e.strerror}") from e
-    depth = 0
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.upper().startswith("BEGIN:"):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ImportFailed(f"{path} line {number}: components nested deeper than "
-                                   f"{MAX_DEPTH}")
-        elif line.upper().startswith("END:"):
-            depth -= 1
-    try:
-        calendar = Calendar.from_ical(text)
-    except (ValueError, IndexError, KeyError, TypeError) as e:
-        raise ImportFailed(f"{path}: not an iCalendar file: {e}") from e
-    if not isinstance(calendar, Calendar) or calendar.name != "VCALENDAR":
-        raise ImportFailed(f"{path}: not an iCalendar file (no VCALENDAR)")
-    try:
-        standard: Calendar = x_wr_timezone.to_standard(calendar)
-        return standard
-    except Exception as e:  # the package raises whatever its input makes it raise
-        raise ImportFailed(f"{path}: X-WR-TIMEZONE: {e}") from e
+        return icsread.parse(data)
+    except icsread.UnreadableFile as e:
+        where = f"{source} line {e.line}" if e.line is not None else source
+        raise ImportFailed(f"{where}: {e.detail}") from e
 
 
-def _name(event: Component) -> str:
-    return f"event {str(event.get('summary', '')).strip() or '(no summary)'!r}"
-
-
-def _zoned(event: Component, prop: str) -> datetime:
-    """An event's date-time as an aware datetime in an IANA zone, or a clear error (also for
-    a time outside the years this service handles)."""
-    value = event.get(prop)
-    if value is None:
-        raise InvalidValue(f"{_name(event)}: no {prop.upper()}")
-    tzid = value.params.get("TZID") if hasattr(value, "params") else None
-    moment = getattr(value, "dt", None)
-    if not isinstance(moment, datetime):
-        if isinstance(moment, date):
-            raise InvalidValue(f"{_name(event)}: {prop.upper()} is a whole day; a call needs a "
-                               "start time")
-        raise InvalidValue(f"{_name(event)}: {prop.upper()} {value!s} is not a date-time")
-    within_years(moment, what=f"{_name(event)}: {prop.upper()}")
-    if tzid:
-        iana = WINDOWS_TO_OLSON.get(str(tzid), str(tzid))
-        try:
-            zone = get_zone(iana)
-        except InvalidZone as e:
-            raise InvalidValue(f"{_name(event)}: TZID {tzid!r}: {e}") from e
-        return moment.replace(tzinfo=None).replace(tzinfo=zone)
-    if moment.tzinfo is None:
-        raise InvalidValue(f"{_name(event)}: {prop.upper()} has no time zone (a floating time "
-                           "means a different instant to every reader)")
-    key: str | None = getattr(moment.tzinfo, "key", None) or getattr(moment.tzinfo, "zone", None)
-    if key is None:
-        raise InvalidValue(f"{_name(event)}: {prop.upper()} has a time zone without a name")
-    return moment.replace(tzinfo=get_zone("UTC" if key in ("Etc/UTC", "Z") else str(key)))
-
-
-def _duration(event: Component, start: datetime) -> int:
-    if "dtend" in event:
-        length = to_utc(_zoned(event, "dtend")) - to_utc(start)
-    elif "duration" in event:
-        length = event.decoded("duration")
-    else:
-        length = timedelta(hours=1)
-    minutes = int(length.total_seconds() // 60)
-    inputs.duration(minutes, field=f"{_name(event)}: its length")
-    return minutes
-
-
-def _url(value: Any) -> str | None:
-    text = str(value or "").strip()
-    return text if re.match(r"https?://\S+$", text) else None
-
-
-def _check_broken(event: Component) -> None:
-    errors = getattr(event, "errors", [])
-    if errors:
-        prop, message = errors[0]
-        raise InvalidValue(f"{_name(event)}: {prop}: {message}")
-
-
-def _plan_event(master: Component, overrides: list[Component], settings: Settings,
-                now: datetime) -> ImportPlan:
-    _check_broken(master)
-    start = _zoned(master, "dtstart")
-    wall = start.replace(tzinfo=None)
-    zone = start.tzinfo
-    assert isinstance(zone, ZoneInfo)
-    if is_nonexistent(wall, zone) or is_ambiguous(wall, zone):
-        raise InvalidValue(f"{_name(master)}: its start {wall} does not exist or happens twice "
-                           f"in {zone.key}")
-    rules = master.get("rrule")
-    if isinstance(rules, list):
-        raise InvalidRecurrence(f"{_name(master)}: has {len(rules)} RRULEs; a call has one")
-    if "rdate" in master:
-        raise InvalidRecurrence(f"{_name(master)}: RDATE is not supported; add those dates as "
-                                "calls of their own")
-    try:
-        rrule = normalize_rrule(rules.to_ical().decode(), start) if rules is not None else None
-    except (InvalidRecurrence, InvalidValue) as e:
-        raise type(e)(f"{_name(master)}: {e}") from e
-    minutes = _duration(master, start)
-    title = " ".join(str(master.get("summary", "")).split()) or "Imported call"
-    call = Call(
-        uid=str(master.get("uid") or "").strip() or f"{slugify(title)}-{to_utc(start):%Y%m%dT%H%M}",
-        slug="", title=inputs.title(title), description=str(master.get("description", "")).strip(),
-        timezone=zone.key, start_local=wall.strftime("%Y-%m-%dT%H:%M:%S"),
-        duration_minutes=minutes, rrule=rrule, register_url=_url(master.get("url")),
-        join_url=_url(master.get("location")), language=settings.calls.default_language,
-        created_at=now, updated_at=now,
-    )
-    series = Series(start=start, duration=timedelta(minutes=minutes), rrule=rrule)
-    planned = ImportPlan(call=call)
-    exdates = master.get("exdate")
-    for prop in exdates if isinstance(exdates, list) else [exdates] if exdates else []:
-        for value in prop.dts:
-            original = _as_instant(value.dt, zone, master)
-            _must_be_occurrence(series, original, master, "EXDATE")
-            planned.changes.append(Change(original=original, cancelled=True))
-    for override in overrides:
-        _check_broken(override)
-        original = to_utc(_zoned(override, "recurrence-id"))
-        _must_be_occurrence(series, original, master, "RECURRENCE-ID")
-        if str(override.get("status", "")).upper() == "CANCELLED":
-            planned.changes.append(Change(original=original, cancelled=True))
-            continue
-        new_start = to_utc(_zoned(override, "dtstart"))
-        new_minutes = _duration(override, new_start)
-        planned.changes.append(Change(
-            original=original, start=new_start,
-            duration=timedelta(minutes=new_minutes) if new_minutes != minutes else None))
-    return planned
-
-
-def _as_instant(value: datetime | date, zone: ZoneInfo, event: Component) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidValue(f"EXDATE {value} is a whole day")
-    within_years(value, what=f"{_name(event)}: EXDATE")
-    return to_utc(value if value.tzinfo else value.replace(tzinfo=zone))
-
-
-def _must_be_occurrence(series: Series, original: datetime, event: Component, what: str) -> None:
-    found = occurrences(series, {}, start=original, count=1)
-    if not found or found[0].id != original:
-        raise InvalidValue(f"{_name(event)}: {what} {original:%Y-%m-%d %H:%MZ} is not one of its "
-                           "occurrences")
-
-
-def plan_import(calendar: Calendar, settings: Settings, now: datetime) -> list[ImportPlan]:
-    """Every series and one-off of `calendar` as the call it would become, all checked;
-    nothing is stored."""
-    events = list(calendar.walk("VEVENT"))
-    if len(events) > MAX_EVENTS:
-        raise ImportFailed(f"{len(events)} events is more than this imports ({MAX_EVENTS})")
-    masters = [e for e in events if "recurrence-id" not in e]
-    by_uid: dict[str, list[Component]] = {}
-    for event in events:
-        if "recurrence-id" in event:
-            by_uid.setdefault(str(event.get("uid")), []).append(event)
-    planned = []
-    for master in masters:
-        if str(master.get("status", "")).upper() == "CANCELLED":
-            continue  # a cancelled series is nothing to import
-        planned.append(_plan_event(master, by_uid.pop(str(master.get("uid")), []), settings, now))
-    for uid, orphans in by_uid.items():
-        raise InvalidValue(f"{_name(orphans[0])}: overrides UID {uid}, which has no series "
-                           "in this file")
-    if not planned:
-        raise ImportFailed("the file has no events to import")
-    return planned
-
-
-def store(session: Session, planned: Iterable[ImportPlan], *, now: datetime) -> list[Call]:
-    """Insert every planned call in one transaction, or none."""
-    taken = set(session.exec(select(Call.slug)).all())
+def import_file(session: Session, settings: Settings, data: bytes, *, source: str,
+                now: datetime, dry_run: bool = False, strict: bool = False) -> ImportResult:
+    """Plan every event of the file `source` (`data`, what it holds), then store the calls in
+    one transaction (not in a dry run). `strict`: refuse the file when any event would be
+    skipped."""
+    calendars = read_calendar(data, source=source)
     known = {uid: slug for uid, slug in session.exec(select(Call.uid, Call.slug)).all()}
-    stored = []
+    result = plan_import(calendars, settings, now, known=known, source=source)
+    if strict and result.skipped:
+        count = len(result.skipped)
+        raise NothingToImport(f"{source}: nothing imported (strict): {count} of its events "
+                              f"cannot be calls; the first: {result.skipped[0]}", result)
+    if not result:
+        raise NothingToImport(_nothing(source, result), result)
+    if not dry_run:
+        try:
+            store(session, result, now=now, source=source)
+        except Exception:
+            session.rollback()
+            raise
+    return result
+
+
+def _nothing(path: str, result: ImportResult) -> str:
+    if not result.skipped:
+        return f"{path}: the calendar holds no events"
+    if len(result.skipped) == 1:
+        first = result.skipped[0]
+        return f"{first.what}: {first.reason} ({path} line {first.line}; nothing imported)"
+    return (f"{path}: nothing to import: none of its {len(result.skipped)} events can be a "
+            f"call (the first: {result.skipped[0]})")
+
+
+# --- events to plans
+
+
+def plan_import(calendars: Sequence[Component], settings: Settings, now: datetime, *,
+                known: Mapping[str, str] | None = None,
+                source: str = "the file") -> ImportResult:
+    """Every event of `calendars` as the call it would become, or skipped with its reason;
+    nothing is stored. `known`: UIDs already stored, with their slugs; `source` names the
+    file in an error."""
+    result = ImportResult()
+    events: list[_Event] = []
+    for calendar in calendars:
+        reader = CalendarReader(calendar)
+        for component in calendar.components:
+            if component.name == "VEVENT":
+                events.append(_Event(component, reader))
+            elif component.name not in ("VTIMEZONE",):
+                kind = _KINDS.get(component.name, f"{component.name} component")
+                result.skipped.append(Skipped(
+                    what=named(kind, component), line=component.line,
+                    reason="not an event: only events (VEVENT) become calls"))
+    if len(events) > MAX_EVENTS:
+        raise ImportFailed(f"{source}: {len(events)} events is more than this imports "
+                           f"({MAX_EVENTS})")
+    masters, overrides = _unique(events, result)
+    taken = dict(known or {})
+    for event in masters:
+        try:
+            plan = event.reader.plan(event.component, overrides.pop(event.uid, []),
+                                     language=settings.calls.default_language)
+        except (SchedulerError, ValueError, OverflowError, KeyError, IndexError, TypeError) as e:
+            # Unusable, or what the rule's or zone's checks raise; dateutil raises ValueError,
+            # KeyError and IndexError for rules it cannot expand
+            result.skipped.append(Skipped(what=event.what, line=event.line, reason=one_line(e)))
+            continue
+        uid = plan.call.uid
+        if uid in taken:
+            slug = taken[uid]
+            reason = (f"was already imported as {slug!r} (UID {shown(uid)}); delete that call "
+                      "first to import it again" if slug else
+                      f"has the same UID {shown(uid)} as an event before it")
+            result.skipped.append(Skipped(what=event.what, line=event.line, reason=reason))
+            continue
+        taken[uid] = ""
+        result.append(plan)
+    for uid, orphans in overrides.items():
+        for orphan in orphans:
+            result.skipped.append(Skipped(
+                what=name_of(orphan), line=orphan.line,
+                reason=f"overrides UID {shown(uid)}, which has no series in this file"))
+    result.skipped.sort(key=lambda s: s.line)
+    return result
+
+
+class _Event:
+    """A VEVENT with what grouping needs: its UID, which occurrence it overrides, its copy."""
+
+    def __init__(self, component: Component, reader: CalendarReader) -> None:
+        self.component = component
+        self.reader = reader
+        self.line = component.line
+        self.uid = uid_of(component)
+        rid = component.first("RECURRENCE-ID")
+        self.rid = (rid.value.strip().upper(), rid.params.get("TZID", "")) if rid else None
+
+    @property
+    def what(self) -> str:
+        return name_of(self.component)
+
+    def copy(self) -> tuple[object, ...]:
+        """What makes two copies the same: every property but DTSTAMP (the export's time)."""
+        return tuple(sorted((p.name, tuple(sorted(p.params.items())), p.value)
+                            for p in self.component.properties if p.name != "DTSTAMP"))
+
+    def rank(self) -> tuple[int, datetime]:
+        """SEQUENCE, then LAST-MODIFIED: which of two copies is newer."""
+        sequence = self.component.first("SEQUENCE")
+        modified = self.component.first("LAST-MODIFIED")
+        try:
+            number = int(sequence.value.strip()) if sequence else 0
+        except ValueError:
+            number = 0
+        try:
+            when = icsread.moment(modified.value) if modified else None
+        except ValueError:
+            when = None
+        if not isinstance(when, datetime):
+            return number, datetime.min.replace(tzinfo=UTC)
+        return number, when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _unique(events: list[_Event], result: ImportResult,
+            ) -> tuple[list[_Event], dict[str, list[Component]]]:
+    """The series and one-offs, and the overrides by UID: unreadable events skipped, and each
+    event that the file holds several times taken once (see the module docstring)."""
+    groups: dict[tuple[object, ...], list[_Event]] = {}
+    for event in events:
+        if event.component.problems:
+            problems = event.component.problems
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            result.skipped.append(Skipped(what=event.what, line=event.line,
+                                          reason=f"{problems[0]}{more}"))
+            continue
+        key = (event.uid, event.rid) if event.uid else ("", event.copy())
+        groups.setdefault(key, []).append(event)
+    masters: list[_Event] = []
+    overrides: dict[str, list[Component]] = {}
+    lost: set[str] = set()
+    for copies in groups.values():
+        chosen = _choose(copies, result)
+        if chosen is None:
+            if copies[0].rid is None:
+                lost.add(copies[0].uid)
+            continue
+        if chosen.rid is None:
+            masters.append(chosen)
+        else:
+            overrides.setdefault(chosen.uid, []).append(chosen.component)
+    masters.sort(key=lambda e: e.line)
+    for uid in lost:  # their series was skipped: so are its overrides, with it
+        overrides.pop(uid, None)
+    return masters, overrides
+
+
+def _choose(copies: list[_Event], result: ImportResult) -> _Event | None:
+    if len(copies) == 1:
+        return copies[0]
+    first = copies[0]
+    lines = ", ".join(str(c.line) for c in copies)
+    if len({c.copy() for c in copies}) == 1:
+        result.notes.append(f"{first.what} (lines {lines}) is in the file {len(copies)} times, "
+                            "the same each time: imported once")
+        return first
+    ranked = sorted(copies, key=lambda c: c.rank(), reverse=True)
+    if ranked[0].rank() == ranked[1].rank():
+        result.skipped.append(Skipped(
+            what=first.what, line=first.line,
+            reason=f"UID {shown(first.uid)} is in the file {len(copies)} times (lines "
+                   f"{lines}) with different contents, and no SEQUENCE or LAST-MODIFIED says "
+                   "which is the newer"))
+        return None
+    result.notes.append(f"{first.what}: UID {shown(first.uid)} is in the file {len(copies)} "
+                        f"times (lines {lines}) with different contents: the newest, line "
+                        f"{ranked[0].line}, is taken")
+    return ranked[0]
+
+
+# --- storing
+
+
+def store(session: Session, planned: Sequence[ImportPlan], *, now: datetime,
+          source: str = "the file") -> None:
+    """Insert every planned call and its changes in one transaction, or none: each call gets
+    a free slug (the title's, numbered when taken). `source` names the file in an error."""
+    taken = set(session.exec(select(Call.slug)).all())
+    rows = []
     for item in planned:
         call = item.call
-        if call.uid in known:
-            raise ImportFailed(f"{_name_of(call)} (UID {call.uid}) was already imported as "
-                               f"{known[call.uid]!r}; delete that call first")
         call.slug = _unique_slug(call.title, taken)
-        session.add(call)
-        session.flush()
-        assert call.id is not None
-        for change in item.changes:
-            session.add(OccurrenceChange(
-                call_id=call.id, original_start=change.original, cancelled=change.cancelled,
-                new_start=change.start,
-                new_duration_minutes=int(change.duration.total_seconds() // 60)
-                if change.duration else None,
-                changed_at=now))
-        stored.append(call)
-    session.commit()
-    return stored
-
-
-def _name_of(call: Call) -> str:
-    return f"event {call.title!r}"
+        rows.append({
+            "uid": call.uid, "slug": call.slug, "title": call.title,
+            "description": call.description, "timezone": call.timezone,
+            "start_local": call.start_local, "duration_minutes": call.duration_minutes,
+            "rrule": call.rrule, "register_url": call.register_url, "join_url": call.join_url,
+            "forum_topic": None, "language": call.language, "zones": None,
+            "sequence": 0, "created_at": now, "updated_at": now,
+        })
+    try:
+        if rows:
+            session.execute(insert(_CALL_TABLE), rows)
+        with_changes = [item for item in planned if item.changes]
+        if with_changes:
+            ids = {uid: id_ for uid, id_ in session.exec(select(Call.uid, Call.id)).all()}
+            session.execute(insert(_CHANGE_TABLE), [
+                {"call_id": ids[item.call.uid], "original_start": change.original,
+                 "cancelled": change.cancelled, "new_start": change.start,
+                 "new_duration_minutes": int(change.duration.total_seconds() // 60)
+                 if change.duration else None, "changed_at": now}
+                for item in with_changes for change in item.changes])
+        session.commit()
+    except IntegrityError as e:
+        session.rollback()
+        raise ImportFailed(f"{source}: nothing was stored: the calls changed while it was "
+                           "imported (another import at the same time?); run it again") from e
 
 
 def _unique_slug(title: str, taken: set[str]) -> str:
@@ -274,18 +331,8 @@ def _unique_slug(title: str, taken: set[str]) -> str:
     while slug in taken:
         slug, number = f"{base}-{number}", number + 1
     if not SLUG.fullmatch(slug):
-        raise InvalidValue(f"cannot make a slug from {title!r}")
+        slug = f"imported-call-{len(taken) + 1}"
+        while slug in taken:
+            slug += "-1"
     taken.add(slug)
     return slug
-
-
-def import_file(session: Session, settings: Settings, path: Path, *, now: datetime,
-                dry_run: bool = False) -> list[ImportPlan]:
-    planned = plan_import(read_calendar(path), settings, now)
-    if not dry_run:
-        try:
-            store(session, planned, now=now)
-        except Exception:
-            session.rollback()
-            raise
-    return planned

@@ -23,7 +23,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from pathlib import Path
 
 from sqlmodel import Session
 
@@ -75,7 +74,7 @@ class OccurrenceDone:
 class ImportDone:
     """The calls of an .ics file, stored (or, in a dry run, only checked)."""
 
-    plans: list[importer.ImportPlan]
+    plans: importer.ImportResult
     owed: Owed
 
 
@@ -107,10 +106,12 @@ def delete_call(session: Session, settings: Settings, slug: str, *, now: datetim
     return CallDone(call=call, owed=_owe(session, settings, call, now=now, farewell=farewell))
 
 
-def import_calls(session: Session, settings: Settings, path: Path, *, now: datetime,
-                 dry_run: bool = False) -> ImportDone:
-    """Every call of the file, or none; a dry run checks them all and stores nothing."""
-    plans = importer.import_file(session, settings, path, now=now, dry_run=dry_run)
+def import_calls(session: Session, settings: Settings, data: bytes, *, source: str,
+                 now: datetime, dry_run: bool = False, strict: bool = False) -> ImportDone:
+    """Every event of the file `source` (`data`) that can be a call, in one transaction, or
+    with `strict` all of them or none; a dry run checks them all and stores nothing."""
+    plans = importer.import_file(session, settings, data, source=source, now=now,
+                                 dry_run=dry_run, strict=strict)
     owed = Owed() if dry_run else _owe(session, settings, None, now=now)
     return ImportDone(plans=plans, owed=owed)
 

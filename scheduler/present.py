@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from sqlmodel import Session, col, select
@@ -15,13 +15,33 @@ from scheduler.config import Settings
 from scheduler.core.recurrence import Occurrence, Status
 from scheduler.core.timetable import ZoneRow
 from scheduler.errors import InvalidValue
-from scheduler.store.calls import display_zones, list_calls, next_occurrence, reason, series_of
+from scheduler.importer import ImportResult
+from scheduler.store.calls import (
+    all_changes,
+    display_zones,
+    first_upcoming,
+    list_calls,
+    reason,
+    series_of,
+)
 from scheduler.store.models import Call, Delivery, DeliveryStatus
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from scheduler.delivery.feeds import BuildResult
+    from scheduler.delivery.render import Message
+    from scheduler.delivery.sender import PassReport
+    from scheduler.doctor import Check
+    from scheduler.organizer import OccurrenceDone, Owed
+    from scheduler.store.backup import Backup
 
 
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with a Z: 2018-11-13T15:00:00Z."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat()[:-6] + "Z"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,15 +54,17 @@ class Listed:
 
 
 def listing(session: Session, now: datetime) -> list[Listed]:
-    """Every call with its next occurrence. A stored call that cannot be served (a row an
-    older version stored: a start in the year 9999) is listed with its error, not dropped,
-    and does not stop the list."""
+    """Every call with its next occurrence (every call's changes read in one query). A stored
+    call that cannot be served (a row an older version stored: a start in the year 9999, a
+    rule that repeats within the hour) is listed with its error, not dropped, and does not
+    stop the list."""
     rows = []
+    changes = all_changes(session)
     for call in list_calls(session):
         try:
-            next_one = next_occurrence(session, call, now)
-            if next_one is not None:
-                occurrence_dict(next_one)  # its local times, too, must be within reach
+            next_one = first_upcoming(series_of(call), changes.get(call.id or 0, {}), now)
+            if next_one is not None:  # its local times, too, must be within reach
+                next_one.local_start, next_one.local_end  # noqa: B018
         except Exception as e:  # whatever one stored call raises must not hide the others
             rows.append(Listed(call=call, next=None, error=reason(e)))
             continue
@@ -84,15 +106,17 @@ def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None
 
 
 def occurrence_dict(occurrence: Occurrence) -> dict[str, Any]:
+    local_start = occurrence.local_start.isoformat()
     return {
         "id": iso_utc(occurrence.id),
-        "start": occurrence.local_start.isoformat(),
+        "start": local_start,
         "end": occurrence.local_end.isoformat(),
         "start_utc": iso_utc(occurrence.start),
         "end_utc": iso_utc(occurrence.end),
         "timezone": occurrence.zone.key,
         "status": occurrence.status.value,
-        "original_start": occurrence.original_local.isoformat(),
+        "original_start": (local_start if occurrence.id == occurrence.start
+                           else occurrence.original_local.isoformat()),
     }
 
 
@@ -194,3 +218,86 @@ def delivery_summary(rows: list[dict[str, Any]]) -> list[str]:
         by_occurrence.setdefault((row["call"], row["occurrence_id"]), Counter())[row["status"]] += 1
     return [f"{call} {occurrence}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
             for (call, occurrence), counts in sorted(by_occurrence.items())]
+
+
+# --- what a command did, as JSON (`--json`; the shapes are listed in the README)
+
+
+def owed_dict(owed: Owed) -> dict[str, Any]:
+    """What a stored change did after it was stored: the late notice's messages (0: none),
+    the invited who were sent the calendar update, and those it failed for ("address:
+    reason")."""
+    return {"notice": owed.notice, "updates_sent": list(owed.updates.sent),
+            "updates_failed": list(owed.updates.failed)}
+
+
+def occurrence_done_dict(done: OccurrenceDone) -> dict[str, Any]:
+    """An occurrence moved, cancelled or restored (`changed` false: it already was)."""
+    return {"call": done.call.slug, "changed": done.changed,
+            "occurrence": occurrence_dict(done.occurrence), **owed_dict(done.owed)}
+
+
+def feeds_dict(result: BuildResult, folder: Path) -> dict[str, Any]:
+    return {"folder": str(folder), "written": [str(p) for p in result.written],
+            "removed": [str(p) for p in result.removed], "unchanged": result.unchanged,
+            "skipped": [{"slug": s.slug, "reason": s.reason} for s in result.skipped]}
+
+
+def pass_dict(report: PassReport) -> dict[str, Any]:
+    """One planning and sending pass: queued per rule, expired, and each outcome's count."""
+    return {"planned": dict(report.planned), "expired": report.expired,
+            "outcomes": {str(k): v for k, v in sorted(report.outcomes.items())},
+            "failed": report.failed, "to_retry": report.to_retry}
+
+
+def backup_dict(done: Backup) -> dict[str, Any]:
+    return {"source": str(done.source), "target": str(done.target), "schema": done.revision,
+            "secret": str(done.secret) if done.secret is not None else None}
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    """A rendered message: a forum post has only its Markdown `text`."""
+    return {"subject": message.subject, "text": message.text, "html": message.html}
+
+
+def check_dict(check: Check) -> dict[str, Any]:
+    return {"name": check.name, "ok": check.ok, "detail": check.detail}
+
+
+def import_lines(result: ImportResult, *, dry_run: bool) -> list[str]:
+    """What an import did (or, in a dry run, would do): a line per call with its notes
+    indented under it, a line per event skipped with its reason, the file's notes, and, when
+    anything was skipped, the counts."""
+    verb = "would import" if dry_run else "imported"
+    lines = []
+    for item in result:
+        moved = sum(1 for c in item.changes if not c.cancelled)
+        call = item.call
+        lines.append(f"{verb} {call.slug or call.title}: {call.start_local[:16]} "
+                     f"{call.timezone}, {call.rrule or 'once'} ({moved} moved, "
+                     f"{len(item.changes) - moved} cancelled)")
+        lines.extend(f"  note: {note}" for note in item.notes)
+    lines.extend(f"skipped {skipped}" for skipped in result.skipped)
+    lines.extend(f"note: {note}" for note in result.notes)
+    if result.skipped:
+        lines.append(f"{len(result)} {'to import' if dry_run else 'imported'}, "
+                     f"{len(result.skipped)} skipped")
+    return lines
+
+
+def import_dict(result: ImportResult, *, dry_run: bool) -> dict[str, Any]:
+    """`import_lines` as JSON: the calls, what was skipped and why, the file's notes."""
+    return {
+        "dry_run": dry_run,
+        "imported": [{
+            "slug": item.call.slug or None, "uid": item.call.uid, "title": item.call.title,
+            "timezone": item.call.timezone, "start": item.call.start_local,
+            "rrule": item.call.rrule, "duration": item.call.duration_minutes,
+            "moved": sum(1 for c in item.changes if not c.cancelled),
+            "cancelled": sum(1 for c in item.changes if c.cancelled),
+            "line": item.line, "notes": item.notes,
+        } for item in result],
+        "skipped": [{"what": s.what, "line": s.line, "reason": s.reason}
+                    for s in result.skipped],
+        "notes": result.notes,
+    }

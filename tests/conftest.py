@@ -104,11 +104,13 @@ class Coalition:
         self._before = before
         self._runner = CliRunner()
 
-    def __call__(self, *args: str, config_path: Path | None = None) -> Ran:
+    def __call__(self, *args: str, config_path: Path | None = None,
+                 input: str | None = None) -> Ran:
+        """`input`: what the command reads on standard input."""
         config_file = config_path or self.config
         if self._before is not None:
             self._before(config_file, args)
-        result = self._runner.invoke(app, ["--config", str(config_file), *args])
+        result = self._runner.invoke(app, ["--config", str(config_file), *args], input=input)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Ran(result.exit_code, result.stdout, result.stderr)

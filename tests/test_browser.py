@@ -66,10 +66,18 @@ class Service:
 
 
 @pytest.fixture
-def service(organizer: Callable[[str], Coalition]) -> Iterator[Service]:
+def languages() -> list[str]:
+    """What the coalition offers ([calls] languages)."""
+    return ["en", "fr"]
+
+
+@pytest.fixture
+def service(organizer: Callable[[str], Coalition], languages: list[str]) -> Iterator[Service]:
     """The real daemon, as `make run` starts it, on a port the system picks."""
     coalition = organizer("members")
     config = coalition.config
+    config.write_text(config.read_text().replace(
+        'languages = ["en", "fr", "es", "ar", "pt"]', f"languages = {json.dumps(languages)}"))
     process = start(config)
     ready = next(line for line in process.log if line.startswith("ready:"))
     try:
@@ -169,3 +177,39 @@ def test_sign_up_confirm_and_unsubscribe_with_the_keyboard(
         page.get_by_role("button", name="Se désabonner").click()
     assert page.locator("h1").inner_text() == "Désabonnement effectué"
     assert service.subscribers()["amina@example.org"]["status"] == "unsubscribed"
+
+
+@pytest.mark.parametrize("languages", [["en", "fr", "es", "ar", "pt"]])
+def test_an_arabic_browser_reads_the_page_right_to_left(
+        browser: Browser, service: Service) -> None:
+    """Right to left at desktop and phone width: the page mirrors itself, times and offsets
+    keep their own order, and nothing spills sideways on a phone."""
+    page = page_in(browser, zone="Africa/Cairo", locale="ar-EG")
+    page.goto(service.url + "/")
+    page.wait_for_url(re.compile(r"tz="))
+    html = page.locator("html")
+    assert (html.get_attribute("lang"), html.get_attribute("dir")) == ("ar", "rtl")
+    assert page.evaluate("getComputedStyle(document.body).direction") == "rtl"
+    assert page.locator("h1").inner_text() == "اجتماعات الائتلاف"
+    first = page.locator("li.occurrence").first
+    text = first.inner_text()
+    assert "الثلاثاء، 12 نوفمبر 2030" in text and "5:00 م" in text
+    assert "UTC+02:00" in text and "(10:00 ص في نيويورك)" in text
+    # the heading's words start at the right edge of the column, not at its left
+    right, left, column_right, column_left = page.evaluate(
+        "(() => { const r = document.createRange();"
+        " r.selectNodeContents(document.querySelector('h1'));"
+        " const t = r.getBoundingClientRect();"
+        " const m = document.querySelector('main').getBoundingClientRect();"
+        " return [t.right, t.left, m.right, m.left]; })()")
+    assert abs(right - column_right) < 2 and left > column_left + 100
+    screenshot(page, "members-page-desktop-arabic")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "members-page-phone-arabic")
+    with page.expect_navigation():
+        page.get_by_role("link", name="English").click()
+    assert page.locator("html").get_attribute("dir") == "ltr"
+    page.goto(service.url + "/subscribe?lang=ar")
+    assert page.locator("#language option:checked").inner_text() == "العربية"
+    screenshot(page, "signup-form-phone-arabic")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,66 @@ def test_channels_stand_below_storage_delivery_and_the_web(path: Path) -> None:
     assert not {name for name in runtime if name.startswith(
         ("scheduler.store", "scheduler.delivery", "scheduler.web", "scheduler.config",
          "sqlalchemy", "sqlmodel", "jinja2"))}
+
+
+# --- which failures are the transport's (the far side down), which the message's own
+
+
+def test_smtp_that_cannot_be_reached_says_so_for_every_message() -> None:
+    from scheduler.channels.mail import Outgoing
+    from scheduler.channels.smtp import Smtp
+    from scheduler.config import load
+    from tests.conftest import free_port
+
+    folder = Path(__file__).resolve().parent.parent
+    settings = load(folder / "config.toml")
+    smtp = Smtp(replace(settings.smtp, port=free_port(), timeout=5), sender="calls@example.org")
+    messages = [Outgoing(message_id=f"<{n}@example.org>", recipient="ada@example.org",
+                         data=b"Subject: hi\r\n\r\nhello\r\n") for n in range(3)]
+    results = smtp.send(messages)
+    assert [r.key for r in results] == [m.message_id for m in messages]
+    assert all(not r.ok and r.unreachable and not r.permanent for r in results)
+    assert str(results[0].error).startswith("cannot reach 127.0.0.1:")
+
+
+@pytest.mark.parametrize(("status", "unreachable", "permanent"), [
+    (502, True, False), (503, True, False), (504, True, False), (500, False, False),
+    (422, False, True), (403, False, True)])
+def test_discourse_not_serving_is_the_transports_a_refusal_the_posts(
+        status: int, unreachable: bool, permanent: bool) -> None:
+    import httpx
+
+    from scheduler.channels.discourse import Discourse
+    forum = Discourse("https://forum.example.org", api_key="k", api_username="system",
+                      category=1, transport=httpx.MockTransport(
+                          lambda request: httpx.Response(status, json={"errors": ["no"]})))
+    (result,) = forum.send([Post(key="<k@example.org>", text="A post long enough to post",
+                                 title="Coalition call", topic=77, name="x.md", retry=False)])
+    forum.close()
+    assert (result.ok, result.unreachable, result.permanent) == (False, unreachable, permanent)
+
+
+def test_a_discourse_that_cannot_be_reached_is_the_transports() -> None:
+    import httpx
+
+    from scheduler.channels.discourse import Discourse
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    forum = Discourse("https://forum.example.org", api_key="k", api_username="system",
+                      category=1, transport=httpx.MockTransport(refuse))
+    (result,) = forum.send([Post(key="<k@example.org>", text="A post long enough to post",
+                                 title="Coalition call", topic=77, name="x.md", retry=False)])
+    forum.close()
+    assert result.unreachable and not result.permanent
+
+
+def test_a_maildir_on_a_disk_that_cannot_take_it_is_the_transports(tmp_path: Path) -> None:
+    from scheduler.channels.mail import Outgoing
+    from scheduler.channels.maildir import Maildir
+
+    (tmp_path / "mail").write_text("a file where the Maildir should be")
+    (result,) = Maildir(tmp_path / "mail").send([Outgoing(
+        message_id="<1@example.org>", recipient="ada@example.org", data=b"Subject: hi\r\n\r\n")])
+    assert result.unreachable and not result.permanent

@@ -11,6 +11,7 @@ import pytest
 
 from scheduler import config, resources
 from scheduler.errors import ConfigError
+from tests.conftest import cli_runner
 
 ConfigCase = Callable[[str], Path]
 
@@ -21,7 +22,7 @@ def test_example_config_loads_with_the_coalitions_five_zones(config_case: Config
         "America/New_York", "Europe/Brussels", "Africa/Cairo", "Africa/Addis_Ababa",
         "Asia/Jakarta",
     )
-    assert settings.calls.languages == ("en", "fr")
+    assert settings.calls.languages == ("en", "fr", "es", "ar", "pt")
 
 
 
@@ -47,6 +48,8 @@ def test_example_config_spells_out_every_option_at_its_default(tmp_path: Path) -
                      id="wrong-type"),
         pytest.param("misspelled_zone", "did you mean Europe/Brussels", id="misspelled-zone"),
         pytest.param("not_toml", "not valid TOML", id="syntax-error"),
+        pytest.param("unknown_database", "[database] url: unknown database kind 'nosuchdb'",
+                     id="issue-16-unknown-database"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(
@@ -132,3 +135,22 @@ def test_an_empty_variable_name_means_no_secret(tmp_path: Path) -> None:
                "COALITION_SMTP_PASSWORD": "p"}
     assert (settings.web.secret(environ), settings.forum.api_key(environ),
             settings.smtp.password(environ)) == ("", "", "")
+
+
+def test_issue_16_an_unknown_database_is_a_config_error_of_every_command(
+        config_case: ConfigCase) -> None:
+    """It was "internal error: NoSuchModuleError" and exit status 1."""
+    path = config_case("unknown_database")
+    ran = cli_runner(path)("call", "list")
+    assert ran.exit_code == 2 and ran.stderr.count("\n") == 1, ran.stderr
+    assert ran.stderr.startswith(f"error: {path.resolve()}: [database] url: unknown database "
+                                 "kind 'nosuchdb' (use sqlite:///")
+
+
+def test_issue_16_an_unknown_database_in_the_environment_names_the_variable(
+        config_case: ConfigCase) -> None:
+    settings = config.load(config_case("relative_sqlite"))
+    with pytest.raises(ConfigError, match=r"\[database\] url_env: \$MY_DATABASE_URL: unknown "
+                       r"database kind 'nosuchdb'") as raised:
+        settings.database_url(environ={"MY_DATABASE_URL": "nosuchdb://user:s3cr3tpass@x/y"})
+    assert "s3cr3tpass" not in str(raised.value)

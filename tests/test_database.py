@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import stat
@@ -21,10 +22,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlmodel import SQLModel
 
 from scheduler import config
-from scheduler.store import db
+from scheduler.store import db, subscribers
 from scheduler.store.models import UTCDateTime
 from tests.conftest import Coalition, Ran
 from tests.test_cli_calls import ADD, SLUG
@@ -89,6 +91,64 @@ def test_init_makes_the_sqlite_file_readable_by_its_owner_only(
     """It holds members' addresses and unsubscribe tokens, whatever the umask of the admin."""
     assert coalition_before_init("init").exit_code == 0
     assert stat.S_IMODE(database_file(coalition_before_init).stat().st_mode) == 0o600
+
+
+def test_issue_15_the_sqlite_file_and_its_companions_are_private_from_the_start(
+        tmp_path: Path) -> None:
+    """Not only once `coalition init` is done: while the schema is made (and whenever the
+    -wal and -shm files are made again), under the usual umask 022."""
+    path = tmp_path / "var" / "coalition.sqlite3"
+    umask = os.umask(0o022)
+    try:
+        engine = db.make_engine(f"sqlite:///{path}")
+        with engine.connect() as connection:
+            connection.execute(text("CREATE TABLE secrets (token TEXT)"))
+            connection.execute(text("INSERT INTO secrets VALUES ('tok')"))
+            connection.commit()
+            files = [path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm"))]
+            assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+                f.name: 0o600 for f in files}
+        engine.dispose()
+    finally:
+        os.umask(umask)
+
+
+def test_issue_15_a_database_an_older_version_left_readable_is_made_private(
+        coalition: Coalition) -> None:
+    database_file(coalition).chmod(0o644)
+    assert coalition("init").exit_code == 0
+    assert stat.S_IMODE(database_file(coalition).stat().st_mode) == 0o600
+
+
+def test_issue_14_a_database_error_never_carries_the_statements_parameters(
+        tmp_path: Path) -> None:
+    """Parameters are addresses and unsubscribe tokens: an error names the statement only."""
+    engine = db.make_engine(f"sqlite:///{tmp_path}/x.sqlite3")
+    try:
+        with pytest.raises(SQLAlchemyError) as raised, engine.connect() as connection:
+            connection.execute(text("INSERT INTO nosuchtable VALUES (:token)"),
+                               {"token": "tok-secret-1234"})
+        assert "tok-secret-1234" not in str(raised.value)
+    finally:
+        engine.dispose()
+
+
+def test_issue_14_an_unexpected_database_error_is_one_line_without_the_statement(
+        coalition: Coalition, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What PostgreSQL said about a NUL in a name reached the terminal as the whole INSERT,
+    the new member's unsubscribe token in its parameters."""
+    def refused(*args: object, **kwargs: object) -> None:
+        raise DataError("INSERT INTO subscriber (email, token) VALUES (%(email)s, %(token)s)",
+                        {"email": "ada@example.org", "token": "tok-secret-1234"},
+                        ValueError("PostgreSQL text fields cannot contain NUL (0x00) bytes\n"
+                                   "DETAIL: more"))
+
+    monkeypatch.setattr(subscribers, "add", refused)
+    ran = coalition("subscriber", "add", "ada@example.org")
+    assert ran.exit_code == 1 and ran.stderr.count("\n") == 1, ran.stderr
+    assert ran.stderr.startswith("internal error: DataError: (builtins.ValueError) PostgreSQL "
+                                 "text fields cannot contain NUL (0x00) bytes")
+    assert "tok-secret-1234" not in ran.stderr and "INSERT" not in ran.stderr
 
 
 @pytest.mark.parametrize("command", COMMANDS)

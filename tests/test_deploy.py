@@ -153,9 +153,10 @@ def test_the_unit_and_the_nginx_site_agree() -> None:
     upstreams = set(re.findall(r"proxy_pass http://([\d.]+):(\d+);", site))
     example = config.load(ROOT / "config.toml")
     assert upstreams == {(example.web.host, str(example.web.port))}
-    (trusted,) = [v.split("=", 1)[1] for v in unit_settings()["Environment"]
-                  if v.startswith("FORWARDED_ALLOW_IPS=")]
-    assert example.web.host in trusted.split(",")
+    # The daemon believes X-Forwarded-For from [web] trusted_proxies only (uvicorn's
+    # FORWARDED_ALLOW_IPS is not read): the README's config for this site names nginx's address.
+    assert not [v for v in unit_settings()["Environment"] if v.startswith("FORWARDED_ALLOW_IPS=")]
+    assert f'trusted_proxies = ["{example.web.host}", "::1"]' in (ROOT / "README.md").read_text()
     assert f"root {STATE};" in site and example.feeds.folder == "calendars"
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in site
 
@@ -172,19 +173,20 @@ async def echo_client(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @pytest.fixture
-def served() -> Iterator[Callable[[dict[str, str]], str]]:
-    """Starts uvicorn as the daemon configures it (for an environment) on 127.0.0.1; returns
-    its URL. Every server started is stopped afterwards."""
+def served(tmp_path: Path) -> Iterator[Callable[[list[str]], str]]:
+    """Starts uvicorn as the daemon configures it (for [web] trusted_proxies) on 127.0.0.1;
+    returns its URL. Every server started is stopped afterwards."""
     running: list[tuple[daemon._Server, threading.Thread]] = []
 
-    def serve(environ: dict[str, str]) -> str:
+    def serve(trusted: list[str]) -> str:
         ready, address = threading.Event(), []
 
         def on_ready(url: str) -> None:
             address.append(url)
             ready.set()
 
-        server = daemon._Server(daemon.web_server_config(echo_client, environ), on_ready)
+        web = config.parse({"web": {"trusted_proxies": trusted}}, tmp_path / "config.toml").web
+        server = daemon._Server(daemon.web_server_config(echo_client, web, {}), on_ready)
         listener = socket.create_server(("127.0.0.1", 0))
         thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[listener]),))
         thread.start()
@@ -201,23 +203,25 @@ def served() -> Iterator[Callable[[dict[str, str]], str]]:
 FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
 
 
-@pytest.mark.parametrize("environ", [
-    pytest.param({}, id="default-local-proxy"),
-    pytest.param({"FORWARDED_ALLOW_IPS": "192.0.2.1,127.0.0.1"}, id="named-proxies"),
+@pytest.mark.parametrize("trusted", [
+    pytest.param(["127.0.0.1", "::1"], id="nginx-on-this-machine"),
+    pytest.param(["192.0.2.1", "127.0.0.1"], id="named-proxies"),
 ])
 def test_a_trusted_proxy_is_believed_about_the_client(
-        served: Callable[[dict[str, str]], str], environ: dict[str, str]) -> None:
+        served: Callable[[list[str]], str], trusted: list[str]) -> None:
     """Behind nginx on this machine, each member counts as their own address (sign-up limits
     per address), and the scheme is the one they used."""
-    url = served(environ)
+    url = served(trusted)
     assert httpx.get(url, headers=FORWARDED).text == "203.0.113.7 https"
 
 
+@pytest.mark.parametrize("trusted", [pytest.param([], id="none-by-default"),
+                                     pytest.param(["192.0.2.1"], id="another-proxy")])
 def test_anyone_else_cannot_choose_their_address(
-        served: Callable[[dict[str, str]], str]) -> None:
-    """From an address not in FORWARDED_ALLOW_IPS the headers are ignored: a client cannot
+        served: Callable[[list[str]], str], trusted: list[str]) -> None:
+    """From an address not in [web] trusted_proxies the headers are ignored: a client cannot
     dodge the sign-up limit by making up X-Forwarded-For."""
-    url = served({"FORWARDED_ALLOW_IPS": "192.0.2.1"})
+    url = served(trusted)
     assert httpx.get(url, headers=FORWARDED).text == "127.0.0.1 http"
 
 
@@ -300,6 +304,7 @@ def behind_nginx(config_case: ConfigCase, coalition: Coalition,
     nginx = tool("nginx", "COALITION_REQUIRE_NGINX")
     path = config_case("example", "behind-nginx")
     text = path.read_text().replace('signup_per_ip = "10/hour"', 'signup_per_ip = "1/hour"')
+    text = text.replace("trusted_proxies = []", 'trusted_proxies = ["127.0.0.1", "::1"]')
     path.write_text(text.replace('base_url = "http://127.0.0.1:8080"',
                                  'base_url = "https://calls.example.org"'))
     assert coalition("call", "add", "--title", "Weekly", "--start", "2030-01-07 15:00", "--tz",

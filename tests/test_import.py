@@ -1,4 +1,5 @@
-"""`coalition import`: calls from calendar files, all of them or none."""
+"""`coalition import`: calls from calendar files; a file that cannot be read, or that holds
+no event that can be a call, stores nothing. (What real exports hold: test_import_*.py.)"""
 
 from __future__ import annotations
 
@@ -84,8 +85,6 @@ def test_feed_we_built_imports_back_to_the_same_occurrences(
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        pytest.param("bad_date", "event 'Thirteenth month': DTSTART: Wrong datetime format",
-                     id="bad-date-after-a-good-event"),
         pytest.param("unknown_tzid", "did you mean Europe/Paris", id="unknown-tzid"),
         pytest.param("floating", "has no time zone", id="floating-time"),
         pytest.param("all_day", "is a whole day", id="all-day-event"),
@@ -103,12 +102,30 @@ def test_bad_file_is_one_line_and_stores_nothing(
     assert slugs(coalition) == []
 
 
+def test_bad_event_after_a_good_one_is_skipped_with_its_line(coalition: Coalition) -> None:
+    """One event with an impossible date no longer refuses the others (it used to)."""
+    ran = coalition("import", str(ICS / "bad_date.ics"))
+    assert ran.exit_code == 0, ran.stderr
+    assert ("skipped event 'Thirteenth month' (line 10): DTSTART: '20191340T250000' is not a "
+            "date or a date and time") in ran.stdout
+    assert slugs(coalition) == ["a-fine-call"]
+
+
 def test_huge_file_is_refused_before_it_is_read(coalition: Coalition, tmp_path: Path) -> None:
     huge = tmp_path / "huge.ics"
     with huge.open("wb") as f:
         f.truncate(100 * 2**20)  # 100 MB, sparse: nothing is written
     ran = coalition("import", str(huge))
-    assert ran.exit_code == 2 and "104.9 MB is more than this imports (10 MB)" in ran.stderr
+    assert ran.exit_code == 2 and ran.stderr == f"error: {huge}: more than this imports (10 MB)\n"
+
+
+def test_a_calendar_piped_in_is_imported(coalition: Coalition) -> None:
+    """`-` is standard input, named <stdin> in what the import says."""
+    ran = coalition("import", "--json", "-", input=(ICS / "bad_date.ics").read_text())
+    assert ran.exit_code == 0, ran.stderr
+    imported = json.loads(ran.stdout)
+    assert [s["line"] for s in imported["skipped"]] == [10]
+    assert slugs(coalition) == ["a-fine-call"]
 
 
 def test_importing_the_same_file_twice_stores_nothing_the_second_time(

@@ -188,3 +188,38 @@ def test_a_database_that_needs_coalition_init_exits_2(coalition_before_init: Coa
     ran = coalition_before_init("run-once", "--now", ANNOUNCE)
     assert ran.exit_code == 2 and ran.stderr.count("\n") == 1
     assert "run `coalition init`" in ran.stderr
+
+
+def five_members_in_batches_of_two(coalition: Coalition) -> None:
+    with time_machine.travel("2019-03-01T12:00:00Z", tick=False):
+        for name in ("cy", "dee", "eve"):
+            assert coalition("subscriber", "add", f"{name}@example.org").exit_code == 0
+    config = coalition.config
+    config.write_text(config.read_text().replace("batch = 500", "batch = 2"))
+
+
+def test_run_once_sends_everything_due_batch_after_batch(
+        members: Coalition, smtp_sink: tuple[SmtpSink, int]) -> None:
+    """A cron job sends the whole fan-out each run, not one `[daemon] batch` of it."""
+    five_members_in_batches_of_two(members)
+    ran = members("run-once", "--now", ANNOUNCE)
+    assert (ran.exit_code, ran.stderr) == (0, "")
+    assert "sent: 6 sent" in ran.stdout  # five emails and the forum post
+    assert sorted(smtp_sink[0].recipients()) == [
+        f"{name}@example.org" for name in ("ada", "bea", "cy", "dee", "eve")]
+
+
+def test_run_once_stops_at_a_mail_server_it_cannot_reach(
+        members: Coalition, smtp_sink: tuple[SmtpSink, int]) -> None:
+    """Bounded: the batch that finds the server down is the last to try it; the other emails
+    wait for it, untried, and the forum post goes. A later run retries (75)."""
+    five_members_in_batches_of_two(members)
+    config = members.config  # a port where nothing listens
+    config.write_text(config.read_text().replace(f"port = {smtp_sink[1]}",
+                                                 f"port = {free_port()}"))
+    ran = members("run-once", "--now", ANNOUNCE)
+    assert ran.exit_code == 75
+    found = deliveries(members, "announcement")
+    assert found.pop("topic")["status"] == "sent"
+    assert {row["status"] for row in found.values()} == {"pending"}
+    assert sum(row["attempts"] for row in found.values()) <= 2  # one batch of two at most

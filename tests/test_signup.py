@@ -162,6 +162,7 @@ def test_a_form_without_its_token_is_refused(site: Site) -> None:
     ({"all": "", "calls": []}, "calls", "Veuillez choisir au moins un appel, ou tous les appels."),
     ({"all": "", "calls": ["nope"]}, "calls", "Veuillez choisir au moins un appel"),
     ({"name": "x" * 300}, "name", "Le nom doit tenir sur une ligne de 200 caractères au plus."),
+    ({"name": "Am\x00ina"}, "name", "Le nom doit tenir sur une ligne"),  # issue 14
 ])
 def test_bad_input_is_a_clear_400_and_sends_nothing(
         site: Site, fields: dict[str, str | list[str]], field: str, says: str) -> None:

@@ -61,3 +61,20 @@ def test_a_forged_link_is_refused(site: tuple[Coalition, TestClient, str], token
     coalition, client, _ = site
     assert client.post(f"/unsubscribe/{token}").status_code == 404
     assert set(statuses(coalition).values()) == {"confirmed"}
+
+
+def test_issue_12_a_post_from_another_sites_page_does_not_unsubscribe(
+        site: tuple[Coalition, TestClient, str]) -> None:
+    """The link's secret is not enough from another site's page; a mail provider's one-click
+    POST, which carries no Origin, still works (test above)."""
+    coalition, client, token = site
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert client.post(f"/unsubscribe/{token}", headers=headers).status_code == 403
+    assert statuses(coalition)["ada@example.org"] == "confirmed"
+
+
+def test_head_of_the_link_does_not_unsubscribe(site: tuple[Coalition, TestClient, str]) -> None:
+    """Link checkers and mail scanners send HEAD: it was taken for the button's POST."""
+    coalition, client, token = site
+    assert client.head(f"/unsubscribe/{token}").status_code == 200
+    assert statuses(coalition)["ada@example.org"] == "confirmed"

@@ -117,6 +117,7 @@ def test_feed_that_cannot_be_read_is_503_in_one_line(
     response = client.get("/calendars/broken.ics")
     assert response.status_code == 503
     assert response.text == "cannot read broken.ics\n"
+    assert response.headers["x-content-type-options"] == "nosniff"  # as on every answer
     assert "cannot read the feed broken.ics" in caplog.text
     assert client.get(FEED).status_code == 200
 

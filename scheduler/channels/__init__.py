@@ -57,6 +57,8 @@ class Result:
     error: str | None = None
     permanent: bool = False
     unusable: bool = False  # the address itself cannot be used (refused, or needs SMTPUTF8)
+    unreachable: bool = False  # the far side is down (refused, timed out, cut, "not serving"),
+    # not this item's fault: every item waits for the transport (`scheduler.store.outbox`)
     retry_after: timedelta | None = None  # the far side asked us to wait (a rate limit)
     topic: int | None = None  # the forum topic the post is in, when the transport knows it
 

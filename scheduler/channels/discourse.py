@@ -88,7 +88,8 @@ class Discourse:
              retry: bool) -> Result:
         """Post `raw` once: a reply in `topic_id`, or a new topic titled `title`."""
         if self.missing is not None:
-            return Result(key=key, error=f"{self.missing}: no Discourse API key")
+            return Result(key=key, error=f"{self.missing}: no Discourse API key",
+                          unreachable=True)  # every post waits until it is set
         body = f"{raw.rstrip()}\n\n{marker(key)}\n"
         try:
             if retry:
@@ -112,10 +113,11 @@ class Discourse:
             return self._answer(key, response)
         except _Unsure as e:  # posting now might post twice: try again later
             return e.result
-        except httpx.HTTPError as e:
-            return Result(key=key, error=f"{type(e).__name__}: {e}")
+        except httpx.HTTPError as e:  # not reached, timed out, cut
+            return Result(key=key, error=f"{type(e).__name__}: {e}", unreachable=True)
         except ValueError as e:  # an answer that is not the JSON Discourse sends: a proxy's page
-            return Result(key=key, error=f"the forum's answer is not Discourse's JSON: {e}")
+            return Result(key=key, error=f"the forum's answer is not Discourse's JSON: {e}",
+                          unreachable=True)  # a proxy's page: the forum is not serving
 
     def _answer(self, key: str, response: httpx.Response) -> Result:
         if response.status_code == 200:
@@ -129,7 +131,8 @@ class Discourse:
         if response.status_code == 429:
             return Result(key=key, error=f"429 {reason}", retry_after=_retry_after(response))
         permanent = 400 <= response.status_code < 500
-        return Result(key=key, error=f"{response.status_code} {reason}", permanent=permanent)
+        return Result(key=key, error=f"{response.status_code} {reason}", permanent=permanent,
+                      unreachable=response.status_code in (502, 503, 504))  # not serving
 
     def _find(self, key: str, topic_id: int | None) -> Result | None:
         """The post this delivery made on an earlier attempt, or None when there is none: two
@@ -166,7 +169,8 @@ class Discourse:
         if answer.permanent:  # a wrong key, say: posting would be refused the same way
             raise _Unsure(answer)
         raise _Unsure(Result(key=key, error=f"cannot tell whether an earlier attempt posted: "
-                             f"{answer.error}", retry_after=answer.retry_after))
+                             f"{answer.error}", retry_after=answer.retry_after,
+                             unreachable=answer.unreachable))
 
     def check(self) -> Health:
         """Are the key and user accepted? Else what Discourse said."""

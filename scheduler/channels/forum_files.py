@@ -46,7 +46,8 @@ class ForumFiles:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomically(path, f"{post.text}\n{mark}\n<!-- for {topic} -->\n".encode())
         except Exception as e:
-            return Result(key=post.key, error=reason(e), permanent=not isinstance(e, OSError))
+            disk = isinstance(e, OSError)  # full, or taken away: every post waits for it
+            return Result(key=post.key, error=reason(e), permanent=not disk, unreachable=disk)
         return Result(key=post.key, receipt=mark, topic=post.topic)
 
     def check(self) -> Health:

@@ -48,7 +48,7 @@ class Maildir:
         try:
             box.add(message.data.replace(b"\r\n", b"\n"))
         except OSError as e:  # a full disk, a folder taken away: try again later
-            return Result(key=key, recipient=recipient,
+            return Result(key=key, recipient=recipient, unreachable=True,
                           error=f"cannot write to {self.folder}: {e.strerror or e}")
         except Exception as e:  # this message cannot be written, whatever else can
             log.warning("mail %s to %s cannot be written: %s", key, recipient, reason(e))

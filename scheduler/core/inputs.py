@@ -4,10 +4,17 @@ naming the field. They run once, on the way in; nothing after them handles raw s
 Dates and times must lie in the years this service handles (`scheduler.core.zones.within_years`);
 a call's start and a move's new time are checked where they become instants
 (`scheduler.core.zones.localize_strict`). Email addresses have a module of their own,
-`scheduler.core.addresses`."""
+`scheduler.core.addresses`.
+
+Text (titles, descriptions, names, CSV cells, form fields) goes through `plain_text`, the one
+rule for what text may hold: no control characters but tab and newline. The C0 controls (NUL,
+ESC, BEL, CR, ...), DEL and the C1 controls are refused with a line naming the field: they
+would reach terminals, mail headers and the database raw (PostgreSQL refuses NUL outright)."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -16,6 +23,27 @@ from scheduler.core.zones import get_zone, within_years
 from scheduler.errors import InvalidValue
 
 MAX_DURATION_MINUTES = 24 * 60
+MAX_TITLE = 300
+# C0 controls but tab (U+0009) and newline (U+000A), DEL, and the C1 controls.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain_text(text: str, *, field: str) -> str:
+    """`text` in Unicode NFC (so that "é" typed in two ways is stored one way), or
+    `InvalidValue` naming `field` when it holds a control character other than tab and
+    newline."""
+    found = CONTROL.search(text)
+    if found is not None:
+        raise InvalidValue(f"{field} contains the control character "
+                           f"U+{ord(found.group()):04X} (character {found.start() + 1}); only "
+                           "printable text, tabs and line breaks are accepted")
+    return unicodedata.normalize("NFC", text)
+
+
+def one_line(text: str, *, field: str) -> str:
+    """`plain_text` on one line: its runs of white space (line breaks too) made single
+    spaces, none at either end."""
+    return " ".join(plain_text(text, field=field).split())
 
 
 def wall_time(text: str, *, field: str) -> datetime:
@@ -34,6 +62,21 @@ def wall_time(text: str, *, field: str) -> datetime:
     if len(text.strip()) <= 10:
         raise InvalidValue(f"{field} {text!r} needs a time too, like '{text.strip()} 10:00'")
     return value
+
+
+NEXT, TODAY = "next", "today"  # `--on next`, `--on today`: words for an occurrence's date
+
+
+def occurrence_word(text: str) -> str | None:
+    """NEXT or TODAY when `text` is one of those words (in any case); None for anything else,
+    which is a date for `day_or_wall_time`."""
+    word = text.strip().lower()
+    return word if word in (NEXT, TODAY) else None
+
+
+def today_in(zone: ZoneInfo, now: datetime) -> date:
+    """The date it is at `now` in `zone`: what `--on today` names for a call in that zone."""
+    return now.astimezone(zone).date()
 
 
 def day_or_wall_time(text: str, *, field: str) -> date | datetime:
@@ -94,7 +137,7 @@ def duration(minutes: int, *, field: str = "duration") -> timedelta:
 
 
 def web_url(text: str, *, field: str) -> str:
-    text = text.strip()
+    text = plain_text(text, field=field).strip()
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidValue(f"{field} {text!r} must be an http:// or https:// address")
@@ -104,11 +147,11 @@ def web_url(text: str, *, field: str) -> str:
 
 
 def title(text: str) -> str:
-    text = " ".join(text.split())
+    text = one_line(text, field="title")
     if not text:
         raise InvalidValue("title must not be empty")
-    if len(text) > 300:
-        raise InvalidValue(f"title is {len(text)} characters long; at most 300")
+    if len(text) > MAX_TITLE:
+        raise InvalidValue(f"title is {len(text)} characters long; at most {MAX_TITLE}")
     return text
 
 

@@ -7,24 +7,37 @@ occurrence's id is its *original* start in UTC: a moved occurrence keeps it, so 
 calendar overrides (RECURRENCE-ID) stay attached to it.
 
     occurrences(series, changes, start=..., count=6)
+
+Every expansion is bounded: a rule makes at most one occurrence an hour, each loop over it
+stops at the end of its window and at the latest before `END_YEAR`, and starts near where it
+looks, not at the rule's first occurrence (`scheduler.core.rrules`). Checking many dates
+against a rule (`which_occur`) is bounded too.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rrule, rrulestr
-from icalendar.prop import vRecur
-
-from scheduler.core.zones import before_end, to_utc, within_years
+from scheduler.core.rrules import (  # normalize_rrule: where callers have always found it
+    SUPPORTED_FREQUENCIES,
+    check_density,
+    explicit,
+    normalize_rrule,
+    rule_from,
+)
+from scheduler.core.zones import before_end, to_utc
 from scheduler.errors import Conflict, InvalidRecurrence, NotFound
 
-SUPPORTED_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+__all__ = ["SUPPORTED_FREQUENCIES", "Change", "Occurrence", "Series", "Status", "find_original",
+           "last_before", "normalize_rrule", "occurrence_at", "occurrences", "rekey_changes",
+           "which_occur"]
+MAX_LOOKUPS = 10_000  # dates checked against one rule at once (`which_occur`)
+MAX_STEPS = 500_000  # occurrences of a COUNT rule stepped through to check them
 
 
 class Status(StrEnum):
@@ -46,23 +59,28 @@ class Series:
             raise ValueError("Series.start must carry its anchor ZoneInfo")
         if self.duration <= timedelta(0):
             raise ValueError("Series.duration must be positive")
+        if self.rrule is not None:
+            check_density(self.rrule)  # a stored rule too: none may run for ever
 
     @property
     def zone(self) -> ZoneInfo:
         assert isinstance(self.start.tzinfo, ZoneInfo)
         return self.start.tzinfo
 
-    def originals(self, after: datetime) -> Iterator[datetime]:
+    def originals(self, after: datetime, before: datetime | None = None) -> Iterator[datetime]:
         """Original starts (aware, in the anchor zone) at or after the instant `after`, and
-        before the years this service handles end (a rule without COUNT or UNTIL ends there,
-        instead of running into the year 9999, where datetime overflows)."""
+        before the instant `before` if given, and always before the years this service
+        handles end (a rule without COUNT or UNTIL ends there, instead of running into the
+        year 9999, where datetime overflows)."""
         after = to_utc(after)  # compare as instants, never as wall times of one zone
+        limit = to_utc(before) if before is not None else None
         if self.rrule is None:
-            if self.start >= after and before_end(self.start):
+            if self.start >= after and before_end(self.start) and (
+                    limit is None or self.start < limit):
                 yield self.start
             return
-        for original in _rule(self.rrule, self.start).xafter(after, inc=True):
-            if not before_end(original):
+        for original in rule_from(self.rrule, self.start, after).xafter(after, inc=True):
+            if not before_end(original) or (limit is not None and original >= limit):
                 return
             yield original
 
@@ -105,68 +123,6 @@ class Occurrence:
     @property
     def original_local(self) -> datetime:
         return self.id.astimezone(self.zone)
-
-
-def _rule(text: str, start: datetime) -> rrule:
-    rule = rrulestr(text, dtstart=start)
-    assert isinstance(rule, rrule)
-    return rule
-
-
-def normalize_rrule(text: str, start: datetime, *, field: str = "RRULE") -> str:
-    """Check an RRULE typed by an organizer against the first start, and return its RFC form.
-
-    The start must itself be the rule's first occurrence (RFC 5545 leaves a DTSTART that is not
-    "synchronized with the recurrence rule" undefined, and calendar clients disagree on it). An
-    UNTIL given as a date or a wall time is read in the anchor zone and stored in UTC, as RFC
-    5545 requires when DTSTART has a TZID; it must lie in the years this service handles.
-    `field` names the rule in that error ("--rrule").
-    """
-    text = text.strip().removeprefix("RRULE:")
-    try:
-        parts = vRecur.from_ical(text)
-    except (ValueError, TypeError) as e:
-        raise InvalidRecurrence(f"malformed RRULE {text!r}: {e}") from e
-    freq = parts.get("FREQ")
-    if not freq:
-        raise InvalidRecurrence(f"malformed RRULE {text!r}: FREQ is missing")
-    if freq[0] not in SUPPORTED_FREQUENCIES:
-        raise InvalidRecurrence(
-            f"RRULE FREQ={freq[0]} is not supported: a call repeats "
-            f"{', '.join(SUPPORTED_FREQUENCIES[:-1]).lower()} or yearly"
-        )
-    if "COUNT" in parts and "UNTIL" in parts:
-        raise InvalidRecurrence(f"RRULE {text!r} has both COUNT and UNTIL; keep one")
-    if "COUNT" in parts and int(parts["COUNT"][0]) < 1:
-        raise InvalidRecurrence(f"RRULE {text!r}: COUNT must be at least 1")
-    zone = start.tzinfo
-    if "UNTIL" in parts:
-        until = parts["UNTIL"][0]
-        within_years(until, what=f"{field} UNTIL")
-        if not isinstance(until, datetime):  # a date: through the end of that day, locally
-            until = datetime.combine(until + timedelta(days=1), datetime.min.time()) - timedelta(
-                seconds=1
-            )
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=zone)
-        parts["UNTIL"] = [until.astimezone(UTC)]
-    normalized: str = parts.to_ical().decode()
-    try:
-        first = next(_rule(normalized, start).xafter(to_utc(start), inc=True), None)
-    except (IndexError, KeyError) as e:  # dateutil's answer to BYDAY=9TU and the like
-        raise InvalidRecurrence(f"malformed RRULE {text!r}: a value is out of range") from e
-    except (ValueError, TypeError) as e:
-        raise InvalidRecurrence(f"malformed RRULE {text!r}: {e}") from e
-    if first is None:
-        raise InvalidRecurrence(
-            f"RRULE {text!r} yields no occurrence from {start:%Y-%m-%d %H:%M} on"
-        )
-    if first != start:
-        raise InvalidRecurrence(
-            f"the start {start:%a %Y-%m-%d %H:%M} is not an occurrence of {text!r}; its first "
-            f"occurrence after that is {first:%a %Y-%m-%d %H:%M}: use that as the start"
-        )
-    return normalized
 
 
 def occurrence_at(original: datetime, series: Series, change: Change | None) -> Occurrence:
@@ -267,10 +223,53 @@ def _nearest(series: Series, moment: datetime) -> str:
         before = series.start if series.start < moment else None
     else:
         after = next(series.originals(moment), None)
-        before = _rule(series.rrule, series.start).before(to_utc(moment))
+        before = last_before(series, moment)
     parts = [f"the one before is {before:%a %Y-%m-%d %H:%M}" if before else "none before it",
              f"the next is {after:%a %Y-%m-%d %H:%M}" if after else "none after it"]
     return "; ".join(parts)
+
+
+def last_before(series: Series, moment: datetime) -> datetime | None:
+    """The last original start before `moment`: looked for in a window that grows back from
+    it (a rule can skip years: 29 February), the last window reaching the start."""
+    if series.rrule is None:
+        return series.start if to_utc(series.start) < to_utc(moment) else None
+    for back in (timedelta(days=400), timedelta(days=400 * 30), None):
+        since = series.start if back is None else max(series.start, moment - back)
+        last = None
+        for original in series.originals(since, moment):
+            last = original
+        if last is not None or back is None or since == series.start:
+            return last
+    return None
+
+
+def which_occur(series: Series, instants: Collection[datetime]) -> set[datetime]:
+    """Those of `instants` that are original starts of `series`, in UTC. Each is looked up in
+    a window of one second; a rule with a COUNT, which can only be stepped from its start, is
+    swept once from there to the latest of them. Either way at most `MAX_LOOKUPS` instants
+    and `MAX_STEPS` steps: beyond, `InvalidRecurrence` (checking them would take too long)."""
+    if not instants:
+        return set()
+    wanted = {to_utc(i) for i in instants}
+    if len(wanted) > MAX_LOOKUPS:
+        raise InvalidRecurrence(f"{len(wanted)} dates to check against its rule; at most "
+                                f"{MAX_LOOKUPS:,}")
+    if not wanted:
+        return set()
+    if series.rrule is None or explicit(series.rrule,
+                                         series.start.replace(tzinfo=None)) is not None:
+        second = timedelta(seconds=1)
+        return {i for i in wanted if next(series.originals(i, i + second), None) is not None}
+    found: set[datetime] = set()
+    limit = max(wanted) + timedelta(seconds=1)
+    for steps, original in enumerate(series.originals(series.start, limit)):
+        if steps >= MAX_STEPS:
+            raise InvalidRecurrence(f"checking its dates would step through more than "
+                                    f"{MAX_STEPS:,} occurrences of its rule")
+        if to_utc(original) in wanted:
+            found.add(to_utc(original))
+    return found
 
 
 def rekey_changes(

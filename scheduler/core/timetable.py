@@ -4,6 +4,10 @@ Babel formats times, dates, city names and durations from CLDR ("10:00 AM", "16:
 "mardi 13 novembre 2018", "Le Caire", "dans 20 minutes"). Two things are ours: UTC offsets,
 because Babel prints St John's (UTC-03:30) as "GMT-04:30", and the narrow no-break space CLDR
 puts in "10:00 AM", which we turn into a plain space so texts read and search as typed.
+
+CLDR writes the first of the month as a plain "1" ("jeudi 1 novembre"); where a language
+writes it otherwise ("1er" in French, "1º" in Portuguese) the caller passes that as `first`
+(the catalogs hold it), and it takes the day's place in the date.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import (
     format_date,
+    format_datetime,
     format_skeleton,
     format_time,
     format_timedelta,
+    get_date_format,
     get_timezone_location,
+    match_skeleton,
+    tokenize_pattern,
+    untokenize_pattern,
 )
 
 from scheduler.core.zones import get_zone, to_utc
@@ -52,12 +62,28 @@ def local_time(moment: datetime, lang: str) -> str:
     return _plain(format_time(moment, "short", locale=lang))
 
 
-def full_date(moment: datetime, lang: str) -> str:
-    return _plain(format_date(moment, "full", locale=lang))
+def _first_day(pattern: str, first: str) -> str:
+    """A CLDR date pattern with its day of the month written as `first`."""
+    tokens = tokenize_pattern(pattern)
+    return untokenize_pattern([("chars", first) if kind == "field" and value[0] == "d"
+                               else (kind, value) for kind, value in tokens])
 
 
-def short_date(moment: datetime, lang: str) -> str:
-    return _plain(format_skeleton("MMMMEd", moment, locale=lang))
+def full_date(moment: datetime, lang: str, first: str = "1") -> str:
+    """"Tuesday, November 13, 2018"; `first`: how the first of a month is written."""
+    if moment.day != 1 or first == "1":
+        return _plain(format_date(moment, "full", locale=lang))
+    pattern = _first_day(get_date_format("full", locale=lang).pattern, first)
+    return _plain(format_date(moment, pattern, locale=lang))
+
+
+def short_date(moment: datetime, lang: str, first: str = "1") -> str:
+    """"Tue, November 13"."""
+    if moment.day != 1 or first == "1":
+        return _plain(format_skeleton("MMMMEd", moment, locale=lang))
+    skeletons = Locale.parse(lang).datetime_skeletons
+    found = skeletons[match_skeleton("MMMMEd", skeletons) or "MMMMEd"]
+    return _plain(format_datetime(moment, _first_day(found.pattern, first), locale=lang))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +106,7 @@ class ZoneRow:
 
 def time_table(
     start: datetime, zones: Sequence[str], *, anchor: ZoneInfo, lang: str,
-    labels: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None, first: str = "1",
 ) -> list[ZoneRow]:
     """`start` in each zone, marking the rows whose date differs from the anchor zone's."""
     anchor_date = to_utc(start).astimezone(anchor).date()
@@ -89,9 +115,9 @@ def time_table(
         local = to_utc(start).astimezone(get_zone(name))
         rows.append(ZoneRow(
             zone=name, label=zone_label(name, lang, labels), local=local,
-            time=local_time(local, lang), date=full_date(local, lang),
+            time=local_time(local, lang), date=full_date(local, lang, first),
             offset=format_offset(local.utcoffset()),
-            other_day=short_date(local, lang) if local.date() != anchor_date else None,
+            other_day=short_date(local, lang, first) if local.date() != anchor_date else None,
         ))
     return rows
 

@@ -90,7 +90,7 @@ def build(session: Session, settings: Settings) -> BuildResult:
             if path.exists() and path.read_bytes() == data:
                 unchanged += 1
                 continue
-            write_atomically(path, data)
+            write_atomically(path, data, durable=False)  # rebuilt whenever it differs
             written.append(path)
             log.info("wrote feed %s", path)
         removed = []

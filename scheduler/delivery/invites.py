@@ -58,7 +58,8 @@ class Report:
 def _texts(settings: Settings, call: Call, occurrence: Occurrence, template: str,
            now: datetime, extra: dict[str, object]) -> tuple[str, str, str]:
     context = message_context(facts(call, settings), occurrence, lang=call.language,
-                              reader=occurrence.zone, now=now, labels=settings.labels)
+                              reader=occurrence.zone, now=now, labels=settings.labels,
+                              folders=settings.template_folders)
     context["invite"] = extra
     message = Templates(settings.template_folders).render(template, "email", call.language,
                                                           context)

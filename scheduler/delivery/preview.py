@@ -61,14 +61,16 @@ def render_message(
     context = message_context(
         facts(call, settings), occurrence, lang=lang, reader=reader, now=now,
         labels=settings.labels, recording_url=recording_url, notes=notes,
+        folders=settings.template_folders,
     )
     return Templates(settings.template_folders).render(template, channel, lang, context)
 
 
 def check_messages(settings: Settings) -> list[str]:
-    """Every message template in every language, rendered with sample data: one line per
-    problem. The members' pages are checked by the web layer (`scheduler.web.site.check_pages`);
-    `scheduler.doctor.check_templates` runs both."""
+    """Every message template in every language, rendered with sample data, and every
+    language's catalog (strings missing or fuzzy, placeholders dropped or misspelt): one line
+    per problem. The members' pages are checked by the web layer
+    (`scheduler.web.site.check_pages`); `scheduler.doctor.check_templates` runs both."""
     templates = Templates(settings.template_folders)
     return templates.check(settings.calls.languages,
                            lambda lang: sample_context(lang, settings.labels))

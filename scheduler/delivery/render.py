@@ -1,19 +1,28 @@
 """Messages from Jinja templates: a sandboxed environment, the context a template sees, checks.
 
-Templates live in `templates/` (and, first, in the organizers' own folder from config.toml):
+Templates live in `templates/` (and, first, in the organizers' own folder from config.toml),
+one for every language; their words are translated by the catalogs in `locale/`
+(`scheduler.delivery.catalogs`):
 
-    forum/<name>.<lang>.md         a Discourse post (Markdown)
-    email/<name>.<lang>.txt        an email: {% block subject %} and {% block body %} (plain text)
-    email/<name>.<lang>.html       the same email as HTML (autoescaped)
-    _relative.<lang>.txt           the words for "tomorrow", "later today", "in 20 minutes"
+    forum/<name>.md         a Discourse post (Markdown)
+    email/<name>.txt        an email: {% block subject %} and {% block body %} (plain text)
+    email/<name>.html       the same email as HTML (autoescaped)
+    _relative.txt           the words for "tomorrow", "later today", "in 20 minutes"
 
-They run in Jinja's `SandboxedEnvironment` with `StrictUndefined`: a misspelled variable is an
-error, not an empty string, and `{{ ''.__class__ }}` is refused. A template sees only plain
-strings, numbers, lists and dicts (see `message_context`), never database objects.
+A file named for one language (`email/announcement.fr.txt`) is used for that language instead
+of the shared one, in whichever folder it is: an organizer can reword one message in one
+language, and include or extend the shared templates from it (`OwnLanguageFirst`).
+
+They run in Jinja's sandbox with `StrictUndefined`: a misspelled variable is an error, not an
+empty string, and `{{ ''.__class__ }}` is refused. A render has a budget of work and size
+(`scheduler.delivery.sandbox`): a template that loops, recurses or grows without end fails with
+its file and line, like any other broken template. A template sees only plain strings,
+numbers, lists and dicts (see `message_context`), never database objects.
 """
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,17 +32,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import (
+    BaseLoader,
     ChoiceLoader,
-    FileSystemLoader,
+    Environment,
     StrictUndefined,
     Template,
     TemplateNotFound,
     TemplateSyntaxError,
     select_autoescape,
 )
-from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.loaders import split_template_path
 
+from scheduler import resources
 from scheduler.core.recurrence import Occurrence, Status
 from scheduler.core.timetable import (
     discourse_date,
@@ -45,6 +56,10 @@ from scheduler.core.timetable import (
     zone_label,
 )
 from scheduler.core.zones import get_zone
+from scheduler.delivery import translate
+from scheduler.delivery.budget import BudgetExceeded
+from scheduler.delivery.catalogs import Catalogs, direction
+from scheduler.delivery.sandbox import BoundedSandbox, BoundedTemplate, TemplateFolder
 from scheduler.errors import InvalidValue, SchedulerError
 
 TEMPLATES = ("announcement", "tomorrow", "today", "starts-soon", "followup", "changed")
@@ -83,25 +98,39 @@ class CallFacts:
     feed_url: str
 
 
+def first_of_month(lang: str, folders: Sequence[Path] | None = None) -> str:
+    """How `lang` writes the first day of a month in a date ("1er" in French), from its
+    catalog."""
+    translations = Catalogs(folders or [resources.templates()]).speaker(lang).translations
+    # Translators: the first day of a month in a date, as in "Tuesday, November 1": French
+    # writes "1er", Portuguese "1º"; leave "1" where the language writes the plain number.
+    return str(translations.pgettext("day of the month", "1"))
+
+
 def message_context(
     call: CallFacts, occurrence: Occurrence, *, lang: str, reader: ZoneInfo, now: datetime,
     labels: Mapping[str, str] | None = None, recording_url: str | None = None,
-    notes: str | None = None,
+    notes: str | None = None, folders: Sequence[Path] | None = None,
 ) -> dict[str, Any]:
-    """Everything a template may use, for one reader (their zone first) at the moment `now`."""
+    """Everything a template may use, for one reader (their zone first) at the moment `now`.
+    `folders`: the template folders whose catalogs say how dates are written (by default the
+    built-in one)."""
     anchor = occurrence.zone
     zones = list(dict.fromkeys([reader.key, *call.zones]))
-    rows = time_table(occurrence.start, zones, anchor=anchor, lang=lang, labels=labels)
+    first = first_of_month(lang, folders)
+    rows = time_table(occurrence.start, zones, anchor=anchor, lang=lang, labels=labels,
+                      first=first)
     calendar_details = "\n".join(u for u in (call.register_url, call.join_url) if u)
 
     def at(zone: ZoneInfo, moment: datetime) -> dict[str, str]:
         local = moment.astimezone(zone)
         return {"zone": zone.key, "label": zone_label(zone.key, lang, labels),
-                "time": local_time(local, lang), "date": full_date(local, lang),
+                "time": local_time(local, lang), "date": full_date(local, lang, first),
                 "iso": local.isoformat()}
 
     return {
         "lang": lang,
+        "dir": direction(lang),
         "call": {"slug": call.slug, "title": call.title, "description": call.description},
         "occurrence": {
             "id": occurrence.id.isoformat(),
@@ -130,14 +159,56 @@ def message_context(
     }
 
 
+LANGUAGE_FILE = re.compile(r"(?P<stem>.+)\.(?P<lang>[a-z]{2,3})\.(?P<ext>txt|html|md)")
+
+
+class OwnLanguageFirst(BaseLoader):
+    """The template folders, in order, with one more rule: `email/announcement.fr.txt`, when
+    no folder has it, is `email/announcement.txt` (the one all languages share)."""
+
+    def __init__(self, folders: Sequence[Path]) -> None:
+        self.folders = list(folders)
+        self.inner = ChoiceLoader([TemplateFolder(f) for f in self.folders])
+
+    def get_source(self, environment: Environment,
+                   template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        try:
+            return self.inner.get_source(environment, template)
+        except TemplateNotFound:
+            named = LANGUAGE_FILE.fullmatch(template)
+            if named is None:
+                raise
+        shared = f"{named['stem']}.{named['ext']}"
+        try:
+            source, filename, uptodate = self.inner.get_source(environment, shared)
+        except TemplateNotFound:
+            raise TemplateNotFound(template) from None
+        own = [f.joinpath(*split_template_path(template)) for f in self.folders]
+
+        def fresh() -> bool:  # and no folder has the language's own file since
+            return (uptodate is None or uptodate()) and not any(p.is_file() for p in own)
+        return source, filename, fresh
+
+    def list_templates(self) -> list[str]:
+        return self.inner.list_templates()
+
+
+def environment(folders: Sequence[Path], **options: Any) -> BoundedSandbox:
+    """The sandbox for `folders`, speaking the catalogs' languages (`translate`)."""
+    env = BoundedSandbox(loader=OwnLanguageFirst(folders), undefined=StrictUndefined,
+                         **options)
+    translate.install(env)
+    return env
+
+
 class Templates:
     """The template folders, searched in order, in a sandbox."""
 
     def __init__(self, folders: Sequence[Path]) -> None:
         self.folders = list(folders)
-        self.env = SandboxedEnvironment(
-            loader=ChoiceLoader([FileSystemLoader(f) for f in self.folders]),
-            undefined=StrictUndefined,
+        self.catalogs = Catalogs(self.folders)
+        self.env = environment(
+            self.folders,
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         )
@@ -150,22 +221,22 @@ class Templates:
             raise InvalidValue(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
         if channel not in channels_of(name):
             raise InvalidValue(f"template {name!r} is for email only")
-        context = {**context, "relative": self._run(f"_relative.{lang}.txt", context).strip()}
+        context = {**context, "lang": lang, "dir": direction(lang)}
+        context["relative"] = self._run(f"_relative.{lang}.txt", context, lang).strip()
         if channel == "forum":
-            return Message(subject=None, text=self._run(f"forum/{name}.{lang}.md", context),
+            return Message(subject=None, text=self._run(f"forum/{name}.{lang}.md", context, lang),
                            html=None)
         return self.email(name, lang, context)
 
     def email(self, name: str, lang: str, context: Mapping[str, Any]) -> Message:
-        """email/<name>.<lang>.txt (subject and body blocks) and .html."""
-        context = {**context, "lang": lang}
-        subject = self._run(f"email/{name}.{lang}.txt", context, block="subject").strip()
+        """email/<name>.txt (subject and body blocks) and .html, in `lang`."""
+        context = {**context, "lang": lang, "dir": direction(lang)}
+        text = f"email/{name}.{lang}.txt"
+        subject = self._run(text, context, lang, block="subject").strip()
         if "\n" in subject or "\r" in subject:  # a header must never carry a line break
-            path = self._load(f"email/{name}.{lang}.txt").filename
-            raise RenderError(f"{path}: the subject has a line break")
-        return Message(subject=subject,
-                       text=self._run(f"email/{name}.{lang}.txt", context, block="body"),
-                       html=self._run(f"email/{name}.{lang}.html", context))
+            raise RenderError(f"{self._load(text).filename}: the subject has a line break")
+        return Message(subject=subject, text=self._run(text, context, lang, block="body"),
+                       html=self._run(f"email/{name}.{lang}.html", context, lang))
 
     def _load(self, path: str) -> Template:
         try:
@@ -175,33 +246,43 @@ class Templates:
             raise RenderError(f"no template {path} in {where}") from e
         except TemplateSyntaxError as e:
             raise RenderError(f"{e.filename or path} line {e.lineno}: {e.message}") from e
+        except RecursionError as e:  # nested beyond what the parser can follow
+            found = next((f / path for f in self.folders if (f / path).is_file()), path)
+            raise RenderError(f"{found}: too deeply nested to read") from e
 
-    def _run(self, path: str, context: Mapping[str, Any], block: str | None = None) -> str:
+    def _run(self, path: str, context: Mapping[str, Any], lang: str,
+             block: str | None = None) -> str:
         template = self._load(path)
+        assert isinstance(template, BoundedTemplate)
+        if block is not None and block not in template.blocks:
+            raise RenderError(f"{template.filename}: has no {{% block {block} %}}")
+        speaker = self.catalogs.speaker(lang)
         try:
-            if block is None:
-                return template.render(context)
-            if block not in template.blocks:
-                raise RenderError(f"{template.filename}: has no {{% block {block} %}}")
-            try:
-                return "".join(template.blocks[block](template.new_context(dict(context))))
-            except Exception:
-                self.env.handle_exception()  # re-raises with template file names and lines
-        except SecurityError as e:
-            where = template_location(e, template)
-            raise RenderError(f"{where}: refused by the sandbox: {e}") from e
-        except UndefinedError as e:
-            raise RenderError(f"{template_location(e, template)}: {e}") from e
-        except TemplateError as e:
-            raise RenderError(f"{template_location(e, template)}: {e}") from e
-        except (TypeError, ValueError, ArithmeticError, LookupError) as e:
-            raise RenderError(f"{template_location(e, template)}: {type(e).__name__}: {e}") from e
+            with translate.speaking(speaker):
+                if block is None:
+                    return template.render(context)
+                return template.render_block(block, context)
+        except Exception as e:  # whatever the template raised, said at its file and line
+            if isinstance(e, OSError) and not isinstance(e, TemplateNotFound):
+                raise  # a template it includes cannot be read just now: may pass
+            raise RenderError(describe(e, template)) from e
 
     def check(self, languages: Sequence[str],
               sample: Callable[[str], Mapping[str, Any]]) -> list[str]:
-        """Render every template for every channel and language; one line per problem."""
+        """Render every template for every channel and language, and read each language's
+        catalog; one line per problem."""
         problems = []
+        try:
+            expected = self.catalogs.expected()
+        except SchedulerError as e:
+            problems.append(str(e))
+            expected = None
         for lang in languages:
+            if expected is not None:
+                try:
+                    problems.extend(self.catalogs.problems(lang, expected))
+                except SchedulerError as e:
+                    problems.append(str(e))
             context = sample(lang)
             for name in TEMPLATES + EMAIL_ONLY:
                 for channel in channels_of(name):
@@ -209,12 +290,39 @@ class Templates:
                         self.render(name, channel, lang, context)
                     except SchedulerError as e:
                         problems.append(str(e))
+                    except OSError as e:  # a template file that cannot be read
+                        problems.append(f"{e.filename}: cannot read: {e.strerror or e}")
             for name in ACCOUNT:
                 try:
                     self.email(name, lang, ACCOUNT_SAMPLE)
                 except SchedulerError as e:
                     problems.append(str(e))
+                except OSError as e:
+                    problems.append(f"{e.filename}: cannot read: {e.strerror or e}")
         return list(dict.fromkeys(problems))
+
+
+def describe(error: BaseException, template: Template, lang: str | None = None) -> str:
+    """A template's failure on one line: the file and line it happened at (and in which
+    language, for a page), and what."""
+    where = template_location(error, template)
+    if isinstance(error, TemplateSyntaxError):  # in a template it includes or imports
+        where = f"{error.filename or error.name or where} line {error.lineno}"
+        what = error.message or "syntax error"
+    elif isinstance(error, TemplateNotFound):  # what it includes, imports or extends
+        names = getattr(error, "templates", None) or [error.name]
+        what = f"no template {' or '.join(str(n) for n in names)}"
+    elif isinstance(error, OSError):
+        what = f"cannot read {error.filename}: {error.strerror or error}"
+    elif isinstance(error, SecurityError) and not isinstance(error, BudgetExceeded):
+        what = f"refused by the sandbox: {error}"
+    elif isinstance(error, TemplateError):
+        what = str(error)
+    else:
+        what = f"{type(error).__name__}: {error}"
+    if lang is not None:
+        where = f"{where} ({lang})"
+    return " ".join(line.strip() for line in f"{where}: {what}".splitlines())
 
 
 def template_location(error: BaseException, template: Template) -> str:

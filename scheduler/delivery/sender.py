@@ -1,7 +1,8 @@
-"""One pass of the reminder service: plan (`planning`), expire, claim, send, mark. `now` is a
-parameter.
+"""One pass of the reminder service: plan (`planning`), expire, then claim, send and mark a
+batch at a time until nothing due is left. `now` is a parameter.
 
-`coalition run-once` is one pass; the daemon runs passes when something falls due.
+`coalition run-once` is one pass; the daemon runs passes of one batch each when something falls
+due (its timer runs the next at once while more is due).
 Email goes to each subscriber in their language, their own zone first, with a Message-ID
 derived from the delivery's key (a repeat after a crash is recognisable) and RFC 8058
 one-click unsubscribe headers. A forum post is in the call's language and zone, and carries the
@@ -11,7 +12,10 @@ config's choice (`scheduler.channels`): nothing here knows.
 No message poisons a pass: whatever rendering or sending one delivery raises (a template
 error, an address the mail server cannot take, a file that cannot be written) is recorded as
 that delivery's failure with the reason, for good or to retry where the error may pass (the
-disk, the network), and the pass goes on with every other delivery. A delivery found owed no
+disk, the network), and the pass goes on with every other delivery. A transport that cannot
+be reached at all (`outage`) is the transport's failure, not the message's: its channel's
+deliveries then wait for it together (`outbox.transport_failed`), and the first message it
+takes afterwards lets them all go (`outbox.transport_worked`). A delivery found owed no
 more when its turn comes (the member left, the occurrence was cancelled, the call or its rule
 is gone) is cancelled with the reason: nothing failed. Only a database that cannot record
 anything stops a pass: `run_once` raises `DatabaseError` then.
@@ -99,7 +103,7 @@ def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zo
     context = message_context(facts(job.call, settings), job.occurrence, lang=lang,
                               reader=get_zone(zone), now=now, labels=settings.labels,
                               recording_url=job.extras.get("recording_url"),
-                              notes=job.extras.get("notes"))
+                              notes=job.extras.get("notes"), folders=settings.template_folders)
     if unsubscribe is not None:
         context["unsubscribe"] = unsubscribe
     return templates.render(job.rule.template, job.delivery.channel, lang, context)
@@ -143,6 +147,19 @@ def forum_post(settings: Settings, templates: Templates, job: Job, now: datetime
                 retry=delivery.attempts > 1)
 
 
+def transports(settings: Settings) -> dict[str, str]:
+    """The transport that carries each channel, as config.toml names it."""
+    return {EMAIL: str(settings.email.transport), FORUM: str(settings.forum.transport)}
+
+
+def outage(result: Result) -> bool:
+    """Whether a failed result is its transport's, not its message's: the transport said the
+    far side is down (`Result.unreachable`), and nothing about this message (a refused
+    address, a Retry-After) asks for its own timer."""
+    return (not result.ok and result.unreachable and not result.permanent
+            and not result.unusable and result.retry_after is None)
+
+
 def record_post(session: Session, settings: Settings, job: Job, result: Result, *,
                 now: datetime) -> str:
     """What became of one post, committed at once (a post made is never made twice); returns
@@ -156,7 +173,8 @@ def record_post(session: Session, settings: Settings, job: Job, result: Result, 
     else:
         outbox.mark_failed(session, delivery, error=result.error or "error", now=now,
                            permanent=result.permanent, retry_after=result.retry_after,
-                           first_retry=timedelta(seconds=settings.daemon.retry_seconds))
+                           first_retry=timedelta(seconds=settings.daemon.retry_seconds),
+                           outage=outage(result))
     session.commit()
     return delivery.status
 
@@ -181,21 +199,50 @@ def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
 
 def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
               templates: Templates | None = None,
-              clock: Callable[[], datetime] | None = None) -> Counter[str]:
-    """Claim what is due and send it; return how many ended in each state ("sent", "failed",
-    "missed", "to retry", "cancelled").
+              clock: Callable[[], datetime] | None = None,
+              progress: Callable[[int], None] | None = None) -> Counter[str]:
+    """Claim a batch (`[daemon] batch`) of what is due and send it; return how many ended in
+    each state ("sent", "failed", "missed", "to retry", "cancelled").
 
     `clock` stamps each message when the server accepts it (the daemon's real clock) and keeps
     the batch's claims while it is being sent (every third of the lease); without it, the
     pass's `now` is the stamp and the claims last one lease (a preview with --now).
+    `progress`, if given, is called with 1 as the server answers each email.
     """
+    states, _ = _send_batch(session, settings, now=now, worker=worker, templates=templates,
+                            clock=clock, progress=progress)
+    return Counter(states.values())
+
+
+def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: str,
+                templates: Templates | None, clock: Callable[[], datetime] | None,
+                progress: Callable[[int], None] | None) -> tuple[dict[int, str], set[str]]:
+    """`send_pass`, saying what became of each delivery it claimed, by id, and which
+    channels' transports it found down (their deliveries now wait)."""
     templates = templates or Templates(settings.template_folders)
     rules = {rule.name: rule for rule in (*settings.reminders, followups.RULE)}
-    outcomes: Counter[str] = Counter()
+    states: dict[int, str] = {}
+    carriers = transports(settings)
     claimed = outbox.claim(session, now=now, worker=worker, limit=settings.daemon.batch,
-                           lease=timedelta(seconds=settings.daemon.lease_seconds))
+                           lease=timedelta(seconds=settings.daemon.lease_seconds),
+                           waiting=outbox.waiting_channels(session, now=now,
+                                                           transports=carriers))
     if not claimed:
-        return outcomes
+        return states, set()
+    answered: set[str] = set()  # channels whose transport took, or answered about, a message
+    down: dict[str, str] = {}  # channels whose transport could not be reached, and why
+
+    def seen(channel: str, result: Result) -> bool:
+        """Notes what `result` says of its channel's transport; whether it is an outage."""
+        if outage(result):
+            down[channel] = result.error or "unreachable"
+            return True
+        answered.add(channel)
+        return False
+
+    def state(delivery: Delivery, outcome: str) -> None:
+        assert delivery.id is not None
+        states[delivery.id] = outcome
     calls = {c.id: c for c in list_calls(session)}
     changes = all_changes(session)
     recipients = sorted({d.recipient for d in claimed if d.channel == EMAIL})
@@ -210,12 +257,12 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
         reason, permanent = (error, True) if isinstance(error, str) else failure(error)
         outbox.mark_failed(session, delivery, error=reason, permanent=permanent, now=now,
                            first_retry=timedelta(seconds=settings.daemon.retry_seconds))
-        outcomes[outbox.outcome(delivery.status)] += 1
+        state(delivery, outbox.outcome(delivery.status))
 
     def drop(delivery: Delivery, reason: str) -> None:
         """Owed no more since it was queued: cancelled with the reason; nothing failed."""
         outbox.mark_cancelled(session, delivery, reason=reason, now=now)
-        outcomes[DeliveryStatus.CANCELLED] += 1
+        state(delivery, DeliveryStatus.CANCELLED)
 
     def email(job: Job, subscriber: Subscriber) -> mail.Outgoing | Exception:
         """The reminder to one member, from the prototype of everyone who reads it in the
@@ -248,10 +295,14 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                     drop(delivery, job)
                 elif delivery.channel == FORUM:
                     post = forum_post(settings, templates, job, now)
-                    forum = forum or channels.forum(settings)
-                    (result,) = forum.send([post])
-                    outcomes[outbox.outcome(record_post(session, settings, job, result,
-                                                        now=now))] += 1
+                    if FORUM in down:  # unreachable a moment ago: waits with the others
+                        result = Result(key=post.key, error=down[FORUM])
+                    else:
+                        forum = forum or channels.forum(settings)
+                        (result,) = forum.send([post])
+                    seen(FORUM, result)
+                    state(delivery, outbox.outcome(record_post(session, settings, job, result,
+                                                               now=now)))
                 elif delivery.channel == EMAIL:
                     subscriber = subscribers.get(delivery.recipient)
                     if subscriber is None or subscriber.status != SubscriberStatus.CONFIRMED:
@@ -282,18 +333,21 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                             renew=renew if clock is not None else None,
                             renew_every=lease.total_seconds() / 3)
 
-        answered: set[str] = set()
+        answered_keys: set[str] = set()
 
         def record(result: Result) -> None:
             """As the server answers; recorded a group at a time, beside the sending."""
-            answered.add(result.key)
+            answered_keys.add(result.key)
             claimed = by_id[result.key]
             moment = clock() if clock is not None else now
+            unreached = seen(EMAIL, result)
             if result.ok:
                 recorder.sent(claimed, message_id=result.receipt or result.key, now=moment)
             else:
                 recorder.failed(claimed, error=result.error or "unknown",
-                                permanent=result.permanent, now=moment)
+                                permanent=result.permanent, now=moment, outage=unreached)
+            if progress is not None:
+                progress(1)
 
         try:
             try:
@@ -306,15 +360,27 @@ def send_pass(session: Session, settings: Settings, *, now: datetime, worker: st
                 reason, _ = failure(e)
                 log.warning("sending stopped: %s; the rest is retried", reason)
                 moment = clock() if clock is not None else now
-                for unanswered in by_id.keys() - answered:
-                    recorder.failed(by_id[unanswered], error=f"sending stopped: {reason}",
-                                    permanent=False, now=moment)
+                down[EMAIL] = f"sending stopped: {reason}"
+                for unanswered in by_id.keys() - answered_keys:
+                    recorder.failed(by_id[unanswered], error=down[EMAIL],
+                                    permanent=False, now=moment, outage=True)
         finally:
-            outcomes.update(recorder.close())
+            recorder.close()
+            states.update(recorder.states)
     finally:
         if forum is not None:
             forum.close()
-    return outcomes
+    moment = clock() if clock is not None else now
+    unreached = set()
+    for channel in (EMAIL, FORUM):  # the transport's one schedule, shared through the database
+        if channel in answered:
+            outbox.transport_worked(session, channel)
+        elif channel in down:
+            outbox.transport_failed(session, channel, transport=carriers[channel],
+                                    error=down[channel], now=moment,
+                                    first_retry=timedelta(seconds=settings.daemon.retry_seconds))
+            unreached.add(channel)
+    return states, unreached
 
 
 def failure(error: Exception) -> tuple[str, bool]:
@@ -328,16 +394,38 @@ def failure(error: Exception) -> tuple[str, bool]:
 def run_once(session: Session, settings: Settings, *, now: datetime, worker: str,
              clock: Callable[[], datetime] | None = None,
              memo: dict[str, object] | None = None,
-             templates: Templates | None = None) -> PassReport:
-    """One pass: plan, expire, send. A database that stops answering midway (gone, locked,
-    out of disk) raises `DatabaseError`, in one line: what the pass recorded stays, its
-    claims run out, and a later pass takes them up."""
+             templates: Templates | None = None,
+             progress: Callable[[int], None] | None = None,
+             batches: int | None = None) -> PassReport:
+    """One pass: plan, expire, then send what is due, a batch (`[daemon] batch`) after another,
+    until nothing due is left: the last batch is one that was not full, or that got nothing
+    done (all of it failed for now) without finding a transport down (whose channel then
+    waits, while another channel's deliveries may still be due), or the `batches`-th (the
+    daemon sends one a pass, so that SIGTERM waits for one batch only; its timer runs the next
+    pass at once while more is due). Each delivery counts once in the report, as the last batch
+    that tried it left it; later batches go on `clock`, when given.
+
+    A database that stops answering midway (gone, locked, out of disk) raises `DatabaseError`,
+    in one line: what the pass recorded stays, and a later pass takes up the rest (the
+    worker's own claims are free to it at once, and to others once it is gone)."""
     report = PassReport()
     try:
         report.planned = planning.plan_pass(session, settings, now=now, memo=memo)
         report.expired = outbox.expire(session, now=now)
-        report.outcomes = send_pass(session, settings, now=now, worker=worker, clock=clock,
-                                    templates=templates)
+        states: dict[int, str] = {}
+        moment, sent = now, 0
+        while True:
+            batch, unreached = _send_batch(session, settings, now=moment, worker=worker,
+                                           templates=templates, clock=clock, progress=progress)
+            states.update(batch)
+            sent += 1
+            done = any(state != outbox.TO_RETRY for state in batch.values())
+            if len(batch) < settings.daemon.batch or not (done or unreached) or sent == batches:
+                break
+            if clock is not None:
+                moment = clock()
+                report.expired += outbox.expire(session, now=moment)
+        report.outcomes = Counter(states.values())
     except OperationalError as e:
         where = session.get_bind().engine.url.render_as_string(hide_password=True)
         reason = str(e.orig if e.orig is not None else e).strip().splitlines()[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -30,7 +31,7 @@ from scheduler.core.recurrence import (
     rekey_changes,
 )
 from scheduler.core.zones import get_zone, localize_strict, resolve_recurring, to_utc, within_years
-from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
+from scheduler.errors import Conflict, InvalidRecurrence, InvalidValue, NotFound, SchedulerError
 from scheduler.store.models import Call, OccurrenceChange
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,24 @@ def zone_of(call: Call) -> ZoneInfo:
     return get_zone(call.timezone)
 
 
+_SERIES: dict[tuple[str, str, int, str | None], Series] = {}
+
+
 def series_of(call: Call) -> Series:
     """The stored call's schedule. A row this version would not store (written by an older
-    one, or by hand: a start in the year 9999) raises a `SchedulerError` naming the call."""
+    one, or by hand: a start in the year 9999) raises a `SchedulerError` naming the call.
+    Kept by the fields it is made of (a listing of 10,000 calls asks twice for each)."""
+    key = (call.start_local, call.timezone, call.duration_minutes, call.rrule)
+    found = _SERIES.get(key)
+    if found is None:
+        found = _series_of(call)
+        if len(_SERIES) >= 20_000:
+            _SERIES.clear()
+        _SERIES[key] = found
+    return found
+
+
+def _series_of(call: Call) -> Series:
     try:
         wall = datetime.fromisoformat(call.start_local)
     except ValueError as e:
@@ -100,7 +116,11 @@ def series_of(call: Call) -> Series:
                            "and time") from e
     within_years(wall, what=f"call {call.slug}'s start")
     start = resolve_recurring(wall, zone_of(call))
-    return Series(start=start, duration=timedelta(minutes=call.duration_minutes), rrule=call.rrule)
+    try:
+        return Series(start=start, duration=timedelta(minutes=call.duration_minutes),
+                      rrule=call.rrule)
+    except InvalidRecurrence as e:  # a rule no loop could finish: refused as it is read
+        raise InvalidRecurrence(f"call {call.slug}: {e}") from e
 
 
 def reason(error: Exception) -> str:
@@ -174,10 +194,19 @@ def call_occurrences(
 
 
 def next_occurrence(session: Session, call: Call, now: datetime) -> Occurrence | None:
-    upcoming = [o for o in occurrences(series_of(call), changes_of(session, call),
-                                       start=now, count=5)
-                if o.status is not Status.CANCELLED]
-    return upcoming[0] if upcoming else None
+    return first_upcoming(series_of(call), changes_of(session, call), now)
+
+
+def first_upcoming(series: Series, changes: Mapping[datetime, Change],
+             now: datetime) -> Occurrence | None:
+    """The first occurrence from `now` on that is not cancelled (among the next five)."""
+    if series.rrule is None:  # a one-off: no rule to expand
+        only = occurrence_at(series.start, series, changes.get(to_utc(series.start)))
+        ahead = only.start >= to_utc(now) and only.status is not Status.CANCELLED
+        return only if ahead else None
+    found = [o for o in occurrences(series, changes, start=now, count=5)
+             if o.status is not Status.CANCELLED]
+    return found[0] if found else None
 
 
 # --- writing the call itself
@@ -250,7 +279,10 @@ def _apply(session: Session, settings: Settings, call: Call, data: CallInput, *,
             else datetime.fromisoformat(call.start_local))
     if stored:
         within_years(wall, what="the call's stored start (give --start to change it)")
-    start = localize_strict(wall, zone, what="--start")
+    if stored and data.timezone is None:  # not typed: an imported start may lie in a gap
+        start = resolve_recurring(wall, zone)
+    else:
+        start = localize_strict(wall, zone, what="--start")
     rrule = call.rrule if data.rrule is None else (data.rrule.strip() or None)
     if rrule is not None and given & {"rrule", "start", "timezone"}:
         rrule = normalize_rrule(rrule, start, field="--rrule")

@@ -14,7 +14,9 @@ older code: the admin upgrades on purpose, with every daemon stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,12 +82,37 @@ def sqlite_file(url: str | URL) -> Path | None:
     return Path(parsed.database)
 
 
+SIDECARS = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
+
+
+def _private_file(path: Path) -> None:
+    """Make the SQLite file, empty, readable and writable by its owner only, before SQLite
+    opens it: it holds members' addresses and unsubscribe tokens. SQLite gives its -wal, -shm
+    and -journal files the database file's mode, so they are private too. A file that exists
+    (made by an older version, perhaps 0644) is made private as well, with its companions, where
+    its owner runs this."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, *(Path(f"{path}{suffix}") for suffix in SIDECARS)):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
+def _engine(url: str | URL, **options: Any) -> Engine:
+    """create_engine, with the statement's parameters (addresses, tokens) kept out of every
+    error message and log line: a failed INSERT says what failed, not what it carried."""
+    return create_engine(url, hide_parameters=True, **options)
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `url` (a SQLite file's folder is made); the schema is not looked at."""
+    """An engine for `url` (a SQLite file and its folder are made, the file private to its
+    owner); the schema is not looked at."""
     path = sqlite_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+        _private_file(path)
+    engine = _engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -184,9 +211,6 @@ def migrate(engine: Engine, *, revision: str = "head") -> SchemaState:
             command.upgrade(cfg, revision)
             log.info("database %s upgraded from %s to %s", _where(engine), current,
                      target.revision)
-    path = sqlite_file(engine.url)
-    if current is None and path is not None:
-        path.chmod(0o600)  # members' addresses: its owner's only (SQLite's -wal and -shm follow)
     return SchemaState(before=current, after=target.revision)
 
 
@@ -200,7 +224,7 @@ def open_database(url: str) -> Engine:
                              "create it", found=None, needed=head_revision())
     # Looked at through a connection of its own without the SQLite pragmas: setting WAL mode
     # would write to a database that is about to be refused.
-    probe = create_engine(url, poolclass=NullPool)
+    probe = _engine(url, poolclass=NullPool)
     try:
         check_schema(probe)
     finally:

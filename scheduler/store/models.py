@@ -185,3 +185,21 @@ class Followup(SQLModel, table=True):
     recording_url: str | None = None
     notes: str = ""
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class TransportOutage(SQLModel, table=True):
+    """A channel's transport that could not be reached (refused, timed out, cut off): the
+    channel's deliveries wait for it, on one schedule, not each on its own timer. Until
+    `retry_at` none of them is claimed; the first message it takes after that ends the outage,
+    and every delivery that waited goes at once (`outbox.transport_failed`,
+    `outbox.transport_worked`). A table, not a daemon's memory: replicas and `run-once` from
+    cron share it, and a restart keeps it."""
+
+    __tablename__ = "transport_outage"
+
+    channel: str = Field(primary_key=True, max_length=16)  # EMAIL or FORUM
+    transport: str = Field(max_length=32)  # the one config named then: another is not waited for
+    failures: int  # attempts in a row that could not reach it: the backoff's exponent
+    since: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    retry_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    last_error: str = ""

@@ -6,31 +6,47 @@
 
 The unique key (call, occurrence, rule, channel, recipient) makes a delivery exist once however
 many planners run. A claim takes due rows with a lease (`FOR UPDATE SKIP LOCKED` on
-PostgreSQL), so two daemons never hold the same row; a daemon that dies leaves rows whose lease
-runs out, and the next claim takes them, while a live one renews the lease of what it is still
-sending (`renew`). A fan-out's results are recorded by a `recorder.Recorder`, a
-group per commit: a crash can repeat the messages in flight (one per connection) and those
-accepted but not yet recorded (at most `Recorder.WAITING`); a repeat keeps its Message-ID.
-New deliveries are written by `bulk`, as each database does it fastest.
+PostgreSQL), so two daemons never hold the same row, and a live one renews the lease of what it
+is still sending (`renew`). A dead worker's claims are free at once, not when their lease runs
+out: on PostgreSQL each worker holds an advisory lock named by its id from its first claim until
+its process ends (`hold`), and a claim whose worker's lock can be taken is a dead one's; on
+SQLite, where one daemon runs, the daemon frees every older claim when it starts
+(`free_claims`). The lease stays the last resort (a machine gone without closing its
+connections). A worker's own claims are free when it claims again: it finishes a batch before
+it claims the next.
+
+While a channel's transport cannot be reached, its deliveries wait for it, not each on its own
+timer: `transport_failed` records the outage with one backoff for the transport, claims leave
+the channel alone until then, and the first message it takes afterwards (`transport_worked`)
+releases every delivery that waited.
+
+A fan-out's results are recorded by a `recorder.Recorder`, a group per commit: a crash can
+repeat the messages in flight (one per connection) and those accepted but not yet recorded (at
+most `Recorder.WAITING`); a repeat keeps its Message-ID. New deliveries are written by `bulk`,
+as each database does it fastest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
-from collections.abc import Collection, Sequence
+import threading
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, or_, text, update
 from sqlalchemy import select as core_select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from scheduler import metrics
 from scheduler.core.plan import EMAIL, FORUM, TOPIC, Planned, Step
+from scheduler.errors import Conflict
 from scheduler.store import bulk
-from scheduler.store.models import Delivery, DeliveryStatus
+from scheduler.store.models import Delivery, DeliveryStatus, TransportOutage
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +171,29 @@ def expire(session: Session, *, now: datetime) -> int:
 
 
 def claim(session: Session, *, now: datetime, worker: str, lease: timedelta,
-          limit: int = 500) -> list[Delivery]:
-    """Take up to `limit` due deliveries for `worker` for `lease` (`[daemon] lease_seconds`)."""
-    query = (select(Delivery.id).where(
+          limit: int = 500, waiting: Collection[str] = ()) -> list[Delivery]:
+    """Take up to `limit` due deliveries for `worker` for `lease` (`[daemon] lease_seconds`),
+    leaving alone the channels in `waiting` (their transport is down: `waiting_channels`).
+
+    Free to take: what nobody holds, what a lease no longer covers, `worker`'s own (it
+    finished its last batch before claiming this one), and what a worker that is gone held
+    (`others`)."""
+    hold(session.get_bind().engine, worker)
+    gone = [other for other, alive in others(session, now=now, worker=worker).items()
+            if not alive]
+    free = [col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now,
+            col(Delivery.leased_by) == worker]
+    if gone:
+        free.append(col(Delivery.leased_by).in_(gone))
+        log.info("taking over the claims of %s: gone", ", ".join(gone))
+    conditions = [
         col(Delivery.status) == DeliveryStatus.PENDING, col(Delivery.due_at) <= now,
         col(Delivery.expires_at) > now,
         or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
-        or_(col(Delivery.lease_until).is_(None), col(Delivery.lease_until) < now),
-    ).order_by(col(Delivery.due_at)).limit(limit))
+        or_(*free)]
+    if waiting:
+        conditions.append(col(Delivery.channel).not_in(sorted(waiting)))
+    query = select(Delivery.id).where(*conditions).order_by(col(Delivery.due_at)).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     ids = list(session.exec(query).all())
@@ -174,9 +205,105 @@ def claim(session: Session, *, now: datetime, worker: str, lease: timedelta,
     ).values(lease_until=now + lease, leased_by=worker, attempts=Delivery.attempts + 1,
              updated_at=now))
     session.commit()
-    claimed = list(session.exec(select(Delivery).where(col(Delivery.id).in_(ids),
-                                                       Delivery.leased_by == worker)).all())
+    claimed = list(session.exec(select(Delivery).where(
+        col(Delivery.id).in_(ids), Delivery.leased_by == worker,
+    ).execution_options(populate_existing=True)).all())  # not as an earlier batch left them
     return sorted(claimed, key=lambda d: (d.due_at, d.id or 0))
+
+
+# --- who is alive: a dead worker's claims are free at once
+
+TAKEOVER_CHECK = timedelta(seconds=2)
+"""How often a daemon looks whether a worker holding claims is gone (PostgreSQL only)."""
+_HELD: dict[tuple[str, str], Connection] = {}  # (database, worker): the connection holding it
+_HOLDING = threading.Lock()
+
+
+def _lock_key(worker: str) -> int:
+    """The advisory lock (a signed 64-bit number) that says `worker` is alive."""
+    digest = hashlib.sha256(f"coalition worker {worker}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def hold(engine: Engine, worker: str) -> None:
+    """On PostgreSQL, `worker`'s sign of life: a session advisory lock named by its id, on a
+    connection of its own, taken before its first claim and held until its process ends (the
+    server lets go when the connection closes, however the process ended) or `let_go`. Looked
+    at on every claim, and taken again when the connection was lost (the server restarted).
+    A second live process with the same worker id is refused (`Conflict`). Elsewhere, nothing.
+
+    Not through a connection pooler in transaction mode (PgBouncer's): it needs a session.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    key = (engine.url.render_as_string(hide_password=False), worker)
+    with _HOLDING:
+        held = _HELD.get(key)
+        if held is not None:
+            try:
+                held.execute(text("SELECT 1"))
+                held.commit()
+                return
+            except SQLAlchemyError:
+                log.warning("the connection that says %s is alive was lost; taking it again",
+                            worker)
+                del _HELD[key]
+                _drop(held)
+        connection = engine.connect()
+        try:
+            # Another worker may hold it for an instant, looking whether this one is alive.
+            connection.execute(text("SELECT set_config('lock_timeout', '5s', true)"))
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(worker)})
+            connection.commit()
+        except SQLAlchemyError as e:
+            _drop(connection)
+            if getattr(getattr(e, "orig", None), "sqlstate", None) == "55P03":  # lock_timeout
+                raise Conflict(f"another live process works as {worker} on this database: "
+                               "each daemon and run-once needs a worker id of its own") from e
+            raise
+        _HELD[key] = connection
+
+
+def let_go(engine: Engine, worker: str) -> None:
+    """`worker` stops: its lock goes with its connection, and claims it left are free."""
+    with _HOLDING:
+        held = _HELD.pop((engine.url.render_as_string(hide_password=False), worker), None)
+    if held is not None:
+        _drop(held)
+
+
+def _drop(connection: Connection) -> None:
+    """Closed for good, not returned to the pool, where the session's lock would live on."""
+    try:
+        connection.invalidate()
+        connection.close()
+    except SQLAlchemyError:
+        pass
+
+
+def others(session: Session, *, now: datetime, worker: str) -> dict[str, bool]:
+    """The workers other than `worker` that hold claims a lease still covers, each with whether
+    it is alive (its lock is held: `hold`). Only PostgreSQL can tell; on SQLite none is looked
+    at ({}): one daemon runs there, and it frees every older claim when it starts."""
+    if session.get_bind().dialect.name != "postgresql":
+        return {}
+    holders = session.connection().execute(core_select(_TABLE.c.leased_by).distinct().where(
+        _TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lease_until >= now,
+        _TABLE.c.leased_by.is_not(None), _TABLE.c.leased_by != worker)).scalars().all()
+    # Taken for this transaction only, so that one looker at a time takes a dead one's claims.
+    taken = text("SELECT pg_try_advisory_xact_lock(:key)")
+    return {holder: not session.connection().execute(taken, {"key": _lock_key(holder)})
+            .scalar_one() for holder in sorted(holders)}
+
+
+def free_claims(session: Session) -> int:
+    """Every claim is free again: their workers are known to be gone (the one daemon a SQLite
+    file serves frees them when it starts). Committed; how many there were."""
+    result = session.connection().execute(update(_TABLE).where(
+        _TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lease_until.is_not(None),
+    ).values(lease_until=None))
+    session.commit()
+    return int(result.rowcount)
 
 
 def renew(session: Session, ids: Collection[int], *, worker: str, until: datetime) -> int:
@@ -191,16 +318,89 @@ def renew(session: Session, ids: Collection[int], *, worker: str, until: datetim
     return int(result.rowcount)
 
 
-def next_wakeup(session: Session) -> datetime | None:
-    """When the next pending delivery can be sent: its due time, retry time or lease expiry."""
+def next_wakeup(session: Session, *, worker: str,
+                waiting: Mapping[str, datetime] | None = None) -> datetime | None:
+    """When the next pending delivery can be sent: its due time, its retry time, the end of
+    another worker's lease on it, or when its channel's transport is tried again (`waiting`:
+    `waiting_channels`). Read as plain rows: a long-lived session's objects may be stale."""
+    waiting = waiting or {}
     moments = []
-    for delivery in session.exec(select(Delivery).where(
-            col(Delivery.status) == DeliveryStatus.PENDING)
-            .order_by(col(Delivery.due_at)).limit(1000)):
-        moments.append(max(m for m in (delivery.due_at, delivery.next_attempt_at,
-                                       delivery.lease_until) if m is not None))
+    for due, retry, lease, holder, channel in session.connection().execute(core_select(
+            _TABLE.c.due_at, _TABLE.c.next_attempt_at, _TABLE.c.lease_until, _TABLE.c.leased_by,
+            _TABLE.c.channel).where(_TABLE.c.status == DeliveryStatus.PENDING)
+            .order_by(_TABLE.c.due_at).limit(1000)):
+        moments.append(max(m for m in (due, retry, None if holder == worker else lease,
+                                       waiting.get(channel)) if m is not None))
     session.commit()
     return min(moments, default=None)
+
+
+# --- transports that cannot be reached: their deliveries wait for them, on one schedule
+
+_OUTAGE = TransportOutage.__table__  # type: ignore[attr-defined]
+
+
+def waiting_channels(session: Session, *, now: datetime,
+                     transports: Mapping[str, str]) -> dict[str, datetime]:
+    """The channels whose transport (the one `transports` names now) is down, each with when
+    it is tried again; an outage of a transport config no longer names is not waited for."""
+    found = session.connection().execute(core_select(
+        _OUTAGE.c.channel, _OUTAGE.c.transport, _OUTAGE.c.retry_at))
+    return {channel: retry_at for channel, transport, retry_at in found
+            if transports.get(channel) == transport and retry_at > now}
+
+
+def _backoff(failures: int, first_retry: timedelta, jitter: random.Random | None) -> timedelta:
+    """The wait after `failures` failures in a row: doubling from `first_retry` up to
+    `LAST_RETRY`, times 0.5 to 1.5 (those that failed together do not come back together)."""
+    backoff = min(LAST_RETRY, first_retry * (1 << min(max(failures - 1, 0), 20)))
+    spread: float = (jitter or random).random()
+    return backoff * (0.5 + spread)
+
+
+def transport_failed(session: Session, channel: str, *, transport: str, error: str,
+                     now: datetime, first_retry: timedelta = FIRST_RETRY,
+                     jitter: random.Random | None = None) -> datetime:
+    """`channel`'s `transport` reached nothing (refused, timed out, cut off): one more failure
+    in a row of its outage, which the channel's deliveries wait out together (no claim takes
+    them before). Committed; returns when the transport is tried again: exponential backoff
+    with jitter, one schedule for the transport."""
+    for attempt in range(2):
+        connection = session.connection()
+        found = connection.execute(core_select(_OUTAGE.c.transport, _OUTAGE.c.failures)
+                                   .where(_OUTAGE.c.channel == channel).with_for_update()).first()
+        failures = found.failures + 1 if found is not None and found.transport == transport else 1
+        retry_at = now + _backoff(failures, first_retry, jitter)
+        values = {"transport": transport, "failures": failures, "retry_at": retry_at,
+                  "last_error": error}
+        try:
+            if found is None:
+                connection.execute(_OUTAGE.insert().values(channel=channel, since=now, **values))
+            else:
+                connection.execute(update(_OUTAGE).where(_OUTAGE.c.channel == channel).values(
+                    **values, **({} if failures > 1 else {"since": now})))
+            session.commit()
+        except IntegrityError:  # another replica recorded it first: add to its record
+            session.rollback()
+            if attempt:
+                raise
+            continue
+        log.warning("%s transport %s unreachable (%d in a row): %s; its deliveries wait for it "
+                    "until %s", channel, transport, failures, error,
+                    retry_at.isoformat(timespec="seconds"))
+        return retry_at
+    raise AssertionError("unreachable")
+
+
+def transport_worked(session: Session, channel: str) -> bool:
+    """`channel`'s transport took a message (or answered about one): an outage it had is
+    over, and every delivery that waited for it may go at once, since those wait on no timer
+    of their own (`mark_failed(outage=True)`). Committed; whether there was an outage."""
+    ended = session.connection().execute(delete(_OUTAGE).where(_OUTAGE.c.channel == channel))
+    session.commit()
+    if ended.rowcount:
+        log.info("%s transport answers again: the deliveries that waited for it go now", channel)
+    return bool(ended.rowcount)
 
 
 # Built once: the recorder runs it for every accepted message.
@@ -243,24 +443,29 @@ def mark_all_sent(session: Session, sent: Sequence[tuple[int, str, datetime]]) -
 
 def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: bool,
                 now: datetime, retry_after: timedelta | None = None,
-                first_retry: timedelta = FIRST_RETRY,
+                first_retry: timedelta = FIRST_RETRY, outage: bool = False,
                 jitter: random.Random | None = None) -> None:
-    """A permanent failure is final; a temporary one is tried again, with exponential backoff
-    and jitter (or the server's Retry-After), while the delivery is still valid."""
+    """A permanent failure is final. A temporary one of this message (a 4xx for its recipient)
+    is tried again on its own timer, with exponential backoff and jitter (or the server's
+    Retry-After), while the delivery is still valid; one of its transport (`outage`: the
+    server could not be reached) waits for the transport instead, on no timer of its own
+    (`transport_failed`, `transport_worked`), until it goes or expires."""
     delivery.last_error, delivery.lease_until, delivery.updated_at = error, None, now
     metrics.SEND_ERRORS.labels(channel=delivery.channel,
                                kind="permanent" if permanent else "temporary").inc()
     if permanent:
         delivery.status = DeliveryStatus.FAILED
+    elif outage:
+        delivery.next_attempt_at = None
     else:
-        backoff = min(LAST_RETRY, first_retry * 2 ** max(delivery.attempts - 1, 0))
-        wait = retry_after or backoff * (0.5 + (jitter or random).random())
+        wait = retry_after or _backoff(delivery.attempts, first_retry, jitter)
         delivery.next_attempt_at = now + wait
         if delivery.next_attempt_at >= delivery.expires_at:
             delivery.status = DeliveryStatus.MISSED
     session.add(delivery)
     log.info("delivery %s %s: %s", delivery_key(delivery), delivery.status
-             if delivery.status != DeliveryStatus.PENDING else "will be retried", error)
+             if delivery.status != DeliveryStatus.PENDING
+             else "waits for its transport" if outage else "will be retried", error)
 
 
 def mark_cancelled(session: Session, delivery: Delivery, *, reason: str, now: datetime) -> None:

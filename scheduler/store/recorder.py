@@ -37,8 +37,9 @@ class Claimed:
         return cls(delivery.id, outbox.delivery_key(delivery), delivery.due_at)
 
 
-# One result: the delivery, its Message-ID if accepted or else the error, permanent, when.
-_Result = tuple[Claimed, str | None, str | None, bool, datetime]
+# One result: the delivery, its Message-ID if accepted or else the error, permanent, whether
+# the transport could not be reached (an outage: `outbox.mark_failed`), when.
+_Result = tuple[Claimed, str | None, str | None, bool, bool, datetime]
 
 
 class Recorder:
@@ -63,16 +64,18 @@ class Recorder:
         self.engine, self.first_retry = engine, first_retry
         self.renew, self.renew_every = renew, renew_every
         self.outcomes: Counter[str] = Counter()
+        self.states: dict[int, str] = {}  # each delivery recorded: what a pass reports of it
         self.error: BaseException | None = None
         self._queue: Queue[_Result | None] = Queue(maxsize=waiting)
         self._thread = threading.Thread(target=self._run, name="outbox-recorder", daemon=True)
         self._thread.start()
 
     def sent(self, claimed: Claimed, *, message_id: str, now: datetime) -> None:
-        self._put((claimed, message_id, None, False, now))
+        self._put((claimed, message_id, None, False, False, now))
 
-    def failed(self, claimed: Claimed, *, error: str, permanent: bool, now: datetime) -> None:
-        self._put((claimed, None, error, permanent, now))
+    def failed(self, claimed: Claimed, *, error: str, permanent: bool, now: datetime,
+               outage: bool = False) -> None:
+        self._put((claimed, None, error, permanent, outage, now))
 
     def _put(self, item: _Result | None) -> None:
         while True:
@@ -127,22 +130,25 @@ class Recorder:
             log.warning("could not renew the claims being sent: %s", str(e).splitlines()[0])
 
     def _record(self, session: Session, group: list[_Result]) -> None:
-        sent = [(claimed, message_id, now) for claimed, message_id, _, _, now in group
+        sent = [(claimed, message_id, now) for claimed, message_id, _, _, _, now in group
                 if message_id is not None]
         if sent:
             outbox.mark_all_sent(session, [(claimed.delivery_id, message_id, now)
                                            for claimed, message_id, now in sent])
         failures = []
-        for claimed, message_id, error, permanent, now in group:
+        for claimed, message_id, error, permanent, outage, now in group:
             if message_id is None:
                 delivery = session.get(Delivery, claimed.delivery_id)
                 assert delivery is not None and error is not None
                 outbox.mark_failed(session, delivery, error=error, permanent=permanent,
-                                   now=now, first_retry=self.first_retry)
+                                   now=now, first_retry=self.first_retry, outage=outage)
                 failures.append(delivery)
         session.commit()
         for claimed, message_id, now in sent:
             outbox.count_sent(claimed.key, claimed.due, message_id, now)
+            self.states[claimed.delivery_id] = DeliveryStatus.SENT
         self.outcomes[DeliveryStatus.SENT] += len(sent)
         for delivery in failures:
+            assert delivery.id is not None
+            self.states[delivery.id] = outbox.outcome(delivery.status)
             self.outcomes[outbox.outcome(delivery.status)] += 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -41,8 +41,9 @@ def normalized(settings: Settings, data: NewSubscriber) -> tuple[str, str, str, 
 
 
 def clean_name(text: str) -> str:
-    """A name on one line, its runs of white space made single spaces."""
-    name = " ".join(text.split())
+    """A name on one line, its runs of white space made single spaces; no control characters
+    (`inputs.plain_text`: it goes into mail headers and the database)."""
+    name = inputs.one_line(text, field="name")
     if len(name) > 200:
         raise InvalidValue("name must be one line of at most 200 characters")
     return name
@@ -68,16 +69,15 @@ def add(session: Session, settings: Settings, data: NewSubscriber, *, now: datet
     return subscriber
 
 
-def import_csv(session: Session, settings: Settings, path: Path, *, now: datetime) -> int:
-    """email,name,language,timezone per line (a header line is optional); all rows or none."""
+def import_csv(session: Session, settings: Settings, data: bytes, *, source: str,
+               now: datetime) -> int:
+    """email,name,language,timezone per line (a header line is optional); all rows or none.
+    `data` is what the file `source` holds (its name, for messages)."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows = [(reader.line_num, row) for row in reader]  # the line in the file
-    except FileNotFoundError as e:
-        raise SchedulerError(f"{path}: no such file") from e
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise SchedulerError(f"{path}: cannot read: {e}") from e
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+        rows = [(reader.line_num, row) for row in reader]  # the line in the file
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise SchedulerError(f"{source}: cannot read: {e}") from e
     if rows and rows[0][1] and rows[0][1][0].strip().lower() == "email":
         rows = rows[1:]
     seen: set[str] = set()
@@ -87,17 +87,17 @@ def import_csv(session: Session, settings: Settings, path: Path, *, now: datetim
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) > 4:
-                raise InvalidValue(f"{path} line {number}: has {len(row)} columns; expected "
+                raise InvalidValue(f"{source} line {number}: has {len(row)} columns; expected "
                                    "email,name,language,timezone")
             cells = [*row, "", "", ""][:4]
-            data = NewSubscriber(email=cells[0], name=cells[1], language=cells[2] or None,
-                                 timezone=cells[3] or None)
+            wanted = NewSubscriber(email=cells[0], name=cells[1], language=cells[2] or None,
+                                   timezone=cells[3] or None)
             try:
-                subscriber = add(session, settings, data, now=now, commit=False)
+                subscriber = add(session, settings, wanted, now=now, commit=False)
             except SchedulerError as e:
-                raise SchedulerError(f"{path} line {number}: {e}") from e
+                raise SchedulerError(f"{source} line {number}: {e}") from e
             if subscriber.email in seen:
-                raise SchedulerError(f"{path} line {number}: {subscriber.email} appears twice")
+                raise SchedulerError(f"{source} line {number}: {subscriber.email} appears twice")
             seen.add(subscriber.email)
             count += 1
         session.commit()

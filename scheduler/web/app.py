@@ -13,22 +13,24 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler import metrics
@@ -54,6 +56,10 @@ SECURITY_HEADERS = {
 
 
 HeaderList = list[tuple[bytes, bytes]]
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+MAX_BODY = 64 * 1024  # bytes: the sign-up form with every call ticked is a few KiB
+STATUS_TEXT = {400: "bad_request", 403: "form_expired", 404: "not_found",
+               405: "bad_request", 413: "bad_request"}
 
 SECURITY = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 
@@ -151,7 +157,8 @@ class FeedServer:
             log.error("cannot read the feed %s: %s", name, e.strerror or e)
             metrics.FEED_REQUESTS.labels(status="503").inc()
             await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"60")]})
+                *SECURITY, (b"content-type", b"text/plain; charset=utf-8"),
+                (b"retry-after", b"60")]})
             await send({"type": "http.response.body", "body": f"cannot read {name}\n".encode()})
             return
         if feed is None:
@@ -264,13 +271,30 @@ def create_app(settings: Settings, engine: Engine | None = None, *,
             return site.problem(request, status, detail)
         return handle
 
+    def http_problem(request: Request, exc: Exception) -> Response:
+        """Starlette's own refusals (no route, a method the route does not take, a form it
+        cannot read, a body too large) as our page, with their headers (Allow, for a 405)."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            moved = _without_slash(request, routes)
+            if moved is not None:
+                return moved
+        response = site.problem(request, status, STATUS_TEXT.get(status, "bad_request"))
+        if isinstance(exc, HTTPException) and exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
     handlers: dict[Any, Callable[[Request, Exception], Response]] = {
         NotFound: problem(404, "not_found"), InvalidValue: problem(400, "bad_request"),
-        SchedulerError: problem(500, "server_error"),
-        404: problem(404, "not_found"), 405: problem(405, "bad_request"),
+        SchedulerError: problem(500, "server_error"), HTTPException: http_problem,
     }
     application = Starlette(routes=routes, exception_handlers=handlers,
-                            middleware=[Middleware(SecurityHeaders, site=site)])
+                            middleware=[Middleware(SecurityHeaders, site=site),
+                                        Middleware(RequestChecks, site=site,
+                                                   base_url=settings.web.base_url)])
+    # A path with a slash too many is answered by `_without_slash`, with a relative Location:
+    # Starlette's own redirect names the host the request's Host header gave.
+    application.router.redirect_slashes = False
     return FeedServer(application, cache)
 
 
@@ -304,6 +328,98 @@ class SecurityHeaders:
                 raise
             response = self.site.problem(Request(scope), 500, "server_error")
             await response(scope, receive, send_with_headers)
+
+
+def _without_slash(request: Request, routes: Sequence[BaseRoute]) -> Response | None:
+    """/subscribe/ is /subscribe: a permanent redirect to the path without its trailing slash,
+    when that path is one of ours. The Location is a path, never a host (not even one the
+    Host header names)."""
+    path = request.url.path
+    if path == "/" or not path.endswith("/"):
+        return None
+    target = "/" + path.strip("/")
+    scope = {**request.scope, "path": target}
+    if target.startswith("//") or not any(route.matches(scope)[0] is not Match.NONE
+                                          for route in routes):
+        return None
+    query = request.url.query
+    return RedirectResponse(target + (f"?{query}" if query else ""), status_code=308)
+
+
+def origin_of(url: str) -> str | None:
+    """'https://calls.example.org' for 'https://Calls.Example.org:443/x' (RFC 6454: scheme,
+    host and port, a default port left out), as browsers write it in Origin; None for
+    anything else ('null' included)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and port != {"http": 80, "https": 443}[parts.scheme]:
+        host += f":{port}"
+    return f"{parts.scheme}://{host}"
+
+
+def cross_site(headers: Headers, *, allowed: str | None) -> str | None:
+    """Why a state-changing request is not from our own pages, or None.
+
+    A browser says where a request comes from: Sec-Fetch-Site (same-origin, same-site,
+    cross-site or none: typed or bookmarked) and Origin. A form on another site is refused
+    on either: Sec-Fetch-Site other than same-origin or none, or an Origin other than
+    `allowed` (base_url's). "Origin: null" says nothing: our pages' Referrer-Policy:
+    no-referrer makes browsers send it, with Sec-Fetch-Site: same-origin, for their own forms.
+    Neither header at all is a client that is not a browser (curl, a mail provider's RFC 8058
+    one-click unsubscribe): it goes on, and the form's CSRF token or the link's secret decides.
+    """
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site: {fetch_site}"
+    origin = headers.get("origin")
+    if origin is not None and origin.strip() != "null" and origin_of(origin) != allowed:
+        return f"Origin: {origin}"
+    return None
+
+
+class RequestChecks:
+    """Before a request reaches a page: a state-changing one (POST and the like) must come
+    from our own pages (`cross_site`), and no body may be larger than MAX_BODY (413)."""
+
+    def __init__(self, app: ASGIApp, site: Site, base_url: str) -> None:
+        self.app, self.site = app, site
+        self.base_origin = origin_of(base_url)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        refused: tuple[int, str] | None = None
+        if scope["method"] not in SAFE_METHODS:
+            reason = cross_site(request.headers, allowed=self.base_origin)
+            if reason is not None:
+                log.warning("refused %s %s from another site (%s)", scope["method"],
+                            scope.get("path"), reason)
+                refused = (403, "form_expired")
+        length = request.headers.get("content-length", "0")
+        if refused is None and (not length.isdigit() or int(length) > MAX_BODY):
+            refused = (413, "bad_request")
+        if refused is not None:
+            await self.site.problem(request, *refused)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:  # a chunked body, larger than it said or than we take
+                raise HTTPException(413)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _ping(engine: Engine) -> None:

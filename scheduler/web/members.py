@@ -23,6 +23,7 @@ from scheduler.core.recurrence import Occurrence, Status, occurrence_at, occurre
 from scheduler.core.timetable import format_offset, full_date, local_time, zone_label
 from scheduler.core.zones import to_utc
 from scheduler.delivery.feeds import call_event
+from scheduler.delivery.render import first_of_month
 from scheduler.errors import InvalidValue, NotFound
 from scheduler.store.calls import all_changes, changes_of, get_call, list_calls, series_of, skipped
 
@@ -75,23 +76,25 @@ def zone_groups(lang: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...
     return (("UTC", (("UTC", "UTC"),)), *groups)
 
 
-def _when(moment: datetime, zone: ZoneInfo, lang: str, labels: Mapping[str, str]) -> dict[str, str]:
+def _when(moment: datetime, zone: ZoneInfo, lang: str, labels: Mapping[str, str],
+          first: str) -> dict[str, str]:
     local = to_utc(moment).astimezone(zone)
-    return {"date": full_date(local, lang), "time": local_time(local, lang),
+    return {"date": full_date(local, lang, first), "time": local_time(local, lang),
             "offset": format_offset(local.utcoffset()), "city": zone_label(zone.key, lang, labels),
             "iso": to_utc(moment).isoformat()}
 
 
 def _row(occurrence: Occurrence, slug: str, reader: ZoneInfo, lang: str,
-         labels: Mapping[str, str]) -> dict[str, Any]:
+         labels: Mapping[str, str], first: str) -> dict[str, Any]:
+    """One occurrence for the page; `first`: how `lang` writes the first of a month."""
     anchor = occurrence.zone
     row: dict[str, Any] = {
         "status": occurrence.status.value,
-        "reader": _when(occurrence.start, reader, lang, labels),
-        "end": _when(occurrence.end, reader, lang, labels),
-        "anchor": (_when(occurrence.start, anchor, lang, labels)
+        "reader": _when(occurrence.start, reader, lang, labels, first),
+        "end": _when(occurrence.end, reader, lang, labels, first),
+        "anchor": (_when(occurrence.start, anchor, lang, labels, first)
                    if anchor.key != reader.key else None),
-        "moved_from": (_when(occurrence.id, reader, lang, labels)
+        "moved_from": (_when(occurrence.id, reader, lang, labels, first)
                        if occurrence.status is Status.MOVED else None),
         "ics": f"/calls/{slug}/{occurrence.id.astimezone(UTC):{STAMP}}.ics",
     }
@@ -112,11 +115,12 @@ def page(session: Session, settings: Settings, *, now: datetime, reader: ZoneInf
     be shown (a row an older version stored) is left out with a warning; the others are not."""
     calls = []
     changes = all_changes(session)
+    first = first_of_month(lang, settings.template_folders)
     for call in list_calls(session):
         try:
             found = occurrences(series_of(call), changes.get(call.id or 0, {}), start=now,
                                 count=PER_CALL)
-            rows = [_row(o, call.slug, reader, lang, settings.labels) for o in found]
+            rows = [_row(o, call.slug, reader, lang, settings.labels, first) for o in found]
         except Exception as e:  # whatever one stored call raises must not blank the page
             skipped(log, call, "the members' page entry", e)
             continue

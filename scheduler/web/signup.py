@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -39,8 +40,9 @@ MIN_SECRET = 32  # characters
 
 
 class PageError(InvalidValue):
-    """Bad input from the page: `key` names the words for it in templates/web/text.*.toml, so
-    the reader sees it in their language; the message is for logs and tests."""
+    """Bad input from the page: `key` names the words for it in scheduler/web/words.py (in
+    the catalogs, so the reader sees it in their language); the message is for logs and
+    tests."""
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
@@ -122,7 +124,9 @@ class Links:
             request = Request(email=data["email"], name=data["name"], language=data["language"],
                               timezone=data["timezone"],
                               calls=tuple(calls) if calls is not None else None)
-        except (KeyError, TypeError) as e:  # signed by us, but by another version
+            for text in (request.email, request.name, request.language, request.timezone):
+                inputs.plain_text(text, field="link")  # older versions let controls through
+        except (KeyError, TypeError, InvalidValue) as e:  # signed by us, but by another version
             raise LinkError("confirm_invalid", "this confirmation link is not valid") from e
         return request, issued.astimezone(UTC)
 
@@ -172,7 +176,11 @@ def confirmation_email(settings: Settings, request: Request, *, link: str,
     assert rendered.html is not None and rendered.subject is not None
     message = EmailMessage()
     message["From"] = settings.email.sender
-    message["To"] = addresses.formatted(request.name, request.email)
+    # An Address, not a string of "Name <address>": the email package parses a string again
+    # and, for a name beyond ASCII with a comma or "<...>" in it, wrote it back unquoted
+    # ("To: Smith, =?utf-8?q?Jos=C3=A9?= <...>": two recipients, or one the name chose).
+    local, _, domain = request.email.rpartition("@")
+    message["To"] = Address(display_name=request.name, username=local, domain=domain)
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(now)
     message["Message-ID"] = mail.message_id(settings.email.sender, "confirm", request.email,

@@ -8,9 +8,12 @@
     POST /unsubscribe/<token>      that button, and RFC 8058's one-click POST
     GET  /static/<file>            the page's stylesheet and script
 
-Pages are Jinja templates in templates/web/ (an organizer's folder can replace any of them);
-their words are in templates/web/text.<lang>.toml. The reader's language comes from ?lang=, a
-cookie, or Accept-Language; their zone from ?tz=, a cookie, or (with a line of JavaScript) the
+Pages are Jinja templates in templates/web/ (an organizer's folder can replace any of them,
+for every language or for one: web/index.fr.html); their words are translated by the catalogs
+(`scheduler.delivery.catalogs`), and the words the code picks (notices, errors) are in
+`scheduler.web.words`. The page is written right to left for a right-to-left language (dir).
+The reader's language comes from ?lang=, a cookie, or Accept-Language, among the languages of
+`[calls] languages`; their zone from ?tz=, a cookie, or (with a line of JavaScript) the
 browser. Forms carry a token bound to a cookie (CSRF); sign-up is rate-limited per IP and per
 address, in memory, per daemon.
 """
@@ -22,7 +25,6 @@ import contextlib
 import logging
 import re
 import secrets
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,14 +32,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import (
-    ChoiceLoader,
-    FileSystemLoader,
-    StrictUndefined,
-    TemplateError,
-    TemplateSyntaxError,
-)
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError
 from limits import parse as parse_rate
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -52,11 +47,14 @@ from scheduler.config import Settings
 from scheduler.core.recurrence import Status
 from scheduler.core.timetable import zone_label
 from scheduler.core.zones import get_zone
-from scheduler.delivery.render import template_location
+from scheduler.delivery import translate
+from scheduler.delivery.catalogs import Catalogs, direction, language_name, po_file
+from scheduler.delivery.render import describe, environment
 from scheduler.errors import InvalidValue, InvalidZone, NotFound, SchedulerError
 from scheduler.store import subscribers
 from scheduler.store.calls import list_calls
 from scheduler.web import members, signup
+from scheduler.web.words import Words
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +65,30 @@ Clock = Callable[[], datetime]
 
 
 class Pages:
-    """templates/web/*.html in a sandbox (autoescaped), and their words per language."""
+    """templates/web/*.html in a sandbox (autoescaped), speaking the catalogs' languages."""
 
     def __init__(self, folders: list[Path]) -> None:
         self.folders = folders
-        self.env = SandboxedEnvironment(
-            loader=ChoiceLoader([FileSystemLoader(f) for f in folders]),
-            undefined=StrictUndefined, autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        self._texts: dict[str, dict[str, str]] = {}
+        self.catalogs = Catalogs(folders)
+        self.env = environment(folders, autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
-    def texts(self, lang: str) -> dict[str, str]:
-        if lang not in self._texts:
-            path = self.find(f"web/text.{lang}.toml")
-            if path is None:
-                raise SchedulerError(f"no web/text.{lang}.toml in the template folders")
-            with path.open("rb") as f:
-                self._texts[lang] = {k: str(v) for k, v in tomllib.load(f).items()}
-        return self._texts[lang]
+    def words(self, lang: str, languages: tuple[str, ...] = ()) -> Words:
+        return Words(self.catalogs.speaker(lang), languages or (lang,))
 
     def find(self, name: str) -> Path | None:
         return next((f / name for f in self.folders if (f / name).is_file()), None)
 
+    @staticmethod
+    def name(page: str, lang: str) -> str:
+        """web/index.fr.html: the language's own page if a folder has one, else the shared
+        web/index.html (see `render.OwnLanguageFirst`)."""
+        stem, _, suffix = page.rpartition(".")
+        return f"web/{stem}.{lang}.{suffix}"
+
     def render(self, name: str, context: Mapping[str, Any]) -> str:
-        return self.env.get_template(f"web/{name}").render(context)
+        lang = context["lang"]
+        with translate.speaking(self.catalogs.speaker(lang)):
+            return self.env.get_template(self.name(name, lang)).render(context)
 
 
 def check_pages(settings: Settings) -> list[str]:
@@ -117,21 +116,23 @@ def check_pages(settings: Settings) -> list[str]:
     }
     site = Site(settings, None, clock=lambda: datetime.now(UTC), secret="check")
     problems = []
+    for folder in settings.template_folders[:-1]:  # words files of versions before catalogs
+        for old in sorted((folder / "web").glob("text.*.toml")):
+            lang = old.name.split(".")[1]
+            problems.append(f"{old}: no longer read: the pages' words are in the catalogs; "
+                            f"put yours in {po_file(folder, lang)} (README, Languages)")
     for lang in settings.calls.languages:
-        try:
-            site.pages.texts(lang)
-        except (SchedulerError, OSError, tomllib.TOMLDecodeError) as e:
-            problems.append(f"web/text.{lang}.toml: {e}")
-            continue
         visitor = Visitor(lang=lang, zone=get_zone("UTC"), zone_chosen=True, form_id="check")
         for name, context in contexts.items():
             try:
                 site.page(visitor, name, **context)
             except TemplateSyntaxError as e:
                 problems.append(f"{e.filename or name} line {e.lineno} ({lang}): {e.message}")
-            except TemplateError as e:
-                template = site.pages.env.get_template(f"web/{name}")
-                problems.append(f"{template_location(e, template)} ({lang}): {e}")
+            except RecursionError:  # nested beyond what the parser can follow
+                problems.append(f"web/{name} ({lang}): too deeply nested to read")
+            except Exception as e:  # whatever else the page raised, at its file and line
+                template = site.pages.env.get_template(site.pages.name(name, lang))
+                problems.append(describe(e, template, lang))
     return problems
 
 
@@ -200,11 +201,17 @@ class Site:
 
     # --- answers
 
+    def words(self, visitor: Visitor) -> Words:
+        return self.pages.words(visitor.lang, self.settings.calls.languages)
+
     def page(self, visitor: Visitor, template: str, status: int = 200,
              **context: Any) -> HTMLResponse:
-        texts = self.pages.texts(visitor.lang)
+        languages = self.settings.calls.languages
         body = self.pages.render(template, {
-            "t": texts, "lang": visitor.lang, "languages": self.settings.calls.languages,
+            "t": self.words(visitor).table(), "lang": visitor.lang,
+            "dir": direction(visitor.lang), "languages": languages,
+            "language_names": {code: language_name(code) for code in languages},
+            "directions": {code: direction(code) for code in languages},
             "zone": visitor.zone.key, "zone_chosen": visitor.zone_chosen,
             "zone_city": zone_label(visitor.zone.key, visitor.lang, self.settings.labels),
             "zone_groups": members.zone_groups(visitor.lang),
@@ -218,14 +225,11 @@ class Site:
 
     def notice(self, visitor: Visitor, title: str, text: str, status: int = 200, *,
                fill: Mapping[str, object] | None = None, **context: Any) -> HTMLResponse:
-        """A page with a heading and a line (texts by key), perhaps a button; {email} and
-        the like in the line are filled from `fill`."""
-        texts = self.pages.texts(visitor.lang)
-        line = texts.get(text, text)
-        for key, value in (fill or {}).items():
-            line = line.replace("{" + key + "}", str(value))
-        return self.page(visitor, "notice.html", status, title=texts[title], text=line,
-                         **context)
+        """A page with a heading and a line (words by key, `scheduler.web.words`), perhaps a
+        button; %(email)s and the like in the line are filled from `fill`."""
+        words = self.words(visitor)
+        return self.page(visitor, "notice.html", status, title=words.say(title),
+                         text=words.say(text, **(fill or {})), **context)
 
     def problem(self, request: Request, status: int, text: str) -> HTMLResponse:
         """An error page in the reader's language, whatever made the request wrong."""
@@ -271,11 +275,11 @@ class Site:
     async def subscribe(self, request: Request) -> Response:
         visitor = self.visitor(request)
         calls = await self._db(lambda s: [(c.slug, c.title) for c in list_calls(s)])
-        if request.method == "GET":
+        if request.method != "POST":  # GET or HEAD (a link checker): look, change nothing
             return self.page(visitor, "subscribe.html", calls=calls, values={
                 "email": "", "name": "", "language": visitor.lang, "zone": visitor.zone.key,
                 "all": True, "calls": []}, error="", invalid="")
-        form = await request.form()
+        form = await request.form(max_files=0)
         fields = {key: str(form.get(key, "")) for key in ("email", "name", "language", "zone")}
         chosen = [str(v) for v in form.getlist("calls")]
         every = form.get("all") == "yes"
@@ -285,21 +289,20 @@ class Site:
             return self.page(visitor, "subscribe.html", status, calls=calls, values=values,
                              error=error, invalid=invalid)
         if not self._form_ok(visitor, str(form.get("form_token", ""))):
-            return again(403, self.pages.texts(visitor.lang)["form_expired"])
+            return again(403, self.words(visitor).say("form_expired"))
         try:
             wanted = signup.checked(
                 self.settings, email=fields["email"], name=fields["name"],
                 language=fields["language"], timezone=fields["zone"],
                 calls=None if every else chosen, known=[slug for slug, _ in calls])
         except signup.FieldError as e:
-            return again(400, self.pages.texts(visitor.lang)[e.key], invalid=e.field)
+            return again(400, self.words(visitor).say(e.key), invalid=e.field)
         client = request.client.host if request.client else "unknown"
         for limit, key in ((self.per_ip, client), (self.per_address, wanted.email)):
             if not self.limiter.hit(limit, "signup", key):
                 reset = self.limiter.get_window_stats(limit, "signup", key).reset_time
                 minutes = max(1, round((reset - self.clock().timestamp()) / 60))
-                response = again(429, self.pages.texts(visitor.lang)["too_many"].replace(
-                    "{minutes}", str(minutes)))
+                response = again(429, self.words(visitor).say("too_many", minutes=minutes))
                 response.headers["Retry-After"] = str(minutes * 60)
                 return response
         assert self.links is not None
@@ -311,9 +314,8 @@ class Site:
         if not sent[0].ok:
             log.warning("confirmation email to %s not sent: %s", wanted.email, sent[0].error)
             if sent[0].permanent and sent[0].unusable:  # refused, or needs SMTPUTF8: not later
-                return again(400, self.pages.texts(visitor.lang)["email_unusable"],
-                             invalid="email")
-            return again(503, self.pages.texts(visitor.lang)["send_failed"])
+                return again(400, self.words(visitor).say("email_unusable"), invalid="email")
+            return again(503, self.words(visitor).say("send_failed"))
         return self.notice(visitor, "sent_title", "sent_text", fill={
             "email": wanted.email, "hours": self.settings.web.confirm_hours})
 
@@ -323,14 +325,13 @@ class Site:
             raise NotFound("sign-up is not available here")
         wanted, issued = self.links.read(request.path_params["token"])
         titles = await self._db(lambda s: {c.slug: c.title for c in list_calls(s)})
-        texts = self.pages.texts(visitor.lang)
         summary = {"email": wanted.email, "zone": wanted.timezone,
                    "calls": ", ".join(titles.get(slug, slug) for slug in wanted.calls or ())
-                   or texts["every_call"]}
-        if request.method == "GET":
+                   or self.words(visitor).say("every_call")}
+        if request.method != "POST":  # GET or HEAD (a link checker): look, change nothing
             return self.notice(visitor, "confirm_title", "confirm_text", fill=summary,
                                button="confirm_button")
-        form = await request.form()
+        form = await request.form(max_files=0)
         if not self._form_ok(visitor, str(form.get("form_token", ""))):
             return self.notice(visitor, "confirm_title", "form_expired", 403,
                                button="confirm_button")
@@ -349,7 +350,7 @@ class Site:
         token = request.path_params["token"]
         if not UNSUBSCRIBE_TOKEN.fullmatch(token):
             raise NotFound("link_invalid")
-        if request.method == "GET":
+        if request.method != "POST":  # GET or HEAD (a link checker): look, change nothing
             return self.notice(visitor, "unsubscribe_title", "unsubscribe_text",
                                button="unsubscribe_button")
         try:
