@@ -76,8 +76,7 @@ def test_issue_10_check_refuses_a_failing_page_once_per_language(
     ran = coalition("check")
     assert ran.exit_code == 2
     lines = ran.stderr.splitlines()
-    assert len(lines) == 2
-    for line, lang in zip(lines, ("en", "fr"), strict=True):
+    for line, lang in zip(lines, ("en", "fr", "es", "ar", "pt"), strict=True):
         assert f"mine/web/notice.html {what.format(lang=lang)}" in line
 
 
