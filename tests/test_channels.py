@@ -189,3 +189,28 @@ def test_a_maildir_on_a_disk_that_cannot_take_it_is_the_transports(tmp_path: Pat
     (result,) = Maildir(tmp_path / "mail").send([Outgoing(
         message_id="<1@example.org>", recipient="ada@example.org", data=b"Subject: hi\r\n\r\n")])
     assert result.unreachable and not result.permanent
+
+
+def test_a_maildir_folder_made_empty_takes_mail(tmp_path: Path) -> None:
+    """`coalition doctor` (or an organizer) may make the folder before anything is sent:
+    Python's mailbox then made no tmp/, new/ or cur/, and every message failed."""
+    from scheduler.channels.mail import Outgoing
+    from scheduler.channels.maildir import Maildir
+
+    folder = tmp_path / "var" / "mail"
+    folder.mkdir(parents=True)
+    (result,) = Maildir(folder).send([Outgoing(
+        message_id="<1@example.org>", recipient="ada@example.org", data=b"Subject: hi\r\n\r\n")])
+    assert result.ok and len(list((folder / "new").iterdir())) == 1
+
+
+def test_doctor_then_run_once_delivers(coalition: Coalition) -> None:
+    """As a new user does it: check the install, then send."""
+    assert coalition("doctor").exit_code == 0
+    assert coalition("call", "add", "--title", "Justice For All coalition call", "--start",
+                     "2018-11-13 10:00", "--tz", "America/New_York", "--rrule",
+                     "FREQ=MONTHLY;BYDAY=2TU").exit_code == 0
+    assert coalition("subscriber", "add", "ada@example.org").exit_code == 0
+    ran = coalition("run-once", "--now", DUE)
+    assert ran.exit_code == 0, ran.stderr
+    assert [str(m["To"]) for m in coalition.inbox()] == ["ada@example.org"]

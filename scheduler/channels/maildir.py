@@ -34,11 +34,26 @@ class Maildir:
     def from_settings(cls, settings: Settings) -> Maildir:
         return cls(settings.maildir)
 
+    def _made(self) -> None:
+        """The folder and its tmp/, new/ and cur/, each made where missing (mailbox makes
+        them only for a folder that does not exist yet: not for one `doctor` or an organizer
+        made empty)."""
+        for part in ("tmp", "new", "cur"):
+            (self.folder / part).mkdir(parents=True, exist_ok=True)
+
     def send(self, items: Sequence[Outgoing], on_result: OnResult | None = None) -> list[Result]:
         results = Results(on_result)
-        if items:
-            self.folder.parent.mkdir(parents=True, exist_ok=True)
-            box = mailbox.Maildir(self.folder, create=True)
+        if not items:
+            return []
+        try:
+            self._made()
+        except OSError as e:  # a full disk, a file in the way: every message waits for it
+            for message in items:
+                results.append(Result(key=message.message_id, recipient=message.recipient,
+                                      unreachable=True,
+                                      error=f"cannot write to {self.folder}: {e.strerror or e}"))
+            return list(results)
+        box = mailbox.Maildir(self.folder, create=False)
         for message in items:
             results.append(self._write(box, message))
         return list(results)
@@ -58,6 +73,11 @@ class Maildir:
 
     def check(self) -> Health:
         problem = unwritable(self.folder)
+        if problem is None:
+            try:
+                self._made()
+            except OSError as e:
+                problem = f"cannot create {self.folder}'s tmp, new and cur: {e.strerror}"
         return Health(ok=problem is None, detail=problem or f"written to the Maildir {self.folder}")
 
     def close(self) -> None:
