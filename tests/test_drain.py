@@ -7,8 +7,10 @@ passes' `now`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -167,3 +169,59 @@ def test_a_message_refused_for_now_keeps_its_own_timer_and_the_rest_goes(
 ])
 def test_which_failures_are_the_transports(result: Result, transport: bool) -> None:
     assert sender.outage(result) is transport
+
+
+class CutsOne(SmtpSink):
+    """Drops the connection when one recipient is named, as a broken relay or a message that
+    trips a filter does; everyone else is taken."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address == "m3@example.org":
+            server.transport.close()
+            return "421 4.4.2 closing"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def test_a_message_that_cuts_its_connection_keeps_its_own_timer(
+        service: tuple[config.Settings, Engine, int]) -> None:
+    """The server took the others, so it was not down: the message that broke its connection
+    waits on its own backoff, not for the transport (with no timer, it would go again at
+    once, pass after pass), and nobody else waits."""
+    settings, engine, port = service
+    controller = Controller(CutsOne(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        report = run(settings, engine, DUE)
+    finally:
+        controller.stop()
+    assert report.outcomes["sent"] == MEMBERS  # 19 emails and the post
+    (cut,) = [d for d in emails(engine) if d.status == "pending"]
+    assert cut.recipient == "m3@example.org"
+    assert cut.next_attempt_at is not None
+    assert DUE + timedelta(seconds=15) <= cut.next_attempt_at <= DUE + timedelta(seconds=45)
+    assert waiting(settings, engine, DUE) == {}
+
+
+def test_a_forum_that_cannot_be_written_holds_every_post_on_its_schedule(
+        service: tuple[config.Settings, Engine, int],
+        server: Callable[[int], SmtpSink]) -> None:
+    """Two posts, the forum's folder gone (a file in its place): the first finds it down, the
+    second waits with it, and the forum's one schedule is recorded, not cleared by the
+    second post's failure."""
+    settings, engine, port = service
+    settings = replace(settings, daemon=replace(settings.daemon, batch=500))  # one batch
+    server(port)
+    with Session(engine) as session:
+        calls.add_call(session, settings, calls.CallInput(
+            title="Second call", start="2030-01-08 15:00", timezone="UTC"),
+            now=CALL - timedelta(days=30))
+    settings.forum_folder.parent.mkdir(parents=True, exist_ok=True)
+    settings.forum_folder.write_text("a file where the forum's folder should be")
+    run(settings, engine, DUE)
+    with Session(engine) as session:
+        posts = list(session.exec(select(Delivery).where(
+            Delivery.channel == "forum", Delivery.rule == "starts-soon")).all())
+    assert len(posts) == 2
+    assert all(p.status == "pending" and p.next_attempt_at is None for p in posts)
+    assert "forum" in waiting(settings, engine, DUE)

@@ -231,6 +231,7 @@ def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: 
         return states, set()
     answered: set[str] = set()  # channels whose transport took, or answered about, a message
     down: dict[str, str] = {}  # channels whose transport could not be reached, and why
+    waiting: dict[str, list[int]] = {EMAIL: [], FORUM: []}  # recorded as waiting for it
 
     def seen(channel: str, result: Result) -> bool:
         """Notes what `result` says of its channel's transport; whether it is an outage."""
@@ -296,11 +297,13 @@ def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: 
                 elif delivery.channel == FORUM:
                     post = forum_post(settings, templates, job, now)
                     if FORUM in down:  # unreachable a moment ago: waits with the others
-                        result = Result(key=post.key, error=down[FORUM])
+                        result = Result(key=post.key, error=down[FORUM], unreachable=True)
                     else:
                         forum = forum or channels.forum(settings)
                         (result,) = forum.send([post])
-                    seen(FORUM, result)
+                    if seen(FORUM, result):
+                        assert delivery.id is not None
+                        waiting[FORUM].append(delivery.id)
                     state(delivery, outbox.outcome(record_post(session, settings, job, result,
                                                                now=now)))
                 elif delivery.channel == EMAIL:
@@ -341,6 +344,8 @@ def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: 
             claimed = by_id[result.key]
             moment = clock() if clock is not None else now
             unreached = seen(EMAIL, result)
+            if unreached:
+                waiting[EMAIL].append(claimed.delivery_id)
             if result.ok:
                 recorder.sent(claimed, message_id=result.receipt or result.key, now=moment)
             else:
@@ -364,6 +369,7 @@ def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: 
                 for unanswered in by_id.keys() - answered_keys:
                     recorder.failed(by_id[unanswered], error=down[EMAIL],
                                     permanent=False, now=moment, outage=True)
+                    waiting[EMAIL].append(by_id[unanswered].delivery_id)
         finally:
             recorder.close()
             states.update(recorder.states)
@@ -375,6 +381,9 @@ def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: 
     for channel in (EMAIL, FORUM):  # the transport's one schedule, shared through the database
         if channel in answered:
             outbox.transport_worked(session, channel)
+            if waiting[channel]:  # not down after all: what failed failed on its own
+                outbox.retry_alone(session, waiting[channel], now=moment,
+                                   first_retry=timedelta(seconds=settings.daemon.retry_seconds))
         elif channel in down:
             outbox.transport_failed(session, channel, transport=carriers[channel],
                                     error=down[channel], now=moment,

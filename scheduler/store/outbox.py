@@ -32,7 +32,7 @@ import hashlib
 import logging
 import random
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -466,6 +466,25 @@ def mark_failed(session: Session, delivery: Delivery, *, error: str, permanent: 
     log.info("delivery %s %s: %s", delivery_key(delivery), delivery.status
              if delivery.status != DeliveryStatus.PENDING
              else "waits for its transport" if outage else "will be retried", error)
+
+
+def retry_alone(session: Session, ids: Iterable[int], *, now: datetime,
+                first_retry: timedelta = FIRST_RETRY,
+                jitter: random.Random | None = None) -> None:
+    """Deliveries recorded as waiting for their transport (`mark_failed(outage=True)`) in a
+    batch whose transport took other messages: it was not down, so whatever cut their
+    connection was theirs. Each gets its own timer, as any temporary failure of one message
+    (a message that breaks every connection it is sent on must not be sent again at once,
+    pass after pass). Committed."""
+    wanted = list(ids)
+    for delivery in session.exec(select(Delivery).where(col(Delivery.id).in_(wanted))).all():
+        if delivery.status != DeliveryStatus.PENDING or delivery.next_attempt_at is not None:
+            continue
+        delivery.next_attempt_at = now + _backoff(delivery.attempts, first_retry, jitter)
+        if delivery.next_attempt_at >= delivery.expires_at:
+            delivery.status = DeliveryStatus.MISSED
+        session.add(delivery)
+    session.commit()
 
 
 def mark_cancelled(session: Session, delivery: Delivery, *, reason: str, now: datetime) -> None:
