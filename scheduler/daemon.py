@@ -264,6 +264,22 @@ def web_server_config(app: ASGIApp, web: WebSettings,
                           h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
+def running_here(worker: str) -> bool:
+    """Whether the worker `host:pid` (`cli.worker_id`) may still be sending: a process of
+    that number runs on this machine. A worker of another machine cannot share a SQLite
+    file with us, so it is gone."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it runs
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
     """SQLite serves one daemon: a second one on the same file is refused, with a clear line.
@@ -295,7 +311,7 @@ def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
         lock.write(f"pid {os.getpid()}")
         lock.flush()
         with Session(engine) as session:
-            freed = outbox.free_claims(session)
+            freed = outbox.free_claims(session, alive=running_here)
         if freed:
             log.info("%d deliveries claimed by a daemon that stopped are free again", freed)
         try:

@@ -5,6 +5,8 @@ when it starts. The lease (120 s here) stays the last resort; the clock is the c
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -114,6 +116,28 @@ def test_a_daemon_starting_on_sqlite_frees_the_claims_an_earlier_one_left(
     with daemon.only_daemon_on_sqlite(engine):
         assert len(claim(engine, "restarted")) == 3
     engine.dispose()
+
+
+def test_a_daemon_starting_on_sqlite_leaves_a_running_run_once_its_claims(
+        config_case: ConfigCase) -> None:
+    """A `run-once` from cron sending as the daemon starts (it takes no daemon lock): its
+    claims stay its own, or what it is sending would be sent twice."""
+    settings = config.load(config_case("example"))
+    engine = db.open_database(settings.database_url())
+    queue(engine, settings, 3)
+    this_process = f"{socket.gethostname()}:{os.getpid()}"
+    assert len(claim(engine, this_process, now=NOW)) == 3
+    with daemon.only_daemon_on_sqlite(engine):
+        assert claim(engine, "restarted") == set()
+    engine.dispose()
+
+
+@pytest.mark.parametrize(("worker", "alive"), [
+    (f"{socket.gethostname()}:{os.getpid()}", True),
+    (f"{socket.gethostname()}:99999999", False),  # beyond any pid this system gives
+    ("another-machine:1", False), ("killed", False)])
+def test_which_workers_are_running_here(worker: str, alive: bool) -> None:
+    assert daemon.running_here(worker) is alive
 
 
 def test_a_worker_claiming_again_takes_its_own_claims_back(config_case: ConfigCase) -> None:

@@ -32,7 +32,7 @@ import hashlib
 import logging
 import random
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -296,11 +296,21 @@ def others(session: Session, *, now: datetime, worker: str) -> dict[str, bool]:
             .scalar_one() for holder in sorted(holders)}
 
 
-def free_claims(session: Session) -> int:
-    """Every claim is free again: their workers are known to be gone (the one daemon a SQLite
-    file serves frees them when it starts). Committed; how many there were."""
+def free_claims(session: Session, *, alive: Callable[[str], bool]) -> int:
+    """Claims whose worker is gone are free again: the one daemon a SQLite file serves frees
+    them when it starts. `alive(worker)` says whether a worker may still be sending (a
+    `run-once` from cron on this machine, say): its claims stay its own, and run out with
+    their lease if it dies. Committed; how many were freed."""
+    held = session.connection().execute(core_select(_TABLE.c.leased_by).where(
+        _TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lease_until.is_not(None),
+    ).distinct()).scalars().all()
+    gone = [worker for worker in held if worker is None or not alive(worker)]
+    if not gone:
+        return 0
     result = session.connection().execute(update(_TABLE).where(
         _TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lease_until.is_not(None),
+        or_(_TABLE.c.leased_by.in_([w for w in gone if w is not None]),
+            _TABLE.c.leased_by.is_(None)),
     ).values(lease_until=None))
     session.commit()
     return int(result.rowcount)
