@@ -210,3 +210,27 @@ def test_a_retry_that_cannot_look_waits_rather_than_posting_twice(
         "cannot tell whether an earlier attempt posted: 429")
     run(members, "2019-03-05T16:30:00Z")
     assert len(state.posts_in(77)) == 1 and forum_rows(members)["announcement"]["status"] == "sent"
+
+
+def test_a_redirect_to_another_site_is_not_followed_with_the_key() -> None:
+    """The look-up for a lost new topic follows Discourse's 301 on the forum's own origin
+    only: the Api-Key header never goes to another host."""
+    import httpx
+
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("Api-Key")))
+        if request.url.path.startswith("/t/external_id/"):
+            return httpx.Response(301, headers={"Location": "https://elsewhere.example/t/9.json"})
+        return httpx.Response(200, json={"id": 9, "post_stream": {"posts": [{"id": 90}]}})
+
+    client = Discourse("https://forum.example.org", api_key="secret-key", api_username="system",
+                       category=5, transport=httpx.MockTransport(answer))
+    try:
+        result = client.post(key="<k@example.org>", raw="A post long enough to post",
+                             topic_id=None, title="Justice For All coalition call", retry=True)
+    finally:
+        client.close()
+    assert not result.ok and "another site" in str(result.error)
+    assert seen == [("forum.example.org", "secret-key")]

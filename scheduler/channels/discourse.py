@@ -139,8 +139,8 @@ class Discourse:
         requests at most. Any answer but "here it is" or "not found" (a rate limit, a server
         error) raises `_Unsure`: posting then could post twice."""
         if topic_id is None:  # a new topic: its first post is ours
-            response = self._looked(key, self.client.get(
-                f"/t/external_id/{external_id(key)}.json", follow_redirects=True))
+            response = self._looked(key, self._followed(key, self.client.get(
+                f"/t/external_id/{external_id(key)}.json")))
             if response is None:
                 return None
             topic = response.json()
@@ -157,6 +157,19 @@ class Discourse:
             if marker(key) in str(post.get("raw", "")):
                 return _posted(key, topic=topic_id, post=post.get("id"))
         return None
+
+    def _followed(self, key: str, response: httpx.Response) -> httpx.Response:
+        """Discourse answers an external id with a 301 to the topic: followed on the forum's
+        own origin only (httpx would carry the Api-Key header to any host it is sent to)."""
+        target = response.next_request if response.is_redirect else None
+        if target is None:
+            return response
+        here = self.client.base_url
+        if (target.url.scheme, target.url.host, target.url.port) != (
+                here.scheme, here.host, here.port):
+            raise _Unsure(Result(key=key, error=f"the forum sent the look-up to another site "
+                                 f"({target.url.host}); not followed with the API key"))
+        return self.client.send(target)
 
     def _looked(self, key: str, response: httpx.Response) -> httpx.Response | None:
         """The answer to a look for an earlier post: itself, None for "not found", or
