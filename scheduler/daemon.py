@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -237,6 +238,14 @@ KEEP_ALIVE_SECONDS = 5  # an idle connection between two requests is closed afte
 MAX_HEADER_BYTES = 16 * 1024  # a request line and headers larger than this are refused (h11)
 
 
+def _network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def web_server_config(app: ASGIApp, web: WebSettings,
                       environ: Mapping[str, str] | None = None) -> uvicorn.Config:
     """uvicorn's settings for the members' page and the feeds.
@@ -245,14 +254,22 @@ def web_server_config(app: ASGIApp, web: WebSettings,
     `[web] trusted_proxies` (none by default; deploy/ names nginx on this machine). From anyone
     else they are ignored, so a client cannot pick the address its sign-up limit (`[web]
     signup_per_ip`) is counted against, and behind the proxy every member is counted as
-    themselves, not as the proxy. uvicorn's own `FORWARDED_ALLOW_IPS` is not read.
+    themselves, not as the proxy. uvicorn's own `FORWARDED_ALLOW_IPS`, which the unit file of
+    earlier versions set to nginx's addresses, is read only while `trusted_proxies` is empty,
+    and only for addresses and networks (not "*"), with a warning to move it into config.
 
     At most `[web] max_connections` connections are served at once (more get 503).
     """
     environ = os.environ if environ is None else environ
     trusted = list(web.trusted_proxies)
-    if environ.get("FORWARDED_ALLOW_IPS", "").strip():
-        log.warning("FORWARDED_ALLOW_IPS is ignored: name the proxies in [web] trusted_proxies")
+    legacy = [item.strip() for item in environ.get("FORWARDED_ALLOW_IPS", "").split(",")
+              if item.strip()]
+    if legacy and trusted:
+        log.warning("FORWARDED_ALLOW_IPS is ignored: [web] trusted_proxies names the proxies")
+    elif legacy:
+        trusted = [item for item in legacy if _network(item)]
+        log.warning("FORWARDED_ALLOW_IPS (%s) stands in for [web] trusted_proxies: put %s "
+                    "there (README, Upgrades)", ", ".join(legacy), trusted or "nothing")
     if trusted:
         log.info("client addresses from X-Forwarded-For of %s only ([web] trusted_proxies)",
                  ", ".join(trusted))

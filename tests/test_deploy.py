@@ -153,8 +153,8 @@ def test_the_unit_and_the_nginx_site_agree() -> None:
     upstreams = set(re.findall(r"proxy_pass http://([\d.]+):(\d+);", site))
     example = config.load(ROOT / "config.toml")
     assert upstreams == {(example.web.host, str(example.web.port))}
-    # The daemon believes X-Forwarded-For from [web] trusted_proxies only (uvicorn's
-    # FORWARDED_ALLOW_IPS is not read): the README's config for this site names nginx's address.
+    # The daemon believes X-Forwarded-For from [web] trusted_proxies (the unit no longer sets
+    # FORWARDED_ALLOW_IPS): the README's config for this site names nginx's address.
     assert not [v for v in unit_settings()["Environment"] if v.startswith("FORWARDED_ALLOW_IPS=")]
     assert f'trusted_proxies = ["{example.web.host}", "::1"]' in (ROOT / "README.md").read_text()
     assert f"root {STATE};" in site and example.feeds.folder == "calendars"

@@ -223,8 +223,11 @@ def client_seen(trusted: list[str], environ: dict[str, str]) -> str:
 
 @pytest.mark.parametrize(("trusted", "environ", "seen"), [
     pytest.param([], {}, "127.0.0.1", id="none-trusted-by-default"),
-    pytest.param([], {"FORWARDED_ALLOW_IPS": "127.0.0.1"}, "127.0.0.1",
-                 id="uvicorns-variable-is-not-read"),
+    pytest.param([], {"FORWARDED_ALLOW_IPS": "127.0.0.1,::1"}, "203.0.113.7",
+                 id="an-upgraded-unit-files-variable-stands-in-for-the-setting"),
+    pytest.param([], {"FORWARDED_ALLOW_IPS": "*"}, "127.0.0.1", id="but-never-everyone"),
+    pytest.param(["192.0.2.1"], {"FORWARDED_ALLOW_IPS": "127.0.0.1"}, "127.0.0.1",
+                 id="the-setting-wins-over-the-variable"),
     pytest.param(["192.0.2.1"], {}, "127.0.0.1", id="another-proxy"),
     pytest.param(["127.0.0.1", "::1"], {}, "203.0.113.7", id="nginx-on-this-machine"),
     pytest.param(["127.0.0.0/8"], {}, "203.0.113.7", id="a-network"),

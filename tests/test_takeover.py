@@ -133,9 +133,10 @@ def test_a_daemon_starting_on_sqlite_leaves_a_running_run_once_its_claims(
 
 
 @pytest.mark.parametrize(("worker", "alive"), [
-    (f"{socket.gethostname()}:{os.getpid()}", True),
-    (f"{socket.gethostname()}:99999999", False),  # beyond any pid this system gives
-    ("another-machine:1", False), ("killed", False)])
+    pytest.param(f"{socket.gethostname()}:{os.getpid()}", True, id="this-process"),
+    pytest.param(f"{socket.gethostname()}:99999999", False, id="no-such-pid"),
+    pytest.param("another-machine:1", False, id="another-machine"),
+    pytest.param("killed", False, id="not-host-and-pid")])
 def test_which_workers_are_running_here(worker: str, alive: bool) -> None:
     assert daemon.running_here(worker) is alive
 

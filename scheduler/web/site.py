@@ -118,9 +118,9 @@ def check_pages(settings: Settings) -> list[str]:
     problems = []
     for folder in settings.template_folders[:-1]:  # words files of versions before catalogs
         for old in sorted((folder / "web").glob("text.*.toml")):
-            lang = old.name.split(".")[1]
-            problems.append(f"{old}: no longer read: the pages' words are in the catalogs; "
-                            f"put yours in {po_file(folder, lang)} (README, Languages)")
+            lang = old.name.split(".")[1]  # a warning: the pages still work, in our words
+            log.warning("%s: no longer read: the pages' words are in the catalogs; put yours "
+                        "in %s (README, Languages)", old, po_file(folder, lang))
     for lang in settings.calls.languages:
         visitor = Visitor(lang=lang, zone=get_zone("UTC"), zone_chosen=True, form_id="check")
         for name, context in contexts.items():
