@@ -164,3 +164,15 @@ def test_invite_sends_an_idn_domain_in_its_idna_form(
     assert [str(m["To"]) for m in read_maildir(settings.maildir)] == [
         "Ana <ana@xn--exmple-cva.fr>"]
     assert invites.invitees(session, calls.get_call(session, slug)) == ["ana@xn--exmple-cva.fr"]
+
+
+def test_a_name_with_a_comma_and_an_accent_is_one_recipient(coalition: Coalition) -> None:
+    """The email package, given "Name <address>" as a string, wrote "To: Smith,
+    =?utf-8?q?Jos=C3=A9?= <...>": two recipients, or one the name chose."""
+    assert coalition("call", "add", "--title", "Regional call", "--start", "2030-01-08 15:00",
+                     "--tz", "UTC").exit_code == 0
+    ran = coalition("invite", "regional-call", "--to", '"Smith, José" <jose@example.org>')
+    assert ran.exit_code == 0, ran.stderr
+    (message,) = coalition.inbox()
+    assert message["To"].addresses[0].display_name == "Smith, José"
+    assert [a.addr_spec for a in message["To"].addresses] == ["jose@example.org"]

@@ -12,7 +12,9 @@ SMTPUTF8 (RFC 6531), and its header carries the address in UTF-8 (RFC 6532).
 from __future__ import annotations
 
 import unicodedata
-from email.utils import formataddr
+from email.header import decode_header, make_header
+from email.headerregistry import Address
+from email.utils import formataddr, parseaddr
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 
@@ -57,6 +59,21 @@ def formatted(name: str, address: str) -> str:
     if not name:
         return address
     return formataddr((name, "x@x"), charset="utf-8").removesuffix("<x@x>") + f"<{address}>"
+
+
+def header(name: str, address: str) -> Address:
+    """The To of a message the email package builds: an `Address`, never a string. Given
+    "Name <address>" as a string, the package parses it again and, for a name beyond ASCII
+    with a comma or "<...>" in it, writes it back unquoted ("To: Smith, =?utf-8?q?Jos=C3=A9?=
+    <...>": two recipients, or one the name chose)."""
+    local, _, domain = address.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def header_of(text: str) -> Address:
+    """`header` of a 'Name <address>' that `with_name` or `formatted` wrote."""
+    name, address = parseaddr(text)
+    return header(str(make_header(decode_header(name))) if name else "", address)
 
 
 def needs_smtputf8(address: str) -> bool:

@@ -88,7 +88,7 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
     })
     message = EmailMessage()
     message["From"] = settings.email.sender
-    message["To"] = attendee
+    message["To"] = addresses.header_of(attendee)
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
     message["Message-ID"] = mail.message_id(settings.email.sender, "invite", call.uid,

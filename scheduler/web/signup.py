@@ -15,7 +15,6 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -176,11 +175,7 @@ def confirmation_email(settings: Settings, request: Request, *, link: str,
     assert rendered.html is not None and rendered.subject is not None
     message = EmailMessage()
     message["From"] = settings.email.sender
-    # An Address, not a string of "Name <address>": the email package parses a string again
-    # and, for a name beyond ASCII with a comma or "<...>" in it, wrote it back unquoted
-    # ("To: Smith, =?utf-8?q?Jos=C3=A9?= <...>": two recipients, or one the name chose).
-    local, _, domain = request.email.rpartition("@")
-    message["To"] = Address(display_name=request.name, username=local, domain=domain)
+    message["To"] = addresses.header(request.name, request.email)
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(now)
     message["Message-ID"] = mail.message_id(settings.email.sender, "confirm", request.email,
