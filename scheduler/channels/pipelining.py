@@ -192,9 +192,7 @@ class Pipeline:
         key, recipient = message.message_id, message.recipient
         beyond_ascii = [a for a in (recipient, self.sender) if addresses.needs_smtputf8(a)]
         if beyond_ascii and not self.utf8:
-            return Result(key=key, recipient=recipient, permanent=True, unusable=True,
-                          error=f"the server {self.host} does not offer SMTPUTF8, which the "
-                                f"address {beyond_ascii[0]} needs")
+            return no_smtputf8(message, self.host, beyond_ascii[0])
         encoding = "utf-8" if beyond_ascii else "ascii"
         try:
             if encoding not in self._from:
@@ -307,7 +305,20 @@ class Pipeline:
                       receipt=message.message_id)
 
 
+def answered(message: Outgoing, code: int, text: str, *, unusable: bool = False) -> Result:
+    """A message the server refused with `code`, on either path (pipelined or lock-step):
+    5xx for good, 4xx for now; 421 says the server itself is closing (not serving), and a
+    refused recipient is `unusable`."""
+    return Result(key=message.message_id, recipient=message.recipient, error=f"{code} {text}",
+                  permanent=500 <= code < 600, unusable=unusable, unreachable=code == 421)
+
+
+def no_smtputf8(message: Outgoing, host: str, address: str) -> Result:
+    """An address beyond ASCII, and a server that does not offer SMTPUTF8: for good."""
+    return Result(key=message.message_id, recipient=message.recipient, permanent=True,
+                  unusable=True, error=f"the server {host} does not offer SMTPUTF8, which the "
+                                       f"address {address} needs")
+
+
 def _failed(message: Outgoing, reply: Reply, *, unusable: bool = False) -> Result:
-    return Result(key=message.message_id, recipient=message.recipient, error=str(reply),
-                  permanent=500 <= reply.code < 600, unusable=unusable,
-                  unreachable=reply.code == 421)  # 421: the server is closing, not serving
+    return answered(message, reply.code, reply.text, unusable=unusable)

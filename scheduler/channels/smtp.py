@@ -181,17 +181,13 @@ class Smtp:
                 self.sender, [recipient], message.data,
                 mail_options=["SMTPUTF8"] if beyond_ascii else [])
         except aiosmtplib.SMTPNotSupported:  # raised before anything is sent: the session is fine
-            return Result(key=key, recipient=recipient, permanent=True, unusable=True,
-                          error=f"the server {host} does not offer SMTPUTF8, which the address "
-                                f"{beyond_ascii[0] if beyond_ascii else recipient} needs")
+            return pipelining.no_smtputf8(message, host,
+                                          beyond_ascii[0] if beyond_ascii else recipient)
         except aiosmtplib.SMTPRecipientsRefused as e:  # every recipient was refused
             first = e.recipients[0]
-            return Result(key=key, recipient=recipient, unusable=True,
-                          error=f"{first.code} {first.message}",
-                          permanent=500 <= first.code < 600)
+            return pipelining.answered(message, first.code, first.message, unusable=True)
         except aiosmtplib.SMTPResponseException as e:
-            return Result(key=key, recipient=recipient, error=f"{e.code} {e.message}",
-                          permanent=500 <= e.code < 600, unreachable=e.code == 421)
+            return pipelining.answered(message, e.code, e.message)
         except (aiosmtplib.SMTPException, OSError) as e:  # timed out, cut: the server's
             return Result(key=key, recipient=recipient, error=str(e) or "connection lost",
                           unreachable=True)
@@ -204,8 +200,7 @@ class Smtp:
             return Result(key=key, recipient=recipient, error=reason(e), permanent=True)
         if refused:
             code, text = next(iter(refused.values()))
-            return Result(key=key, recipient=recipient, error=f"{code} {text}",
-                          permanent=500 <= code < 600, unusable=True)
+            return pipelining.answered(message, code, text, unusable=True)
         log.debug("mail %s to %s accepted by %s", key, recipient, host)
         return Result(key=key, recipient=recipient, receipt=key)
 
