@@ -30,6 +30,7 @@ from scheduler import __version__, config, daemon, organizer, present
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.core import inputs
+from scheduler.core.recurrence import Status
 from scheduler.delivery import feeds, followups, invites, planning, preview, sender
 from scheduler.errors import DatabaseError, NotFound, SchedulerError
 from scheduler.store import backup as backups
@@ -85,6 +86,15 @@ config_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 app.add_typer(config_app, name="config")
 # Piped output is not cut at 80 columns: slugs and times are meant to be copied.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _print(renderable: Any) -> None:
+    """A table (or a line) on stdout, without the spaces Rich pads each line with to the
+    widest row: piped output is meant to be copied and compared."""
+    with out.capture() as captured:
+        out.print(renderable)
+    for line in captured.get().splitlines():
+        typer.echo(line.rstrip())
 
 
 @dataclass
@@ -499,7 +509,7 @@ def _show_call(session: Session, settings: config.Settings, call: Call, json_out
         return _json(present.call_dict(call, settings, next_one))
     if headline:
         typer.echo(headline)
-    out.print(present.call_table(call, settings, next_one))
+    _print(present.call_table(call, settings, next_one))
 
 
 @call_app.command("list")
@@ -515,7 +525,7 @@ def call_list(ctx: typer.Context, json_out: bool = JSON) -> None:
         if json_out:
             return _json([present.call_dict(r.call, settings, r.next, error=r.error)
                           for r in rows])
-        out.print(present.calls_table(rows) if rows else "no calls yet")
+        _print(present.calls_table(rows) if rows else "no calls yet")
 
 
 @call_app.command("show")
@@ -552,7 +562,7 @@ def call_occurrences(
                                        count=count)
         if json_out:
             return _json([present.occurrence_dict(o) for o in found])
-        out.print(present.occurrences_table(found) if found else "no occurrences in that window")
+        _print(present.occurrences_table(found) if found else "no occurrences in that window")
 
 
 ON_HELP = ("the occurrence's date in the call's zone, e.g. 2019-02-12; or 'next' (the next one "
@@ -572,7 +582,8 @@ def call_move(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
               duration: int | None = typer.Option(None, "--duration", help="new length in "
                                                   "minutes"),
               json_out: bool = JSON) -> None:
-    """Move one occurrence; it keeps its id (its original start).
+    """Move one occurrence; it keeps its id (its original start). A cancelled one is restored
+    first (`call restore`).
 
     \b
     Example:
@@ -612,7 +623,7 @@ def call_cancel(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
 @call_app.command("restore")
 def call_restore(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
                  json_out: bool = JSON) -> None:
-    """Undo a move or cancellation of one occurrence.
+    """Undo a move or cancellation of one occurrence (exit status 2 when there is none).
 
     \b
     Example:
@@ -708,6 +719,9 @@ def run_daemon(
 def invite(
     ctx: typer.Context, slug: str = SLUG_ARG,
     to: list[str] = typer.Option(..., "--to", help="an address to invite (repeat for more)"),
+    lang: str | None = typer.Option(None, "--lang", help="language of the invitations "
+                                    "[default: each subscriber's own, else the call's]",
+                                    autocompletion=_complete_language),
     json_out: bool = JSON,
 ) -> None:
     """Email a calendar invitation for the whole series; later changes follow by themselves.
@@ -719,7 +733,7 @@ def invite(
       coalition invite justice-for-all-coalition-call --to ada@example.org
     """
     with _session(ctx) as (settings, session):
-        report = invites.invite(session, settings, slug, to, now=now())
+        report = invites.invite(session, settings, slug, to, now=now(), lang=lang)
         if json_out:
             _json({"call": slug, "sent": list(report.sent), "failed": list(report.failed)})
         else:
@@ -843,8 +857,8 @@ def subscriber_list(
         found = [subscribers.as_dict(s) for s in subscribers.listing(session, status)]
     if json_out:
         return _json(found)
-    out.print(present.dict_table(found, ["email", "name", "language", "timezone", "status"])
-              if found else "no subscribers yet")
+    _print(present.dict_table(found, ["email", "name", "language", "timezone", "status"])
+           if found else "no subscribers yet")
 
 
 @subscriber_app.command("remove")
@@ -981,7 +995,7 @@ def deliveries(
     if not rows:
         typer.echo(empty)
         return
-    out.print(present.dict_table(rows, columns))
+    _print(present.dict_table(rows, columns))
     if not upcoming:
         for line in present.delivery_summary(rows):
             typer.echo(line)
@@ -1006,11 +1020,17 @@ def times(
       coalition times justice-for-all-coalition-call --on next --zones Asia/Kathmandu
     """
     with _session(ctx) as (settings, session):
-        rows = preview.zone_times(session, settings, slug, on=_on(session, slug, on),
-                                  zones=zones, lang=lang)
+        day = _on(session, slug, on)
+        rows = preview.zone_times(session, settings, slug, on=day, zones=zones, lang=lang)
+        occurrence = preview.find_occurrence(session, calls.get_call(session, slug), day)
+        cancelled = occurrence.status is Status.CANCELLED
         if json_out:
-            return _json([row.as_dict() for row in rows])
-        out.print(present.zone_table(rows))
+            return _json([row.as_dict() | ({"cancelled": True} if cancelled else {})
+                          for row in rows])
+        if cancelled:
+            typer.echo(f"{slug}: the occurrence of {occurrence.original_local:%Y-%m-%d} is "
+                       "cancelled; the times it had:")
+        _print(present.zone_table(rows))
 
 
 @app.command()
@@ -1042,8 +1062,14 @@ def render(
     moment = inputs.instant(at, field="--now") if at else now()
     notes_text = _read_text(notes, "--notes") if notes else None
     with _session(ctx) as (settings, session):
+        day = _on(session, slug, on)
+        if template is Template.CHANGED:
+            o = preview.find_occurrence(session, calls.get_call(session, slug), day)
+            if o.status is Status.CONFIRMED:
+                raise SchedulerError(f"{slug}: the occurrence on {o.original_local:%Y-%m-%d} "
+                                     "was not moved")
         message = preview.render_message(
-            session, settings, slug, on=_on(session, slug, on), template=template,
+            session, settings, slug, on=day, template=template,
             channel=channel, now=moment, lang=lang, reader_zone=tz, recording_url=recording,
             notes=notes_text)
     if json_out:

@@ -389,6 +389,8 @@ class EmailSettings:
     maildir: str = option(string, "var/mail", "the Maildir for transport = maildir")
     unsubscribe_mailto: str = option(optional_address, "", "an address that unsubscribes "
                                      "whoever writes to it, offered in List-Unsubscribe too")
+    reply_to: str = option(optional_address, "", "where replies to every email go (Reply-To), "
+                           "e.g. the organizers; \"\" for the sender address")
 
 
 @section("forum")

@@ -6,7 +6,8 @@ importer), then does what the change owes, in this order:
 
 * the feeds in calendars/ are rebuilt (even when nothing changed; not for a dry-run import);
 * a move or cancellation less than 48 hours ahead queues a late-change notice
-  (`scheduler.delivery.notices`); a restore does not;
+  (`scheduler.delivery.notices`), unless members cannot have heard of the occurrence yet (the
+  call was added within those 48 hours and nothing about it was sent); a restore does not;
 * the people invited to the call get the invitation update it owes (`scheduler.delivery.invites`):
   an edit that raised the sequence updates the series, a move, cancellation or restore updates
   that occurrence, and a deletion cancels the series, one sequence above the call's last.
@@ -24,14 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from scheduler import importer
 from scheduler.config import Settings
 from scheduler.core.recurrence import Occurrence
 from scheduler.delivery import feeds, invites, notices
 from scheduler.store import calls
-from scheduler.store.models import Call
+from scheduler.store.models import Call, Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,21 @@ def _occurrence_done(session: Session, settings: Settings, result: calls.Occurre
 # --- what a change owes
 
 
+def _heard_of(session: Session, call: Call, occurrence: Occurrence, *, now: datetime) -> bool:
+    """Whether members may have heard of `occurrence`, so that a late change to it is news: a
+    message about it was sent, or the call was there before it came within the 48 hours of
+    a late change. A call added later than that (and changed before anything went out) is
+    announced by its reminders, which carry the change: a "Moved" notice beside the
+    announcement would be about a call members never heard of."""
+    added = call.created_at
+    if not occurrence.id - notices.WITHIN < added <= now:
+        return True
+    sent = select(Delivery.id).where(
+        Delivery.call_id == call.id, Delivery.occurrence_id == occurrence.id,
+        Delivery.status == DeliveryStatus.SENT).limit(1)
+    return session.exec(sent).first() is not None
+
+
 def _owe(session: Session, settings: Settings, call: Call | None, *, now: datetime,
          late: Occurrence | None = None, update: invites.Update | None = None,
          original: datetime | None = None,
@@ -168,7 +184,7 @@ def _owe(session: Session, settings: Settings, call: Call | None, *, now: dateti
         built = feeds.build(session, settings)
         if built.written or built.removed:
             log.info("feeds: %d written, %d removed", len(built.written), len(built.removed))
-        if late is not None and call is not None:
+        if late is not None and call is not None and _heard_of(session, call, late, now=now):
             notice = notices.queue(session, call, late, now=now)
         if update is not None and call is not None:
             pending = invites.prepare_update(session, settings, call, update,

@@ -118,6 +118,19 @@ def test_the_page_finds_the_browsers_zone_and_shows_its_time(
     screenshot(page, f"members-page-phone-{slug}")
 
 
+def test_issue_17_a_browser_with_an_old_zone_name_gets_its_zone(
+        browser: Browser, service: Service) -> None:
+    """Chromium reports Asia/Calcutta, a name the picker does not list: the page sends it to
+    the server, which knows it as Asia/Kolkata."""
+    page = page_in(browser, zone="Asia/Calcutta", locale="en-US")
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "Asia/Calcutta"
+    page.goto(service.url + "/")
+    page.wait_for_url(re.compile(r"tz="))
+    assert page.locator("#tz").input_value() == "Asia/Kolkata"
+    first = page.locator("li.occurrence").first.inner_text()
+    assert first.startswith("Tuesday, November 12, 2030, 8:30 PM") and "UTC+05:30" in first
+
+
 def test_a_french_browser_reads_french_and_can_switch(browser: Browser, service: Service) -> None:
     page = page_in(browser, zone="Africa/Kinshasa", locale="fr-FR", viewport=PHONE)
     page.goto(service.url + "/")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
+import time_machine
 from icalendar import Calendar
 from sqlmodel import Session
 
@@ -104,7 +105,60 @@ def test_same_invitation_keeps_its_message_id(invited: Coalition) -> None:
     assert invited("invite", SLUG, "--to", "bea@example.org").exit_code == 0
     again = [m for m in invited.inbox() if m["To"] == "bea@example.org"]
     assert [m["Message-ID"] for m in again] == [first["bea@example.org"]] * 2
-    assert again[-1]["Subject"] == "Updated invitation: Justice For All coalition call"
+    assert again[-1]["Subject"] == "Invitation: Justice For All coalition call"
+
+
+def test_issue_17_inviting_again_unchanged_sends_the_same_invitation(invited: Coalition) -> None:
+    """Nothing changed since bea was invited: she gets the invitation again, not an update
+    saying the call "has changed"."""
+    first = next(m for m in invited.inbox() if m["To"] == "bea@example.org")
+    assert invited("invite", SLUG, "--to", "bea@example.org").exit_code == 0
+    again = [m for m in invited.inbox() if m["To"] == "bea@example.org"][-1]
+    assert again["Subject"] == first["Subject"]
+    texts = [m.get_body(("plain",)) for m in (first, again)]
+    assert all(isinstance(text, EmailMessage) for text in texts)
+    before, after = (str(text.get_content()) for text in texts if text is not None)
+    assert after == before and "has changed" not in after
+
+
+def test_issue_17_invitation_is_in_the_subscribers_language(coalition: Coalition) -> None:
+    """A French subscriber invited without --lang reads a French invitation."""
+    assert coalition(*ADD).exit_code == 0
+    assert coalition("subscriber", "add", "amelie@example.org", "--lang", "fr").exit_code == 0
+    assert coalition("invite", SLUG, "--to", "amelie@example.org").exit_code == 0
+    (message,) = coalition.inbox()
+    assert message["Subject"] == "Invitation : Justice For All coalition call"
+
+
+def test_issue_17_lang_option_chooses_the_invitations_language(coalition: Coalition) -> None:
+    """--lang overrides both the subscriber's language and the call's."""
+    assert coalition(*ADD).exit_code == 0
+    assert coalition("subscriber", "add", "amelie@example.org", "--lang", "en").exit_code == 0
+    ran = coalition("invite", SLUG, "--to", "amelie@example.org", "--to", "bea@example.org",
+                    "--lang", "fr")
+    assert ran.exit_code == 0, ran.stderr
+    assert [m["Subject"] for m in coalition.inbox()] == [
+        "Invitation : Justice For All coalition call"] * 2
+
+
+def test_issue_17_lang_option_refuses_an_unknown_language(coalition: Coalition) -> None:
+    assert coalition(*ADD).exit_code == 0
+    ran = coalition("invite", SLUG, "--to", "bea@example.org", "--lang", "de")
+    assert ran.exit_code == 2 and "language 'de' is not one of" in ran.stderr
+    assert coalition.inbox() == []
+
+
+def test_issue_17_invite_with_a_moved_occurrence_ahead_says_invited_once(
+        coalition: Coalition) -> None:
+    """The series and the moved occurrence are two messages to one person: one line."""
+    with time_machine.travel("2019-01-01T12:00:00Z", tick=False):
+        assert coalition(*ADD).exit_code == 0
+        assert coalition("call", "move", SLUG, "--on", "2019-02-12", "--to",
+                         "2019-02-19 10:00").exit_code == 0
+        ran = coalition("invite", SLUG, "--to", "bea@example.org")
+    assert ran.exit_code == 0, ran.stderr
+    assert len(coalition.inbox()) == 2
+    assert ran.stdout.splitlines() == ["invited bea@example.org"]
 
 
 def test_bad_address_is_refused_and_nothing_is_sent(coalition: Coalition) -> None:

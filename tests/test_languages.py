@@ -42,6 +42,7 @@ from scheduler.delivery.render import (
     Templates,
     channels_of,
     message_context,
+    sample_context,
 )
 from scheduler.delivery.translate import FSI, PDI, RLM
 from scheduler.errors import ConfigError
@@ -518,3 +519,27 @@ def test_a_page_written_for_the_old_words_files_still_renders(offered: Coalition
     engine.dispose()
     assert page.status_code == 404
     assert "<p>Chamadas da coalizão · Português · Não há nada neste endereço.</p>" in page.text
+
+
+@pytest.mark.parametrize(
+    ("lang", "line"),
+    [
+        pytest.param("fr", "Se désabonner de ces rappels : https://x.org/unsubscribe/T",
+                     id="fr"),
+        pytest.param("es", "Darse de baja de estos recordatorios: https://x.org/unsubscribe/T",
+                     id="es"),
+        pytest.param("pt", "Cancelar a inscrição nestes lembretes: https://x.org/unsubscribe/T",
+                     id="pt"),
+        pytest.param("ar", "إلغاء الاشتراك في هذه التذكيرات: https://x.org/unsubscribe/T",
+                     id="ar-url-left-bare"),
+    ],
+)
+def test_issue_17_plain_text_email_ends_with_unsubscribe_in_its_language(
+    lang: str, line: str
+) -> None:
+    """French emails ended with an English "Unsubscribe: http://..." line."""
+    for name in ("announcement", "tomorrow", "today", "starts-soon", "followup", "changed"):
+        context = sample_context(lang)
+        context["unsubscribe"] = "https://x.org/unsubscribe/T"
+        text = Templates([BUILTIN_TEMPLATES]).render(name, "email", lang, context).text
+        assert text.endswith(f"\n\n{line}\n"), name

@@ -233,3 +233,31 @@ def test_check_finds_a_broken_page_before_a_member_does(coalition: Coalition) ->
     assert checked.exit_code != 0
     assert "own/web/notice.html line 3 (en)" in said and "no_such_words" in said
     assert "(fr)" in said
+
+
+@pytest.mark.parametrize(("old", "current"), [
+    pytest.param("Asia/Katmandu", "Asia/Kathmandu", id="katmandu"),
+    pytest.param("Asia/Calcutta", "Asia/Kolkata", id="calcutta"),
+    pytest.param("Europe/Kiev", "Europe/Kyiv", id="kiev"),
+    pytest.param("Asia/Saigon", "Asia/Ho_Chi_Minh", id="saigon"),
+    pytest.param("America/Buenos_Aires", "America/Argentina/Buenos_Aires", id="buenos-aires"),
+])
+def test_issue_17_an_old_zone_name_is_shown_chosen_by_its_current_name(
+        client: TestClient, old: str, current: str) -> None:
+    """Chromium reports old names (Asia/Calcutta); the picker lists current ones only, so the
+    server takes the old name as the current one: chosen in the picker, kept in the cookie."""
+    page = client.get("/", params={"tz": old})
+    assert page.status_code == 200
+    assert f'<option value="{current}" selected>' in page.text
+    assert f"({current})" in page.text and f"({old})" not in page.text
+    assert (client.cookies.get("tz") or "").strip('"') == current
+
+
+def test_issue_17_a_zone_the_browser_reports_and_the_server_does_not_know_keeps_the_default(
+        client: TestClient) -> None:
+    """The page's script sends the browser's zone as it is (tz_from=browser): one the server
+    does not know is no error page on a first visit, only the default zone, not chosen."""
+    page = client.get("/", params={"tz": "Mars/Olympus_Mons", "tz_from": "browser"})
+    assert page.status_code == 200
+    assert 'data-zone-chosen="no"' in page.text and "(America/New_York)" in page.text
+    assert client.cookies.get("tz") is None

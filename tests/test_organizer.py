@@ -4,18 +4,19 @@ the change is stored first, and what follows it is reported beside it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from icalendar import Calendar
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from scheduler import config, organizer
 from scheduler.config import Settings
 from scheduler.delivery import invites
 from scheduler.errors import SchedulerError
 from scheduler.store import calls, db
+from scheduler.store.models import Delivery, DeliveryStatus
 from tests.conftest import read_maildir
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
@@ -77,3 +78,47 @@ def test_a_deleted_call_cancels_its_series_one_sequence_above_its_last(
     (event,) = calendar.walk("VEVENT")
     assert calendar["method"] == "CANCEL" and int(str(event["sequence"])) == sequence + 1
     assert not (settings.calendars / f"{slug}.ics").exists()
+
+
+@pytest.fixture
+def tomorrows(config_case: Callable[..., Path]) -> Iterator[tuple[Settings, Session, str]]:
+    """Settings, a session, and the slug of a weekly call added at NOW whose first occurrence
+    is 22 hours ahead (2026-01-06 10:00 Brussels), before any message about it went out."""
+    settings = config.load(config_case("example"))
+    engine = db.open_database(settings.database_url())
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            done = organizer.add_call(session, settings, calls.CallInput(
+                title="Short notice call", start="2026-01-06 10:00", timezone="Europe/Brussels",
+                rrule="FREQ=WEEKLY"), now=NOW)
+            yield settings, session, done.call.slug
+    finally:
+        engine.dispose()
+
+
+def test_issue_17_a_call_added_within_48_hours_and_moved_owes_no_late_notice(
+        tomorrows: tuple[Settings, Session, str]) -> None:
+    """Nothing about the occurrence went out yet: its announcement carries the new time, and a
+    "Moved" notice beside it would be about a call members never heard of."""
+    settings, session, slug = tomorrows
+    done = organizer.move(session, settings, slug, on="2026-01-06", to="2026-01-06 11:00",
+                          now=NOW + timedelta(hours=1))
+    assert done.changed and done.owed.notice == 0
+    assert session.exec(select(Delivery)).all() == []
+
+
+def test_issue_17_a_late_move_after_a_message_went_out_owes_a_notice(
+        tomorrows: tuple[Settings, Session, str]) -> None:
+    """Once the announcement of the occurrence was sent, a late move is news again."""
+    settings, session, slug = tomorrows
+    call = calls.get_call(session, slug)
+    original = datetime(2026, 1, 6, 9, tzinfo=UTC)
+    assert call.id is not None
+    session.add(Delivery(call_id=call.id, occurrence_id=original, rule="announcement",
+                         channel="forum", recipient="topic", due_at=NOW, expires_at=original,
+                         status=DeliveryStatus.SENT, sent_at=NOW, created_at=NOW,
+                         updated_at=NOW))
+    session.commit()
+    done = organizer.move(session, settings, slug, on="2026-01-06", to="2026-01-06 11:00",
+                          now=NOW + timedelta(hours=1))
+    assert done.owed.notice >= 1

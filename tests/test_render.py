@@ -105,7 +105,8 @@ def test_french_reminder_uses_french_words_and_times() -> None:
         pytest.param(START - timedelta(hours=20), ZoneInfo("Asia/Jakarta"), "later today",
                      id="jakarta-same-morning"),
         pytest.param(START - timedelta(hours=3), NEW_YORK, "later today", id="three-hours"),
-        pytest.param(START - timedelta(minutes=90), NEW_YORK, "in 90 minutes", id="90-minutes"),
+        pytest.param(START - timedelta(minutes=90), NEW_YORK, "in an hour and a half",
+                     id="90-minutes"),
     ],
 )
 def test_relative_words_depend_on_the_readers_calendar_day(
@@ -131,7 +132,19 @@ def test_every_text_links_registration_and_calendars() -> None:
         assert "https://example.org/register" in body
         assert "https://calendar.google.com/calendar/render?action=TEMPLATE" in body
         assert "dates=20181113T150000Z%2F20181113T160000Z" in body
-        assert "webcal://calls.example.org/calendars/jfa.ics" in body
+        assert "webcal://calls.example.org/calendars/" in body
+
+
+def test_all_coalition_calls_links_the_feed_of_all_calls() -> None:
+    """Issue 17: the words said "all coalition calls" and the link was one call's feed."""
+    email, post = (render("today", channel, now=START - timedelta(hours=5))
+                   for channel in ("email", "forum"))
+    line = next(t for t in email.text.splitlines() if "All coalition calls" in t)
+    assert line.endswith("webcal://calls.example.org/calendars/all.ics")
+    assert "[all coalition calls, for Apple, Outlook or Thunderbird](webcal://calls.example.org/" \
+        "calendars/all.ics)" in post.text
+    assert email.html is not None  # the HTML's calendar links are this call's, as it says
+    assert 'href="webcal://calls.example.org/calendars/jfa.ics"' in email.html
 
 
 def test_html_is_escaped_and_text_is_not() -> None:
@@ -182,3 +195,57 @@ def test_check_lists_every_broken_template_once() -> None:
 def test_invitation_templates_are_for_email_only() -> None:
     with pytest.raises(InvalidValue, match="is for email only"):
         builtin().render("invitation", "forum", "en", sample_context("en"))
+
+
+SAME_DAY_MOVE = Occurrence(id=START, start=START + timedelta(hours=2),
+                           end=START + timedelta(hours=3), zone=NEW_YORK, status=Status.MOVED)
+
+
+@pytest.mark.parametrize(
+    ("name", "channel", "lang", "expected"),
+    [
+        pytest.param("announcement", "email", "en",
+                     "(moved from Tuesday, November 13, 2018, 10:00 AM New York)",
+                     id="announcement-email"),
+        pytest.param("announcement", "forum", "en",
+                     "(moved from Tuesday, November 13, 2018, 10:00 AM New York)",
+                     id="announcement-forum"),
+        pytest.param("changed", "email", "en",
+                     "of Tuesday, November 13, 2018, 10:00 AM New York has moved",
+                     id="changed-email"),
+        pytest.param("changed", "forum", "en",
+                     "of Tuesday, November 13, 2018, 10:00 AM New York now takes place",
+                     id="changed-forum"),
+        pytest.param("changed", "email", "fr", "du mardi 13 novembre 2018, 10:00 (New York)",
+                     id="changed-email-fr"),
+    ],
+)
+def test_issue_17_a_move_within_the_same_day_says_the_old_time(
+    name: str, channel: str, lang: str, expected: str
+) -> None:
+    """"on Tuesday, December 1, 2026 (moved from Tuesday, December 1, 2026)" said the same
+    date twice and never the old time."""
+    context = message_context(CALL, SAME_DAY_MOVE, lang=lang, reader=NEW_YORK,
+                              now=START - timedelta(days=3))
+    message = builtin().render(name, channel, lang, context)
+    assert expected in message.text
+    if message.html is not None:
+        assert expected.replace("has moved", "has <strong>moved</strong>") in message.html
+
+
+def test_a_move_to_another_day_says_only_the_old_date() -> None:
+    moved = replace(SAME_DAY_MOVE, start=START + timedelta(days=1),
+                    end=START + timedelta(days=1, hours=1))
+    context = message_context(CALL, moved, lang="en", reader=NEW_YORK,
+                              now=START - timedelta(days=3))
+    text = builtin().render("announcement", "email", "en", context).text
+    assert "(moved from Tuesday, November 13, 2018)" in text
+
+
+def test_issue_17_an_invitation_for_a_same_day_move_says_the_old_time() -> None:
+    context = message_context(CALL, SAME_DAY_MOVE, lang="en", reader=NEW_YORK,
+                              now=START - timedelta(days=3))
+    context["invite"] = {"again": True, "one_occurrence": True, "change": "occurrence"}
+    text = builtin().render("invitation", "email", "en", context).text
+    assert ("of Tuesday, November 13, 2018, 10:00 AM New York has moved to Tuesday, "
+            "November 13, 2018, 12:00 PM New York") in text

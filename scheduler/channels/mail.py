@@ -8,6 +8,11 @@ A reminder to thousands is one message with thousands of recipients' details: `P
 the email package build its headers and MIME structure once, and per recipient only To,
 Message-ID, the unsubscribe token and the two bodies (quoted-printable, by `binascii`) change.
 `send` is for the few messages built one by one (a confirmation, invitations).
+
+A header beyond ASCII, such as a French or Arabic Subject, is written as RFC 2047 encoded words
+that carry its spaces inside them (`EncodedWords`): the email package of Python 3.11 folds such
+a header into words with the space between them outside, where a reader drops it ("Afrique de"
+read "Afriquede").
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ import binascii
 import functools
 import hashlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.header import Header
+from email.headerregistry import BaseHeader, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
+from email.policy import EmailPolicy
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
@@ -34,6 +42,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class EncodedWords(EmailPolicy):
+    """The email package's policy, but a free-text header (Subject) beyond ASCII is written
+    whole as encoded words (`email.header.Header`), each at most 75 characters, split between
+    characters and never between the bytes of one: it reads back exactly as it was given."""
+
+    def _encoded(self, name: str, value: object) -> str | None:
+        if (self.utf8 or not isinstance(value, UnstructuredHeader)
+                or not isinstance(value, BaseHeader) or str(value).isascii()):
+            return None
+        words = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
+        return f"{name}: {words}{self.linesep}"
+
+    def fold(self, name: str, value: str) -> str:
+        return self._encoded(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        encoded = self._encoded(name, value)
+        return encoded.encode("ascii") if encoded else super().fold_binary(name, value)
+
+
+SMTP = EncodedWords(linesep="\r\n")
+SMTPUTF8 = SMTP.clone(utf8=True)
+
+
 def message_id(sender: str, kind: str, *key: object) -> str:
     """The same message always gets the same Message-ID: a resend is recognisable as one."""
     digest = hashlib.sha256("|".join(map(str, key)).encode()).hexdigest()[:32]
@@ -43,6 +75,29 @@ def message_id(sender: str, kind: str, *key: object) -> str:
 @functools.cache
 def _domain(sender: str) -> str:
     return parseaddr(sender)[1].partition("@")[2] or "coalition-calls"
+
+
+def list_id(sender: str) -> str:
+    """The List-Id (RFC 2919) of everything sent to members from `sender`: its name, and its
+    address as a dot-atom, "Coalition calls <calls.example.org>"."""
+    name, address = parseaddr(sender)
+    local, _, domain = address.rpartition("@")
+    label = re.sub(r"[^A-Za-z0-9-]+", "-", local).strip("-") or "calls"
+    try:
+        namespace = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        namespace = ""
+    namespace = ".".join(re.sub(r"[^a-z0-9-]+", "-", part).strip("-") or "x"
+                         for part in namespace.split(".")) if namespace else "coalition-calls"
+    return f"{name or 'Coalition calls'} <{label}.{namespace}>"
+
+
+def automatic(settings: Settings) -> dict[str, str]:
+    """The headers of every message sent by itself, not written by a person: Auto-Submitted
+    (RFC 3834: no vacation replies to it), and Reply-To where config.toml names whom replies
+    reach (`[email] reply_to`), since the sender's address is not read."""
+    reply_to = settings.email.reply_to
+    return {"Auto-Submitted": "auto-generated", **({"Reply-To": reply_to} if reply_to else {})}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,9 +35,12 @@ not know). `pytz` is used only for what `zoneinfo` lacks: country to zones, for 
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import zoneinfo
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+
+import pytz
 
 from scheduler.errors import AmbiguousLocalTime, InvalidValue, InvalidZone, NonexistentLocalTime
 
@@ -66,6 +69,43 @@ _MISLEADING = {
 def all_zone_names() -> frozenset[str]:
     """Every IANA zone name the tzdata package knows."""
     return frozenset(zoneinfo.available_timezones() - set(_MISLEADING))
+
+
+@cache
+def _links() -> dict[str, str]:
+    """Each name tzdata keeps as a link (Asia/Calcutta), and the zone it points to
+    (Asia/Kolkata): the `L` lines of the package's own zic input, which carry the `backward`
+    file's old names and the zones merged since."""
+    data = importlib.resources.files("tzdata").joinpath("zoneinfo", "tzdata.zi")
+    links = {}
+    for line in data.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "L":
+            links[parts[2]] = parts[1]
+    return links
+
+
+@cache
+def picker_names() -> frozenset[str]:
+    """The names a zone picker lists: every country's zones (pytz's copy of the tz database's
+    country table) that tzdata knows, and UTC."""
+    listed = {zone for zones in pytz.country_timezones.values() for zone in zones}
+    return frozenset(listed & all_zone_names()) | {"UTC"}
+
+
+def current_name(name: str) -> str:
+    """The name a zone picker lists for `name`: the name itself when listed, else for an old
+    name the zone it now links to (browsers still report Asia/Calcutta, Europe/Kiev,
+    Asia/Saigon: Asia/Kolkata, Europe/Kyiv, Asia/Ho_Chi_Minh); any other name unchanged."""
+    found = name
+    for _ in range(3):  # zic links point at zones; a step or two covers any chain
+        if found in picker_names():
+            return found
+        target = _links().get(found)
+        if target is None:
+            break
+        found = target
+    return name
 
 
 def suggest(name: str, limit: int = 3) -> list[str]:

@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 
 from scheduler.channels import mail
 from scheduler.config import Settings
-from scheduler.core import addresses, ics
+from scheduler.core import addresses, ics, inputs
 from scheduler.core.recurrence import Occurrence, Status, occurrence_at, occurrences
 from scheduler.core.zones import to_utc
 from scheduler.delivery.feeds import call_event
@@ -34,7 +34,7 @@ from scheduler.delivery.preview import facts
 from scheduler.delivery.render import Templates, message_context
 from scheduler.errors import InvalidValue
 from scheduler.store.calls import changes_of, get_call, skipped
-from scheduler.store.models import Call, Invitee
+from scheduler.store.models import Call, Invitee, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +56,21 @@ class Report:
 
 
 def _texts(settings: Settings, call: Call, occurrence: Occurrence, template: str,
-           now: datetime, extra: dict[str, object]) -> tuple[str, str, str]:
-    context = message_context(facts(call, settings), occurrence, lang=call.language,
+           now: datetime, extra: dict[str, object], lang: str) -> tuple[str, str, str]:
+    context = message_context(facts(call, settings), occurrence, lang=lang,
                               reader=occurrence.zone, now=now, labels=settings.labels,
                               folders=settings.template_folders)
     context["invite"] = extra
-    message = Templates(settings.template_folders).render(template, "email", call.language,
-                                                          context)
+    message = Templates(settings.template_folders).render(template, "email", lang, context)
     assert message.subject is not None and message.html is not None
     return message.subject, message.text, message.html
 
 
 def build(settings: Settings, session: Session, call: Call, *, attendee: str, method: str,
           update: Update, original: datetime | None, now: datetime,
-          again: bool = True) -> EmailMessage:
-    """One invitation message for one attendee (`again`: they were invited before)."""
+          again: bool = True, lang: str | None = None) -> EmailMessage:
+    """One invitation message for one attendee (`again`: the call changed since they were
+    invited), in `lang` (the call's language if None)."""
     event = call_event(call, changes_of(session, call))
     calendar = ics.invitation(event, method=method, organizer=settings.email.sender,
                               attendee=attendee, occurrence=original)
@@ -85,7 +85,7 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
     subject, text, html = _texts(settings, call, occurrence, template, now, {
         "again": again,
         "one_occurrence": original is not None, "change": update.value,
-    })
+    }, lang or call.language)
     message = EmailMessage()
     message["From"] = settings.email.sender
     message["To"] = addresses.header_of(attendee)
@@ -93,6 +93,8 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
     message["Date"] = format_datetime(now)
     message["Message-ID"] = mail.message_id(settings.email.sender, "invite", call.uid,
                                             call.sequence, attendee, method, original or "series")
+    for name, value in mail.automatic(settings).items():
+        message[name] = value
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     message.add_alternative(calendar.decode(), subtype="calendar",
@@ -104,14 +106,25 @@ def build(settings: Settings, session: Session, call: Call, *, attendee: str, me
 
 def _send(settings: Settings, messages: list[EmailMessage]) -> Report:
     results = mail.send(settings, messages)
-    return Report(sent=[r.recipient for r in results if r.ok],
+    # An address sent the series and a moved occurrence got two messages: it counts once.
+    return Report(sent=list(dict.fromkeys(r.recipient for r in results if r.ok)),
                   failed=[f"{r.recipient}: {r.error}" for r in results if not r.ok])
 
 
+def language_of(session: Session, call: Call, address: str) -> str:
+    """The language an invitation to `address` is written in: theirs if they subscribed to
+    reminders, else the call's."""
+    subscriber = session.exec(select(Subscriber).where(
+        Subscriber.email == parseaddr(address)[1].lower())).first()
+    return subscriber.language if subscriber is not None else call.language
+
+
 def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
-           now: datetime) -> Report:
+           now: datetime, lang: str | None = None) -> Report:
     """Send the series, and each moved occurrence ahead, to each address of `to` ('Ada
-    <ada@exémple.fr>' or an address alone); remember them.
+    <ada@exémple.fr>' or an address alone), in `lang` (default: `language_of` each); remember
+    them. Someone invited again since nothing changed gets the same invitation again, not an
+    update; one whose last message is older than the call's last change gets the update.
 
     Every address is checked (`scheduler.core.addresses.with_name`: a domain beyond ASCII goes in
     its IDNA form) before anything is read, stored or sent: one that cannot be used raises
@@ -119,17 +132,25 @@ def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
     attendees = list(dict.fromkeys(addresses.with_name(a) for a in to))
     if not attendees:
         raise InvalidValue("give at least one --to address")
+    if lang is not None:
+        lang = inputs.language(lang, settings.calls.languages)
     call = get_call(session, slug)
     moved = [o for o, c in changes_of(session, call).items()
              if c.start is not None and not c.cancelled and c.start >= to_utc(now)]
-    already = set(invitees(session, call))
+    assert call.id is not None
+    sent_sequence = dict(session.exec(select(Invitee.email, Invitee.sequence).where(
+        Invitee.call_id == call.id)).all())
     messages = []
     for attendee in attendees:
-        again = parseaddr(attendee)[1].lower() in already
+        last = sent_sequence.get(parseaddr(attendee)[1].lower())
+        again = last is not None and last < call.sequence
+        language = lang or language_of(session, call, attendee)
         messages.append(build(settings, session, call, attendee=attendee, method="REQUEST",
-                              update=Update.SERIES, original=None, now=now, again=again))
+                              update=Update.SERIES, original=None, now=now, again=again,
+                              lang=language))
         messages += [build(settings, session, call, attendee=attendee, method="REQUEST",
-                           update=Update.MOVED, original=o, now=now, again=again)
+                           update=Update.MOVED, original=o, now=now, again=again,
+                           lang=language)
                      for o in sorted(moved)]
     report = _send(settings, messages)
     _remember(session, call, [a for a in attendees if parseaddr(a)[1] in report.sent], now)
@@ -172,7 +193,7 @@ def prepare_update(session: Session, settings: Settings, call: Call, update: Upd
         skipped(log, call, "the invitation update", e)
         return []
     return [build(settings, session, call, attendee=attendee, method=method, update=update,
-                  original=target, now=now)
+                  original=target, now=now, lang=language_of(session, call, attendee))
             for attendee in attendees for target in targets]
 
 

@@ -17,7 +17,9 @@ They run in Jinja's sandbox with `StrictUndefined`: a misspelled variable is an 
 empty string, and `{{ ''.__class__ }}` is refused. A render has a budget of work and size
 (`scheduler.delivery.sandbox`): a template that loops, recurses or grows without end fails with
 its file and line, like any other broken template. A template sees only plain strings,
-numbers, lists and dicts (see `message_context`), never database objects.
+numbers, lists and dicts (see `message_context`), never database objects. A call's description
+and a follow-up's notes are Markdown: `{{ notes|markdown }}` is sanitised HTML in an HTML
+template and the tidied source in text.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.loaders import split_template_path
+from jinja2.nodes import EvalContext
+from jinja2.utils import pass_eval_context
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from scheduler import resources
 from scheduler.core.recurrence import Occurrence, Status
@@ -98,6 +104,46 @@ class CallFacts:
     feed_url: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Distance:
+    """How far off a call is, as a person says it: `unit` is "started" (it has begun),
+    "minute" ("in a minute"), "minutes" (`count` of them), "hour" ("in an hour"),
+    "hour-and-a-half", or "hours" (`count` of them)."""
+
+    unit: str
+    count: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "count": self.count, "started": self.unit == "started"}
+
+
+def _nearest(value: float, step: int = 1) -> int:
+    """`value` to the nearest multiple of `step`, halves up (as a person rounds)."""
+    return int(value / step + 0.5) * step
+
+
+def distance(start: datetime, now: datetime) -> Distance:
+    """The real distance from `now` to `start`, rounded as a person would say it: under 90
+    seconds "a minute"; the nearest minute under 20 minutes, the nearest 5 minutes under an
+    hour; then the nearest half-hour up to two hours, and the nearest hour beyond."""
+    seconds = (start - now).total_seconds()
+    if seconds < 0:
+        return Distance(unit="started")
+    if seconds < 90:
+        return Distance(unit="minute")
+    minutes = seconds / 60
+    if _nearest(minutes) < 20:
+        return Distance(unit="minutes", count=_nearest(minutes))
+    if _nearest(minutes, 5) < 60:
+        return Distance(unit="minutes", count=_nearest(minutes, 5))
+    half_hours = _nearest(minutes / 30)
+    if half_hours <= 2:
+        return Distance(unit="hour")
+    if half_hours == 3:
+        return Distance(unit="hour-and-a-half")
+    return Distance(unit="hours", count=_nearest(minutes / 60))
+
+
 def first_of_month(lang: str, folders: Sequence[Path] | None = None) -> str:
     """How `lang` writes the first day of a month in a date ("1er" in French), from its
     catalog."""
@@ -121,6 +167,7 @@ def message_context(
     rows = time_table(occurrence.start, zones, anchor=anchor, lang=lang, labels=labels,
                       first=first)
     calendar_details = "\n".join(u for u in (call.register_url, call.join_url) if u)
+    all_calls = call.feed_url.rsplit("/", 1)[0] + "/all.ics"
 
     def at(zone: ZoneInfo, moment: datetime) -> dict[str, str]:
         local = moment.astimezone(zone)
@@ -144,6 +191,7 @@ def message_context(
         },
         "zones": [row.as_dict() for row in rows],
         "timing": timing(occurrence.start, now, reader, lang).as_dict(),
+        "distance": distance(occurrence.start, now).as_dict(),
         "links": {
             "register": call.register_url,
             "join": call.join_url,
@@ -152,6 +200,8 @@ def message_context(
                                           location=call.join_url or ""),
             "ics": call.feed_url,
             "webcal": "webcal://" + call.feed_url.split("://", 1)[1],
+            "all_ics": all_calls,  # every call of the coalition (feeds.build writes all.ics)
+            "all_webcal": "webcal://" + all_calls.split("://", 1)[1],
         },
         "discourse_date": discourse_date(occurrence.start, zones),
         "recording_url": recording_url,
@@ -193,11 +243,40 @@ class OwnLanguageFirst(BaseLoader):
         return self.inner.list_templates()
 
 
+# CommonMark with raw HTML off: `<script>`, `<style>` and `onerror=` stay text (escaped), and
+# markdown-it's validateLink refuses javascript:, vbscript: and data: (but images) links.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def markdown_text(source: str) -> str:
+    """Markdown as the plain-text part shows it: the source itself (readable as it is),
+    with its line endings, trailing spaces and runs of blank lines normalised."""
+    lines = [line.rstrip() for line in source.replace("\r\n", "\n").replace("\r", "\n")
+             .split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
+
+
+def markdown_html(source: str) -> Markup:
+    """Markdown as sanitised HTML (no raw HTML, no script links), for emails and pages."""
+    return Markup(_MARKDOWN.render(markdown_text(source)).strip())
+
+
+@pass_eval_context
+def _markdown(context: EvalContext, value: Any) -> str:
+    """{{ call.description|markdown }}: HTML in an autoescaped (HTML) template, the
+    normalised source in text."""
+    source = str(value or "")
+    return markdown_html(source) if context.autoescape else markdown_text(source)
+
+
 def environment(folders: Sequence[Path], **options: Any) -> BoundedSandbox:
-    """The sandbox for `folders`, speaking the catalogs' languages (`translate`)."""
+    """The sandbox for `folders`, speaking the catalogs' languages (`translate`), with the
+    `markdown` filter."""
     env = BoundedSandbox(loader=OwnLanguageFirst(folders), undefined=StrictUndefined,
                          **options)
     translate.install(env)
+    env.filters["markdown"] = env._metered_filter("markdown", _markdown)  # a budget step
     return env
 
 

@@ -114,7 +114,9 @@ TOKEN = "coalition-unsubscribe-token-placeholder"  # each recipient's own token 
 
 def email_prototype(settings: Settings, templates: Templates, job: Job, *, lang: str,
                     zone: str, now: datetime) -> mail.Prototype:
-    """The reminder for everyone who reads `lang` in `zone`: rendered once, sent to each."""
+    """The reminder (or notice, or follow-up) for everyone who reads `lang` in `zone`:
+    rendered once, sent to each, with the headers of a mailing list (List-Id,
+    List-Unsubscribe, Auto-Submitted, Reply-To when configured)."""
     unsubscribe = f"{settings.web.base_url}/unsubscribe/{TOKEN}"
     rendered = _render(settings, templates, job, lang=lang, zone=zone, now=now,
                        unsubscribe=unsubscribe)
@@ -128,8 +130,10 @@ def email_prototype(settings: Settings, templates: Templates, job: Job, *, lang:
         "List-Unsubscribe": f"<{unsubscribe}>" + (
             f", <mailto:{mailto}?subject=unsubscribe>" if mailto else ""),
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": mail.list_id(settings.email.sender),
+        **mail.automatic(settings),
     }
-    return mail.Prototype(headers, text=rendered.text + f"\nUnsubscribe: {unsubscribe}\n",
+    return mail.Prototype(headers, text=rendered.text,
                           html=rendered.html, secret=TOKEN)
 
 

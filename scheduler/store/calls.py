@@ -396,6 +396,10 @@ def move_occurrence(
 ) -> OccurrenceResult:
     call = get_call(session, slug)
     original, changes = locate(session, call, on)
+    if original in changes and changes[original].cancelled:
+        day = f"{original.astimezone(zone_of(call)):%Y-%m-%d}"
+        raise Conflict(f"{slug}: the occurrence of {day} is cancelled; run `call restore "
+                       f"{slug} --on {day}` first, then move it")
     new_start = to_utc(localize_strict(inputs.wall_time(to, field="--to"), zone_of(call),
                                        what="--to"))
     length = inputs.duration(duration) if duration is not None else None
@@ -428,7 +432,9 @@ def restore_occurrence(session: Session, slug: str, *, on: str, now: datetime) -
     call = get_call(session, slug)
     original, changes = locate(session, call, on)
     if original not in changes:
-        return _result(session, call, original, changed=False)
+        day = f"{original.astimezone(zone_of(call)):%Y-%m-%d}"
+        raise Conflict(f"{slug}: nothing to restore: the occurrence of {day} was neither "
+                       "moved nor cancelled")
     _store(session, call, None, original, now)
     return _result(session, call, original, changed=True)
 

@@ -75,7 +75,11 @@ def import_csv(session: Session, settings: Settings, data: bytes, *, source: str
     `data` is what the file `source` holds (its name, for messages)."""
     try:
         reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
-        rows = [(reader.line_num, row) for row in reader]  # the line in the file
+        rows: list[tuple[int, list[str]]] = []
+        first = 1  # the file's line a row starts on (line_num is where it ends: a quoted
+        for row in reader:  # field can hold line breaks)
+            rows.append((first, row))
+            first = reader.line_num + 1
     except (UnicodeDecodeError, csv.Error) as e:
         raise SchedulerError(f"{source}: cannot read: {e}") from e
     if rows and rows[0][1] and rows[0][1][0].strip().lower() == "email":

@@ -46,7 +46,7 @@ from scheduler.channels import mail
 from scheduler.config import Settings
 from scheduler.core.recurrence import Status
 from scheduler.core.timetable import zone_label
-from scheduler.core.zones import get_zone
+from scheduler.core.zones import current_name, get_zone
 from scheduler.delivery import translate
 from scheduler.delivery.catalogs import Catalogs, direction, language_name, po_file
 from scheduler.delivery.render import describe, environment
@@ -181,8 +181,15 @@ class Site:
         zone, chosen = get_zone(self.settings.calls.default_zones[0]), False
         name = request.query_params.get("tz")
         if name is not None:
-            zone, chosen = self._zone(name), True
-            cookies["tz"] = zone.key
+            try:
+                zone, chosen = self._zone(name), True
+            except InvalidValue:
+                # The page's script sends the browser's zone as it is, for the server to
+                # find by its current name; one the server does not know leaves the default.
+                if request.query_params.get("tz_from") != "browser":
+                    raise
+            else:
+                cookies["tz"] = zone.key
         elif request.cookies.get("tz"):
             with contextlib.suppress(InvalidValue):
                 zone, chosen = self._zone(request.cookies["tz"]), True
@@ -194,8 +201,10 @@ class Site:
 
     @staticmethod
     def _zone(name: str) -> ZoneInfo:
+        """The zone `name`, an old name (Asia/Calcutta, as browsers report it) as the picker
+        lists it (Asia/Kolkata), so that it shows as chosen."""
         try:
-            return get_zone(name)
+            return get_zone(current_name(name))
         except InvalidZone as e:
             raise InvalidValue(f"{e}; choose one from the list") from e
 

@@ -11,12 +11,16 @@
   var known = Array.prototype.some.call(pickers, function (picker) {
     return Array.prototype.some.call(picker.options, function (o) { return o.value === zone; });
   });
-  if (!known) return;
   if (document.querySelector("form.zone")) {
+    // A name the picker does not list may be an old one (Chromium says Asia/Calcutta for
+    // Asia/Kolkata): the server knows it by its current name, or else keeps its default.
     var url = new URL(window.location.href);
+    if (url.searchParams.has("tz")) return;  // asked once already
     url.searchParams.set("tz", zone);
+    if (!known) url.searchParams.set("tz_from", "browser");
     window.location.replace(url.toString());
     return;
   }
+  if (!known) return;
   pickers.forEach(function (picker) { picker.value = zone; });
 })();
