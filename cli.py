@@ -582,8 +582,8 @@ def call_move(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
               duration: int | None = typer.Option(None, "--duration", help="new length in "
                                                   "minutes"),
               json_out: bool = JSON) -> None:
-    """Move one occurrence; it keeps its id (its original start). A cancelled one is restored
-    first (`call restore`).
+    """Move one occurrence; it keeps its id (its original start). A cancelled one is refused:
+    run `call restore` first.
 
     \b
     Example:

@@ -3,6 +3,7 @@ spaces), and those a mailing list sends are there: List-Id, Auto-Submitted, Repl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -38,7 +39,10 @@ SUBJECTS = [
 def read(data: bytes) -> EmailMessage:
     message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)
-    assert all(len(line) <= 78 for line in data.split(b"\r\n\r\n")[0].split(b"\r\n"))
+    head = data.split(b"\r\n\r\n")[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    words = re.findall(rb"=\?[^?]+\?[bqBQ]\?[^?]*\?=", head)
+    assert all(len(word) <= 75 for word in words), words  # RFC 2047
     return message
 
 
@@ -139,3 +143,20 @@ def test_issue_17_reply_to_must_be_an_address(config_case: ConfigCase) -> None:
 ])
 def test_issue_17_list_id_is_derived_from_the_sender(sender: str, expected: str) -> None:
     assert list_id(sender) == expected
+
+
+def test_list_id_keeps_its_identifier_bare_when_the_name_is_not_ascii(
+        members: Coalition) -> None:
+    """Filters (Gmail, Sieve, procmail) match "<calls.example.org>" in the raw header: only
+    the name may be encoded (RFC 2919)."""
+    config_file = members.config
+    config_file.write_text(config_file.read_text().replace(
+        'from = "Coalition calls <calls@example.org>"',
+        'from = "Appels de la coalition en Afrique de l’Est <calls@example.org>"'))
+    assert members("run-once", "--now", ANNOUNCE).exit_code == 0
+    raw = next((members.folder / "var" / "mail" / "new").iterdir()).read_bytes()
+    unfolded = re.sub(rb"\r?\n[ \t]+", b" ", raw.split(b"\n\n")[0])
+    (line,) = [x for x in unfolded.split(b"\n") if x.startswith(b"List-Id:")]
+    assert line.rstrip().endswith(b" <calls.example.org>")
+    assert members.inbox()[0]["List-Id"] == (
+        "Appels de la coalition en Afrique de l’Est <calls.example.org>")

@@ -48,10 +48,12 @@ class EncodedWords(EmailPolicy):
     characters and never between the bytes of one: it reads back exactly as it was given."""
 
     def _encoded(self, name: str, value: object) -> str | None:
-        if (self.utf8 or not isinstance(value, UnstructuredHeader)
+        if (self.utf8 or name.lower() != "subject" or not isinstance(value, UnstructuredHeader)
                 or not isinstance(value, BaseHeader) or str(value).isascii()):
-            return None
-        words = Header(str(value), "utf-8", header_name=name).encode(linesep=self.linesep)
+            return None  # List-Id and the like keep their <...> readable: see `list_id`
+        # 76: a folded line's leading space and a word of at most 75 (RFC 2047)
+        words = Header(str(value), "utf-8", header_name=name, maxlinelen=76).encode(
+            linesep=self.linesep)
         return f"{name}: {words}{self.linesep}"
 
     def fold(self, name: str, value: str) -> str:
@@ -89,7 +91,12 @@ def list_id(sender: str) -> str:
         namespace = ""
     namespace = ".".join(re.sub(r"[^a-z0-9-]+", "-", part).strip("-") or "x"
                          for part in namespace.split(".")) if namespace else "coalition-calls"
-    return f"{name or 'Coalition calls'} <{label}.{namespace}>"
+    name = name or "Coalition calls"
+    if not name.isascii():  # the name alone in encoded words: filters match the <...> as it is
+        name = Header(name, "utf-8").encode()
+    elif re.search(r'[^A-Za-z0-9 !#$%&\'*+/=?^_`{|}~-]', name):  # a comma, a dot: quoted
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{label}.{namespace}>"
 
 
 def automatic(settings: Settings) -> dict[str, str]:

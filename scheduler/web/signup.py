@@ -180,7 +180,8 @@ def confirmation_email(settings: Settings, request: Request, *, link: str,
     message["Date"] = format_datetime(now)
     message["Message-ID"] = mail.message_id(settings.email.sender, "confirm", request.email,
                                             now.isoformat())
-    message["Auto-Submitted"] = "auto-generated"
+    for name, value in mail.automatic(settings).items():  # Auto-Submitted, Reply-To
+        message[name] = value
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
     return message
