@@ -100,6 +100,15 @@ def database_url(value: Any) -> str:
     return text
 
 
+def is_network(text: str) -> bool:
+    """An IP address or network ("127.0.0.1", "::1", "10.0.0.0/8"): what a proxy is named by."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def proxy_list(value: Any) -> tuple[str, ...]:
     """["127.0.0.1", "::1", "10.0.0.0/8"]: addresses or networks, each checked."""
     if not isinstance(value, list):
@@ -107,11 +116,9 @@ def proxy_list(value: Any) -> tuple[str, ...]:
     proxies = []
     for item in value:
         text = string(item).strip()
-        try:
-            ipaddress.ip_network(text, strict=False)
-        except ValueError:
+        if not is_network(text):
             raise ValueError(f"{text!r} is not an IP address or network (such as "
-                             "'127.0.0.1' or '10.0.0.0/8')") from None
+                             "'127.0.0.1' or '10.0.0.0/8')")
         proxies.append(text)
     return tuple(proxies)
 

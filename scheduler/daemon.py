@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -34,7 +33,7 @@ from sqlmodel import Session
 from starlette.types import ASGIApp
 
 from scheduler import loop
-from scheduler.config import Settings, WebSettings
+from scheduler.config import Settings, WebSettings, is_network
 from scheduler.delivery import feeds, sender
 from scheduler.delivery.render import Templates
 from scheduler.errors import SchedulerError
@@ -238,14 +237,6 @@ KEEP_ALIVE_SECONDS = 5  # an idle connection between two requests is closed afte
 MAX_HEADER_BYTES = 16 * 1024  # a request line and headers larger than this are refused (h11)
 
 
-def _network(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
-    return True
-
-
 def web_server_config(app: ASGIApp, web: WebSettings,
                       environ: Mapping[str, str] | None = None) -> uvicorn.Config:
     """uvicorn's settings for the members' page and the feeds.
@@ -267,7 +258,7 @@ def web_server_config(app: ASGIApp, web: WebSettings,
     if legacy and trusted:
         log.warning("FORWARDED_ALLOW_IPS is ignored: [web] trusted_proxies names the proxies")
     elif legacy:
-        trusted = [item for item in legacy if _network(item)]
+        trusted = [item for item in legacy if is_network(item)]
         log.warning("FORWARDED_ALLOW_IPS (%s) stands in for [web] trusted_proxies: put %s "
                     "there (README, Upgrades)", ", ".join(legacy), trusted or "nothing")
     if trusted:

@@ -14,14 +14,13 @@ from sqlmodel import Session, col, select
 from scheduler.config import Settings
 from scheduler.core.recurrence import Occurrence, Status
 from scheduler.core.timetable import ZoneRow
-from scheduler.errors import InvalidValue
+from scheduler.errors import InvalidValue, reason
 from scheduler.importer import ImportResult
 from scheduler.store.calls import (
     all_changes,
     display_zones,
     first_upcoming,
     list_calls,
-    reason,
     series_of,
 )
 from scheduler.store.models import Call, Delivery, DeliveryStatus

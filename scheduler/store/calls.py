@@ -31,7 +31,14 @@ from scheduler.core.recurrence import (
     rekey_changes,
 )
 from scheduler.core.zones import get_zone, localize_strict, resolve_recurring, to_utc, within_years
-from scheduler.errors import Conflict, InvalidRecurrence, InvalidValue, NotFound, SchedulerError
+from scheduler.errors import (
+    Conflict,
+    InvalidRecurrence,
+    InvalidValue,
+    NotFound,
+    SchedulerError,
+    reason,
+)
 from scheduler.store.models import Call, OccurrenceChange
 
 log = logging.getLogger(__name__)
@@ -121,13 +128,6 @@ def _series_of(call: Call) -> Series:
                       rrule=call.rrule)
     except InvalidRecurrence as e:  # a rule no loop could finish: refused as it is read
         raise InvalidRecurrence(f"call {call.slug}: {e}") from e
-
-
-def reason(error: Exception) -> str:
-    """One line saying why a stored call could not be used."""
-    if isinstance(error, SchedulerError) and str(error):
-        return str(error).splitlines()[0]
-    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 _told: set[tuple[str, str, str]] = set()
