@@ -26,7 +26,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Te
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from scheduler import __version__, config, daemon, organizer, present
+from scheduler import __version__, config, organizer, present
 from scheduler import doctor as doctor_checks
 from scheduler import log as log_setup
 from scheduler.core import inputs
@@ -708,6 +708,8 @@ def run_daemon(
     listen_host = host if host is not None else settings.web.host
     listen_port = port if port is not None else settings.web.port
     try:
+        from scheduler import daemon  # the web server and scheduler: only this command
+
         daemon.run(settings, engine, host=listen_host, port=listen_port, worker=_worker(),
                    on_ready=lambda url: typer.echo(f"ready: listening on {url} (feeds from "
                                                    f"{settings.calendars})", err=True))

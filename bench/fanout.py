@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import cProfile
 import functools
+import gc
 import json
 import os
 import pstats
@@ -170,6 +171,7 @@ def child_send(folder: Path, due: datetime, worker: str) -> float:
     settings = load(folder, os.environ.get("BENCH_DATABASE") or None)
     engine = db.open_database(settings.database_url())
     templates = Templates(settings.template_folders)  # the daemon's, kept between passes
+    gc.freeze()  # as `coalition run` does once loaded
     print("ready", flush=True)
     began = float(sys.stdin.readline())
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -330,6 +331,7 @@ def only_daemon_on_sqlite(engine: Engine) -> Iterator[None]:
 
 def run(settings: Settings, engine: Engine, *, host: str, port: int,
         on_ready: Ready | None = None, worker: str = "daemon") -> None:
+    gc.freeze()  # loaded: see scheduler/entry.py (this module is imported after the freeze there)
     with only_daemon_on_sqlite(engine):
         loop.run(serve(settings, engine, host=host, port=port, on_ready=on_ready,
                          worker=worker))

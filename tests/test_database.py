@@ -33,6 +33,18 @@ from tests.test_cli_calls import ADD, SLUG
 
 HEAD = db.head_revision()
 PREVIOUS = ScriptDirectory(str(db.MIGRATIONS)).get_revision(HEAD).down_revision
+
+
+def test_the_head_read_from_file_names_is_alembics_head() -> None:
+    """Commands find the newest migration by its file name, without importing Alembic: a
+    migration named otherwise than by its revision would make them refuse every database."""
+    scripts = ScriptDirectory(str(db.MIGRATIONS))
+    assert db.head_revision() == scripts.get_current_head()
+    for script in scripts.walk_revisions():
+        assert script.path is not None
+        assert Path(script.path).name.startswith(f"{script.revision}_")
+
+
 # What organizers and the daemon run; each must refuse a schema that is not the code's.
 COMMANDS = [
     pytest.param(("call", "list"), id="call-list"),

@@ -22,19 +22,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from scheduler.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,16 @@ def _where(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
+# Alembic (with Mako and Pygments behind it) takes a third of a second to import: every command
+# opens the database, and only `coalition init` and a schema that is not this code's need it.
+# The newest migration is the one whose file name has the highest number (each is named by its
+# revision, "0006_transport_outage.py" is revision "0006"; a test holds this equal to Alembic's
+# own head), and the database's revision is one row of Alembic's table.
+
+
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
@@ -130,16 +138,19 @@ def _alembic_config() -> AlembicConfig:
 
 @cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config())
 
 
+@cache
 def head_revision() -> str:
-    head = _scripts().get_current_head()
-    assert head is not None
-    return head
+    return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def _known(revision: str) -> bool:
+    from alembic.util.exc import CommandError
+
     try:
         return _scripts().get_revision(revision) is not None
     except CommandError:  # alembic's "no such revision" (ResolutionError is a CommandError)
@@ -147,7 +158,11 @@ def _known(revision: str) -> bool:
 
 
 def _current(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision Alembic wrote into the database (None: no schema yet)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return None if found is None else str(found)
 
 
 @contextmanager
@@ -207,6 +222,8 @@ def migrate(engine: Engine, *, revision: str = "head") -> SchemaState:
         target = _scripts().get_revision(revision)
         assert target is not None
         if current != target.revision:
+            from alembic import command
+
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, revision)
             log.info("database %s upgraded from %s to %s", _where(engine), current,
