@@ -35,6 +35,7 @@ from scheduler.delivery import feeds, followups, invites, planning, preview, sen
 from scheduler.errors import DatabaseError, NotFound, SchedulerError
 from scheduler.store import backup as backups
 from scheduler.store import calls, db, subscribers
+from scheduler.store.agendas import agendas_of
 from scheduler.store.models import Call, DeliveryStatus, SubscriberStatus
 
 EXIT_USAGE = 2
@@ -505,11 +506,12 @@ def call_edit(ctx: typer.Context, slug_: str = SLUG_ARG,
 def _show_call(session: Session, settings: config.Settings, call: Call, json_out: bool,
                headline: str | None = None) -> None:
     next_one = calls.next_occurrence(session, call, now())
+    agendas = agendas_of(session, call.id)
     if json_out:
-        return _json(present.call_dict(call, settings, next_one))
+        return _json(present.call_dict(call, settings, next_one, agendas=agendas))
     if headline:
         typer.echo(headline)
-    _print(present.call_table(call, settings, next_one))
+    _print(present.call_table(call, settings, next_one, agendas))
 
 
 @call_app.command("list")
@@ -523,8 +525,8 @@ def call_list(ctx: typer.Context, json_out: bool = JSON) -> None:
     with _session(ctx) as (settings, session):
         rows = present.listing(session, now())
         if json_out:
-            return _json([present.call_dict(r.call, settings, r.next, error=r.error)
-                          for r in rows])
+            return _json([present.call_dict(r.call, settings, r.next, error=r.error,
+                                            agendas=r.agendas) for r in rows])
         _print(present.calls_table(rows) if rows else "no calls yet")
 
 
@@ -635,6 +637,50 @@ def call_restore(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
             _json(present.occurrence_done_dict(done))
         else:
             _said(done, "restored", "was neither moved nor cancelled")
+        _owed(done.owed, json_out)
+
+
+@call_app.command("agenda")
+def call_agenda(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
+                file: Path | None = typer.Option(None, "--file", help="the agenda, a Markdown "
+                                                 "file in UTF-8; - for standard input"),
+                clear: bool = typer.Option(False, "--clear", help="remove the agenda: the "
+                                           "call's description stands for it again"),
+                json_out: bool = JSON) -> None:
+    """Give one occurrence its own agenda, shown in every message about it, on the members'
+    page and in calendars in place of the call's description. It is no change of time: no
+    change notice, no new announcement.
+
+    \b
+    Example:
+      coalition call agenda justice-for-all-coalition-call --on 2018-12-11 --file agenda.md
+    """
+    if (file is None) == (not clear):
+        raise SchedulerError("give either --file (the agenda; - for standard input) or "
+                             "--clear, not both" if clear else "give --file FILE (the "
+                             "agenda; - for standard input), or --clear to remove it")
+    text, field = None, "the agenda"
+    if file is not None:
+        limit = inputs.MAX_AGENDA * 4  # bytes: UTF-8 takes at most four for a character
+        source, data = _read_bytes(file, limit=limit)
+        field = f"--file {source}"
+        if len(data) > limit:
+            raise SchedulerError(f"{field}: more than an agenda holds ({inputs.MAX_AGENDA:,} "
+                                 "characters)")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise SchedulerError(f"{field}: not UTF-8 text (byte {e.start + 1} is "
+                                 f"0x{data[e.start]:02x}); save it as UTF-8") from e
+    with _session(ctx) as (settings, session):
+        done = organizer.agenda(session, settings, slug, on=_on(session, slug, on), text=text,
+                                now=now(), field=field)
+        if json_out:
+            _json(present.occurrence_done_dict(done))
+        else:
+            _said(done, "has its own agenda" if text is not None else "has no agenda of its "
+                  "own any more (the call's description stands for it)",
+                  "already has that agenda" if text is not None else "had no agenda of its own")
         _owed(done.owed, json_out)
 
 

@@ -41,7 +41,7 @@ from scheduler.core.icsevent import (
 from scheduler.core.icsread import Component
 from scheduler.errors import SchedulerError
 from scheduler.store.calls import SLUG
-from scheduler.store.models import Call, OccurrenceChange
+from scheduler.store.models import Call, OccurrenceAgenda, OccurrenceChange
 
 __all__ = ["ImportFailed", "ImportPlan", "ImportResult", "NewCall", "NothingToImport", "Skipped",
            "import_file", "plan_import", "read_calendar", "store"]
@@ -52,6 +52,7 @@ _KINDS = {"VTODO": "to-do", "VJOURNAL": "journal entry", "VFREEBUSY": "free/busy
           "VAVAILABILITY": "availability"}
 _CALL_TABLE = Call.__table__  # type: ignore[attr-defined]
 _CHANGE_TABLE = OccurrenceChange.__table__  # type: ignore[attr-defined]
+_AGENDA_TABLE = OccurrenceAgenda.__table__  # type: ignore[attr-defined]
 
 
 class ImportFailed(SchedulerError):
@@ -310,12 +311,19 @@ def store(session: Session, planned: Sequence[ImportPlan], *, now: datetime,
         with_changes = [item for item in planned if item.changes]
         if with_changes:
             ids = {uid: id_ for uid, id_ in session.exec(select(Call.uid, Call.id)).all()}
-            session.execute(insert(_CHANGE_TABLE), [
-                {"call_id": ids[item.call.uid], "original_start": change.original,
-                 "cancelled": change.cancelled, "new_start": change.start,
-                 "new_duration_minutes": int(change.duration.total_seconds() // 60)
-                 if change.duration else None, "changed_at": now}
-                for item in with_changes for change in item.changes])
+            moves = [{"call_id": ids[item.call.uid], "original_start": change.original,
+                      "cancelled": change.cancelled, "new_start": change.start,
+                      "new_duration_minutes": int(change.duration.total_seconds() // 60)
+                      if change.duration else None, "changed_at": now}
+                     for item in with_changes for change in item.changes if change.reschedules]
+            if moves:
+                session.execute(insert(_CHANGE_TABLE), moves)
+            agendas = [{"call_id": ids[item.call.uid], "original_start": change.original,
+                        "text": change.agenda, "changed_at": now}
+                       for item in with_changes for change in item.changes
+                       if change.agenda is not None]  # an override's own DESCRIPTION
+            if agendas:
+                session.execute(insert(_AGENDA_TABLE), agendas)
         session.commit()
     except IntegrityError as e:
         session.rollback()

@@ -12,6 +12,11 @@ importer), then does what the change owes, in this order:
   an edit that raised the sequence updates the series, a move, cancellation or restore updates
   that occurrence, and a deletion cancels the series, one sequence above the call's last.
 
+An occurrence's agenda (set, changed or cleared) rebuilds the feeds and updates that occurrence
+for the invited (not while it is cancelled: a REQUEST would bring it back in their calendars).
+It is no change of time: no late-change notice, and no new announcement (the reminders still
+to go carry the new text).
+
 A change that is refused raises, and nothing is stored. Once the change is stored, it stays:
 what it owes then cannot undo it, so a step that fails (calendars/ cannot be written, say)
 stops the steps after it and comes back as `Owed.failure`, beside what was done before it. The
@@ -25,14 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from scheduler import importer
 from scheduler.config import Settings
-from scheduler.core.recurrence import Occurrence
+from scheduler.core.recurrence import Occurrence, Status
 from scheduler.delivery import feeds, invites, notices
-from scheduler.store import calls
-from scheduler.store.models import Call, Delivery, DeliveryStatus
+from scheduler.store import agendas, calls
+from scheduler.store.models import Call
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +66,8 @@ class CallDone:
 
 @dataclass(frozen=True, kw_only=True)
 class OccurrenceDone:
-    """One occurrence moved, cancelled or restored, or found already so (`changed` False:
-    nothing stored, and nothing owed but the feeds)."""
+    """One occurrence moved, cancelled or restored, or its agenda set or cleared; or found
+    already so (`changed` False: nothing stored, and nothing owed but the feeds)."""
 
     call: Call
     occurrence: Occurrence
@@ -141,8 +146,18 @@ def restore(session: Session, settings: Settings, slug: str, *, on: str,
                             update=invites.Update.RESTORED)
 
 
+def agenda(session: Session, settings: Settings, slug: str, *, on: str, text: str | None,
+           now: datetime, field: str = "the agenda") -> OccurrenceDone:
+    """Set (`text`) or clear (None) the agenda of the occurrence on `on`."""
+    result = agendas.set_agenda(session, slug, on=on, text=text, now=now, field=field)
+    cancelled = result.occurrence.status is Status.CANCELLED
+    return _occurrence_done(session, settings, result, now=now, late=False,
+                            update=None if cancelled else invites.Update.AGENDA)
+
+
 def _occurrence_done(session: Session, settings: Settings, result: calls.OccurrenceResult, *,
-                     now: datetime, late: bool, update: invites.Update) -> OccurrenceDone:
+                     now: datetime, late: bool,
+                     update: invites.Update | None) -> OccurrenceDone:
     o = result.occurrence
     if result.changed:
         owed = _owe(session, settings, result.call, now=now, late=o if late else None,
@@ -157,21 +172,6 @@ def _occurrence_done(session: Session, settings: Settings, result: calls.Occurre
 # --- what a change owes
 
 
-def _heard_of(session: Session, call: Call, occurrence: Occurrence, *, now: datetime) -> bool:
-    """Whether members may have heard of `occurrence`, so that a late change to it is news: a
-    message about it was sent, or the call was there before it came within the 48 hours of
-    a late change. A call added later than that (and changed before anything went out) is
-    announced by its reminders, which carry the change: a "Moved" notice beside the
-    announcement would be about a call members never heard of."""
-    added = call.created_at
-    if not occurrence.id - notices.WITHIN < added <= now:
-        return True
-    sent = select(Delivery.id).where(
-        Delivery.call_id == call.id, Delivery.occurrence_id == occurrence.id,
-        Delivery.status == DeliveryStatus.SENT).limit(1)
-    return session.exec(sent).first() is not None
-
-
 def _owe(session: Session, settings: Settings, call: Call | None, *, now: datetime,
          late: Occurrence | None = None, update: invites.Update | None = None,
          original: datetime | None = None,
@@ -184,7 +184,7 @@ def _owe(session: Session, settings: Settings, call: Call | None, *, now: dateti
         built = feeds.build(session, settings)
         if built.written or built.removed:
             log.info("feeds: %d written, %d removed", len(built.written), len(built.removed))
-        if late is not None and call is not None and _heard_of(session, call, late, now=now):
+        if late is not None and call is not None:  # to whoever heard of it (notices.queue)
             notice = notices.queue(session, call, late, now=now)
         if update is not None and call is not None:
             pending = invites.prepare_update(session, settings, call, update,

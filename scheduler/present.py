@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ class Listed:
     call: Call
     next: Occurrence | None
     error: str | None = None
+    agendas: Mapping[datetime, str] = field(default_factory=dict)  # by original start
 
 
 def listing(session: Session, now: datetime) -> list[Listed]:
@@ -67,14 +68,19 @@ def listing(session: Session, now: datetime) -> list[Listed]:
         except Exception as e:  # whatever one stored call raises must not hide the others
             rows.append(Listed(call=call, next=None, error=reason(e)))
             continue
-        rows.append(Listed(call=call, next=next_one))
+        found = changes.get(call.id or 0, {})
+        rows.append(Listed(call=call, next=next_one, agendas={
+            original: c.agenda for original, c in found.items() if c.agenda is not None}))
     return rows
 
 
 def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None, *,
-              error: str | None = None) -> dict[str, Any]:
-    """A call's fields. With an `error` (see `listing`), the start is the stored wall time,
-    as text, and there is no UTC start and no next occurrence."""
+              error: str | None = None,
+              agendas: Mapping[datetime, str] | None = None) -> dict[str, Any]:
+    """A call's fields, and the `agendas` of its occurrences (by original start; none if not
+    given).
+    With an `error` (see `listing`), the start is the stored wall time, as text, and there is
+    no UTC start and no next occurrence."""
     if error is None:
         start = series_of(call).start
         start_text, start_utc = start.isoformat(), iso_utc(start)
@@ -101,6 +107,8 @@ def call_dict(call: Call, settings: Settings, next_one: Occurrence | None = None
         "created_at": iso_utc(call.created_at),
         "updated_at": iso_utc(call.updated_at),
         "error": error,
+        "agendas": [{"id": iso_utc(original), "agenda": text}
+                    for original, text in sorted((agendas or {}).items())],
     }
 
 
@@ -116,6 +124,7 @@ def occurrence_dict(occurrence: Occurrence) -> dict[str, Any]:
         "status": occurrence.status.value,
         "original_start": (local_start if occurrence.id == occurrence.start
                            else occurrence.original_local.isoformat()),
+        "agenda": occurrence.agenda,
     }
 
 
@@ -141,7 +150,9 @@ def calls_table(calls: Sequence[Listed | tuple[Call, Occurrence | None]]) -> Tab
     return table
 
 
-def call_table(call: Call, settings: Settings, next_one: Occurrence | None) -> Table:
+def call_table(call: Call, settings: Settings, next_one: Occurrence | None,
+               agendas: Mapping[datetime, str] | None = None) -> Table:
+    """A call's fields; with `agendas`, the dates that have one, and the next occurrence's."""
     table = Table(show_header=False, box=None, pad_edge=False)
     series = series_of(call)
     rows = [
@@ -156,6 +167,11 @@ def call_table(call: Call, settings: Settings, next_one: Occurrence | None) -> T
          if next_one else "-"),
         ("sequence", str(call.sequence)),
     ]
+    if agendas is not None:
+        rows.insert(-1, ("agendas", ", ".join(f"{o.astimezone(series.zone):%Y-%m-%d}"
+                                              for o in sorted(agendas)) or "-"))
+        if next_one is not None and next_one.agenda is not None:
+            rows.insert(-2, ("next agenda", next_one.agenda))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -168,6 +184,8 @@ def occurrences_table(found: list[Occurrence]) -> Table:
         status = o.status.value
         if o.status is Status.MOVED:
             status += f" (from {o.original_local:%a %Y-%m-%d %H:%M})"
+        if o.agenda is not None:
+            status += ", with its agenda"
         table.add_row(iso_utc(o.id), _local(o.local_start), f"{o.start:%Y-%m-%d %H:%M}",
                       status, style="dim" if o.status is Status.CANCELLED else None)
     return table
@@ -231,7 +249,8 @@ def owed_dict(owed: Owed) -> dict[str, Any]:
 
 
 def occurrence_done_dict(done: OccurrenceDone) -> dict[str, Any]:
-    """An occurrence moved, cancelled or restored (`changed` false: it already was)."""
+    """An occurrence moved, cancelled or restored, or its agenda set or cleared (`changed`
+    false: it already was)."""
     return {"call": done.call.slug, "changed": done.changed,
             "occurrence": occurrence_dict(done.occurrence), **owed_dict(done.owed)}
 
@@ -270,11 +289,14 @@ def import_lines(result: ImportResult, *, dry_run: bool) -> list[str]:
     verb = "would import" if dry_run else "imported"
     lines = []
     for item in result:
-        moved = sum(1 for c in item.changes if not c.cancelled)
+        moved = sum(1 for c in item.changes if c.reschedules and not c.cancelled)
+        cancelled = sum(1 for c in item.changes if c.cancelled)
+        agendas = sum(1 for c in item.changes if c.agenda is not None)
         call = item.call
         lines.append(f"{verb} {call.slug or call.title}: {call.start_local[:16]} "
                      f"{call.timezone}, {call.rrule or 'once'} ({moved} moved, "
-                     f"{len(item.changes) - moved} cancelled)")
+                     f"{cancelled} cancelled" + (f", {agendas} with an agenda of their own"
+                                                 if agendas else "") + ")")
         lines.extend(f"  note: {note}" for note in item.notes)
     lines.extend(f"skipped {skipped}" for skipped in result.skipped)
     lines.extend(f"note: {note}" for note in result.notes)
@@ -292,8 +314,9 @@ def import_dict(result: ImportResult, *, dry_run: bool) -> dict[str, Any]:
             "slug": item.call.slug or None, "uid": item.call.uid, "title": item.call.title,
             "timezone": item.call.timezone, "start": item.call.start_local,
             "rrule": item.call.rrule, "duration": item.call.duration_minutes,
-            "moved": sum(1 for c in item.changes if not c.cancelled),
+            "moved": sum(1 for c in item.changes if c.reschedules and not c.cancelled),
             "cancelled": sum(1 for c in item.changes if c.cancelled),
+            "agendas": sum(1 for c in item.changes if c.agenda is not None),
             "line": item.line, "notes": item.notes,
         } for item in result],
         "skipped": [{"what": s.what, "line": s.line, "reason": s.reason}

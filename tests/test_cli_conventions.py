@@ -82,12 +82,13 @@ def mismatches(value: Any, shape: Any, where: str = "$") -> list[str]:
 
 TEXT = (str, type(None))
 OCCURRENCE = {"id": str, "start": str, "end": str, "start_utc": str, "end_utc": str,
-              "timezone": str, "status": str, "original_start": str}
+              "timezone": str, "status": str, "original_start": str, "agenda": TEXT}
 CALL = {"slug": str, "uid": str, "title": str, "description": TEXT, "timezone": str,
         "start": str, "start_utc": TEXT, "duration": int, "rrule": TEXT, "register_url": TEXT,
         "join_url": TEXT, "forum_topic": (int, type(None)), "language": str, "zones": [str],
         "zones_from_config": bool, "sequence": int, "next": (OCCURRENCE, type(None)),
-        "created_at": str, "updated_at": str, "error": TEXT}
+        "created_at": str, "updated_at": str, "error": TEXT,
+        "agendas": [{"id": str, "agenda": str}]}
 OWED = {"notice": int, "updates_sent": [str], "updates_failed": [str]}
 OCCURRENCE_DONE = {"call": str, "changed": bool, "occurrence": OCCURRENCE, **OWED}
 SUBSCRIBER = {"email": str, "name": str, "language": str, "timezone": str, "status": str,
@@ -98,7 +99,7 @@ DELIVERY = {"call": str, "occurrence_id": str, "rule": str, "channel": str, "rec
 PLANNED = {"call": str, "occurrence_id": str, "rule": str, "channel": str, "due": str,
            "expires": str, "recipients": int}
 ZONE_ROW = {"zone": str, "label": str, "local": str, "time": str, "date": str, "offset": str,
-            "other_day": TEXT}
+            "day": str, "other_day": TEXT}
 CHECK = {"name": str, "ok": bool, "detail": str}
 
 # Each command with --json: its arguments (given the service's folder) and its shape.
@@ -127,6 +128,8 @@ JSON_COMMANDS: dict[str, tuple[Callable[[Path], list[list[str]]], Any]] = {
     "call restore": (lambda _: [["call", "cancel", SLUG, "--on", "2019-02-12"],
                                 ["call", "restore", SLUG, "--on", "2019-02-12"]],
                      OCCURRENCE_DONE),
+    "call agenda": (lambda f: [["call", "agenda", SLUG, "--on", "2019-02-12", "--file",
+                                str(DATA / "notes" / "march-2019.md")]], OCCURRENCE_DONE),
     "call delete": (lambda _: [["call", "delete", SLUG, "--yes"]],
                     {"deleted": str, "title": str, **OWED}),
     "feed build": (lambda _: [["feed", "build"]],
@@ -135,7 +138,8 @@ JSON_COMMANDS: dict[str, tuple[Callable[[Path], list[list[str]]], Any]] = {
     "import": (lambda _: [["import", str(ROOT / "tests" / "data" / "ics" / "bad_date.ics")]],
                {"dry_run": bool, "imported": [{
                    "slug": TEXT, "uid": str, "title": str, "timezone": str, "start": str,
-                   "rrule": TEXT, "duration": int, "moved": int, "cancelled": int, "line": int,
+                   "rrule": TEXT, "duration": int, "moved": int, "cancelled": int,
+                   "agendas": int, "line": int,
                    "notes": [str]}],
                 "skipped": [{"what": str, "line": int, "reason": str}], "notes": [str]}),
     "invite": (lambda _: [["invite", SLUG, "--to", "ada@example.org"]],
@@ -189,6 +193,7 @@ def test_json_keeps_stdout_for_json_when_a_change_owes_a_notice(with_call: Coali
     """A late change's notice is said on stderr with --json, so stdout still parses."""
     with time_machine.travel("2019-02-11T12:00:00Z", tick=False):
         ok(with_call(*MEMBERS))
+        ok(with_call("run-once"))  # the announcement: the members hear of the call first
         ran = ok(with_call("call", "cancel", SLUG, "--on", "2019-02-12", "--json"))
     assert json.loads(ran.stdout)["notice"] == 2
     assert "change notice queued" in ran.stderr

@@ -105,20 +105,24 @@ def test_issue_17_reminder_says_the_distance_as_a_person_would(
     ("lang", "subject", "sentence"),
     [
         pytest.param("en", "Justice For All coalition call has started",
-                     "The Justice For All coalition call has started, at 10:00 AM", id="en"),
+                     "The November Justice For All coalition call is under way: it began at "
+                     "10:00 AM", id="en"),
         pytest.param("fr", "Justice For All coalition call a commencé",
-                     "Justice For All coalition call a commencé à 10:00", id="fr"),
+                     "L’appel de novembre, « Justice For All coalition call », a commencé à "
+                     "10:00", id="fr"),
         pytest.param("es", "Justice For All coalition call ya ha empezado",
-                     "«Justice For All coalition call» ya ha empezado", id="es"),
+                     "«Justice For All coalition call» ya está en marcha", id="es"),
         pytest.param("pt", "Justice For All coalition call já começou",
-                     "“Justice For All coalition call” já começou", id="pt"),
+                     "“Justice For All coalition call” já está em andamento", id="pt"),
     ],
 )
 def test_issue_17_reminder_after_the_start_says_it_has_started(
     lang: str, subject: str, sentence: str
 ) -> None:
-    """"starts already under way" / "commence déjà commencé" is not a sentence."""
+    """"starts already under way" / "commence déjà commencé" is not a sentence, and neither
+    is "has started, at 8:00 AM your time"."""
     said, text = relative(timedelta(minutes=-2), lang)
     assert said == subject
     assert sentence in text
-    assert "under way" not in text and "déjà commencé" not in text
+    assert "starts already" not in text and "déjà commencé" not in text
+    assert "has started, at" not in text

@@ -30,7 +30,7 @@ def test_followup_reaches_the_forum_and_each_member_once(members: Coalition) -> 
     mails = members.inbox()
     assert sorted(str(m["Subject"]) for m in mails) == [
         "After the Justice For All coalition call of Tuesday, March 12, 2019",
-        "Après le Justice For All coalition call du mardi 12 mars 2019",
+        "Après l’appel « Justice For All coalition call » du mardi 12 mars 2019",
     ]
     body = next(m for m in mails if m["To"] == "Bea <bea@example.org>").get_body(("plain",))
     assert body is not None

@@ -91,8 +91,9 @@ def test_issue_17_french_title_moved_late_keeps_its_spaces(coalition: Coalition)
         with time_machine.travel(moment, tick=False):
             ran = coalition(*args)
         assert ran.exit_code == 0, f"{args}: {ran.stderr}"
-    (moved,) = [m for m in coalition.inbox() if str(m["Subject"]).startswith("Déplacé")]
-    assert str(moved["Subject"]).startswith(f"Déplacé : {title} ")
+    (moved,) = [m for m in coalition.inbox()
+                if str(m["Subject"]).startswith("Changement d’horaire")]
+    assert str(moved["Subject"]).startswith(f"Changement d’horaire : {title} ")
     assert all(m["Auto-Submitted"] == "auto-generated" for m in coalition.inbox())
 
 

@@ -52,11 +52,15 @@ def call_events(draw: st.DrawFn) -> ics.CallEvent:
     changes = {}
     for offset in draw(st.lists(st.integers(0, 60), max_size=3, unique=True)):
         original = (start + timedelta(weeks=offset)).astimezone(UTC)
-        if draw(st.booleans()):
-            changes[original] = Change(original=original, cancelled=True)
-        else:  # minutes, so that some land on the second of a repeated hour
+        agenda = draw(st.one_of(st.none(), TEXT.filter(bool)))  # its own DESCRIPTION
+        kind = draw(st.sampled_from(["cancelled", "moved", "agenda"]))
+        if kind == "cancelled":
+            changes[original] = Change(original=original, cancelled=True, agenda=agenda)
+        elif kind == "moved":  # minutes, so that some land on the second of a repeated hour
             moved = original + timedelta(minutes=draw(st.integers(-3000, 3000)))
-            changes[original] = Change(original=original, start=moved)
+            changes[original] = Change(original=original, start=moved, agenda=agenda)
+        else:
+            changes[original] = Change(original=original, agenda=agenda or "agenda")
     if rrule is None:
         changes = {k: v for k, v in changes.items() if k == start.astimezone(UTC)}
     when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=draw(st.integers(0, 10**8)))

@@ -295,7 +295,7 @@ def test_an_organizers_po_replaces_the_shipped_wording_entry_by_entry(tmp_path: 
                               now=START - timedelta(days=7))
     text = own.render("announcement", "email", "es", context).text
     assert "¡Nos vemos en la llamada!" in text and "¡Esperamos verte allí!" not in text
-    assert "Te esperamos en la próxima sesión" in text  # the shipped entries stay
+    assert "Te esperamos en la sesión de noviembre" in text  # the shipped entries stay
     assert own.catalogs.problems("es") == []
 
 
@@ -335,10 +335,10 @@ def test_a_language_without_a_catalog_is_refused_naming_those_there_are(tmp_path
 def test_check_names_missing_fuzzy_and_wrong_placeholders_with_file_and_line(
         tmp_path: Path) -> None:
     hope, hello = "We hope to see you there!", "Hello %(name)s,"
-    join = ("Join us for the next %(title)s on %(date)s, at %(time)s your time (%(city)s):")
+    join = ("Join us for the %(month)s %(title)s on %(date)s, at %(time)s your time (%(city)s):")
     subject = "%(title)s: %(date)s, %(time)s %(city)s"
     path = own_po(tmp_path, "ca", {
-        join: "Us esperem a la propera sessió de «%(title)s», el %(date)s:",  # dropped
+        join: "Us esperem a la sessió %(month)s de «%(title)s», el %(date)s:",  # dropped
         subject: "%(titol)s: %(date)s, %(time)s (%(city)s)",  # misspelt
         "Hello,": "Hola %(nom)s 100% segur,",  # not a placeholder, and one it does not give
     }, source="es", fuzzy=(hope,), drop=(hello,))

@@ -144,3 +144,18 @@ def test_issue_17_members_page_shows_a_multi_line_description_as_markdown(
         engine.dispose()
     assert ('<div class="description" dir="auto"><p>Agenda:</p>\n<ul>\n<li>Introductions</li>\n'
             "<li><strong>HLPF</strong> preparation</li>\n</ul></div>") in page
+
+
+def test_issue_17_an_image_in_notes_is_a_link_not_a_remote_load() -> None:
+    """A remote image in an email is loaded when it is opened: the sender learns who read it,
+    and when. Organizers' Markdown may hold images; the HTML shows each as a link named by
+    its alt text (an inline data: image as its alt text alone), never as <img>."""
+    html = markdown_html("Our ![group photo](https://tracker.example/p.png \"July\") and "
+                         "![](https://example.org/chart.png) and "
+                         "![logo](data:image/png;base64,iVBORw0KGgo=)")
+    assert "<img" not in html and "data:" not in html
+    assert '<a href="https://tracker.example/p.png">group photo</a>' in html
+    assert '<a href="https://example.org/chart.png">https://example.org/chart.png</a>' in html
+    assert "and logo</p>" in html
+    followup = email("followup", notes="![me](https://tracker.example/p.png?id=ada)")
+    assert followup.html is not None and "<img" not in followup.html

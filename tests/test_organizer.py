@@ -15,7 +15,7 @@ from scheduler import config, organizer
 from scheduler.config import Settings
 from scheduler.delivery import invites
 from scheduler.errors import SchedulerError
-from scheduler.store import calls, db
+from scheduler.store import calls, db, subscribers
 from scheduler.store.models import Delivery, DeliveryStatus
 from tests.conftest import read_maildir
 
@@ -122,3 +122,50 @@ def test_issue_17_a_late_move_after_a_message_went_out_owes_a_notice(
     done = organizer.move(session, settings, slug, on="2026-01-06", to="2026-01-06 11:00",
                           now=NOW + timedelta(hours=1))
     assert done.owed.notice >= 1
+
+
+def _members(session: Session, settings: Settings, *emails: str) -> None:
+    for email in emails:
+        subscribers.add(session, settings, subscribers.NewSubscriber(email=email), now=NOW)
+
+
+def _sent(session: Session, slug: str, original: datetime, channel: str, recipient: str) -> None:
+    """A message about the occurrence of `original` that went out at NOW."""
+    call = calls.get_call(session, slug)
+    assert call.id is not None
+    session.add(Delivery(call_id=call.id, occurrence_id=original, rule="7d", channel=channel,
+                         recipient=recipient, due_at=NOW, expires_at=original,
+                         status=DeliveryStatus.SENT, sent_at=NOW, created_at=NOW,
+                         updated_at=NOW))
+    session.commit()
+
+
+def test_issue_17_a_late_move_of_a_call_never_announced_owes_no_notice(
+        weekly: tuple[Settings, Session, str]) -> None:
+    """Added a week ahead, but its announcement never went out (the daemon was down): moved
+    21 hours ahead, it owes no "Moved" notice about a call members never heard of; the
+    reminders still ahead of it carry the new time."""
+    settings, session, slug = weekly
+    _members(session, settings, "ada@example.org", "bea@example.org")
+    done = organizer.move(session, settings, slug, on="2026-01-12", to="2026-01-12 11:00",
+                          now=datetime(2026, 1, 11, 12, tzinfo=UTC))
+    assert done.changed and done.owed.notice == 0
+    assert [d for d in session.exec(select(Delivery)).all() if d.rule.startswith("changed-")] == []
+
+
+def test_issue_17_a_late_notice_goes_only_to_whoever_heard_of_the_occurrence(
+        weekly: tuple[Settings, Session, str]) -> None:
+    """Ada got the announcement; Bea subscribed after it went out and has heard nothing yet.
+    The notice goes to the forum topic and to Ada, not to Bea (her reminders carry the new
+    time)."""
+    settings, session, slug = weekly
+    _members(session, settings, "ada@example.org", "bea@example.org")
+    original = datetime(2026, 1, 12, 9, tzinfo=UTC)
+    _sent(session, slug, original, "forum", "topic")
+    _sent(session, slug, original, "email", "ada@example.org")
+    done = organizer.move(session, settings, slug, on="2026-01-12", to="2026-01-12 11:00",
+                          now=datetime(2026, 1, 11, 12, tzinfo=UTC))
+    notices = [(d.channel, d.recipient) for d in session.exec(select(Delivery)).all()
+               if d.rule.startswith("changed-")]
+    assert done.owed.notice == 2
+    assert sorted(notices) == [("email", "ada@example.org"), ("forum", "topic")]

@@ -205,10 +205,10 @@ SAME_DAY_MOVE = Occurrence(id=START, start=START + timedelta(hours=2),
     ("name", "channel", "lang", "expected"),
     [
         pytest.param("announcement", "email", "en",
-                     "(moved from Tuesday, November 13, 2018, 10:00 AM New York)",
+                     "moved from Tuesday, November 13, 2018, 10:00 AM New York.",
                      id="announcement-email"),
         pytest.param("announcement", "forum", "en",
-                     "(moved from Tuesday, November 13, 2018, 10:00 AM New York)",
+                     "moved from Tuesday, November 13, 2018, 10:00 AM New York.",
                      id="announcement-forum"),
         pytest.param("changed", "email", "en",
                      "of Tuesday, November 13, 2018, 10:00 AM New York has moved",
@@ -239,7 +239,7 @@ def test_a_move_to_another_day_says_only_the_old_date() -> None:
     context = message_context(CALL, moved, lang="en", reader=NEW_YORK,
                               now=START - timedelta(days=3))
     text = builtin().render("announcement", "email", "en", context).text
-    assert "(moved from Tuesday, November 13, 2018)" in text
+    assert "Note that this call has moved from Tuesday, November 13, 2018." in text
 
 
 def test_issue_17_an_invitation_for_a_same_day_move_says_the_old_time() -> None:

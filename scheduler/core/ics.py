@@ -9,7 +9,10 @@ What calendar clients are known to need, and how this module gives it:
   an exact UTC time) is written in UTC: with a TZID, that wall time means the first;
 * feeds are METHOD:PUBLISH without ATTENDEE; invitations are METHOD:REQUEST or CANCEL with one
   VEVENT, an ORGANIZER and one ATTENDEE (RFC 6047; Outlook mishandles several VEVENTs);
-* the same calls give the same bytes: DTSTAMP is the call's last change, not the clock.
+* the same calls give the same bytes: DTSTAMP is the call's last change, not the clock;
+* an occurrence with an agenda of its own is an override (RECURRENCE-ID, its time unchanged)
+  whose DESCRIPTION is that agenda in place of the call's description; a one-off call's only
+  event carries it. Setting, changing or clearing one raises the call's SEQUENCE.
 
 Feeds are written by `_FeedWriter`, a plain writer of the few properties a feed holds, byte for
 byte what icalendar writes for them (its ordering, escaping and folding; the TZID parameter is
@@ -62,13 +65,16 @@ class CallEvent:
     def zone_key(self) -> str:
         return self.series.zone.key
 
-    def text(self) -> str:
-        lines = [self.description] if self.description else []
+    def text(self, agenda: str | None = None) -> str:
+        """DESCRIPTION: the call's description, or an occurrence's `agenda` in its place, then
+        the links."""
+        about = agenda or self.description
+        lines = [about] if about else []
         if self.register_url:
             lines.append(f"Register: {self.register_url}")
         if self.join_url:
             lines.append(f"Join: {self.join_url}")
-        return "\n\n".join(lines) if self.description else "\n".join(lines)
+        return "\n\n".join(lines) if about else "\n".join(lines)
 
 
 def _when(moment: datetime, zone: ZoneInfo) -> datetime:
@@ -81,7 +87,7 @@ def _when(moment: datetime, zone: ZoneInfo) -> datetime:
 
 
 def _event(call: CallEvent, *, start: datetime, end: datetime,
-           recurrence_id: datetime | None = None) -> Event:
+           recurrence_id: datetime | None = None, agenda: str | None = None) -> Event:
     zone = call.series.zone
     event = Event()
     event.add("uid", call.uid)
@@ -92,8 +98,9 @@ def _event(call: CallEvent, *, start: datetime, end: datetime,
     event.add("dtend", _when(end, zone))
     event.add("sequence", call.sequence)
     event.add("summary", call.title)
-    if call.text():
-        event.add("description", call.text())
+    text = call.text(agenda)
+    if text:
+        event.add("description", text)
     if call.register_url or call.join_url:
         event.add("url", call.register_url or call.join_url)
     if call.join_url:
@@ -109,7 +116,7 @@ def master(call: CallEvent) -> Event:
     series = call.series
     if series.rrule is None:
         only = occurrence_at(series.start, series, call.changes.get(to_utc(series.start)))
-        event = _event(call, start=only.start, end=only.end)
+        event = _event(call, start=only.start, end=only.end, agenda=only.agenda)
         event.add("status", "CANCELLED" if only.status is Status.CANCELLED else "CONFIRMED")
         return event
     event = _event(call, start=series.start, end=series.start + series.duration)
@@ -121,7 +128,8 @@ def master(call: CallEvent) -> Event:
 
 
 def overrides(call: CallEvent) -> list[Event]:
-    """One VEVENT with RECURRENCE-ID for each moved occurrence of a recurring call."""
+    """One VEVENT with RECURRENCE-ID for each moved occurrence of a recurring call, and for
+    each with an agenda of its own (a cancelled one has none: its EXDATE stands)."""
     if call.series.rrule is None:
         return []
     events = []
@@ -129,7 +137,8 @@ def overrides(call: CallEvent) -> list[Event]:
         if change.cancelled:
             continue
         occurrence = occurrence_at(original, call.series, change)
-        event = _event(call, start=occurrence.start, end=occurrence.end, recurrence_id=original)
+        event = _event(call, start=occurrence.start, end=occurrence.end, recurrence_id=original,
+                       agenda=occurrence.agenda)
         event.add("status", "CONFIRMED")
         events.append(event)
     return events
@@ -210,21 +219,28 @@ class _FeedWriter:
         self.call = call
         self.zone = call.series.zone
         self.stamp = _utc(call.updated)
-        text = call.text()
-        self.tail = [f"CREATED:{_utc(call.created)}"]
-        if text:
-            self.tail.append(f"DESCRIPTION:{_escape(text)}")
-        self.tail.append(f"LAST-MODIFIED:{self.stamp}")
-        if call.join_url:
-            self.tail.append(f"LOCATION:{_escape(call.join_url)}")
+        self.tail = self._tail(None)
         self.url = call.register_url or call.join_url
+
+    def _tail(self, agenda: str | None) -> list[str]:
+        """CREATED, DESCRIPTION (the call's, or `agenda` in its place), LAST-MODIFIED,
+        LOCATION."""
+        call = self.call
+        text = call.text(agenda)
+        tail = [f"CREATED:{_utc(call.created)}"]
+        if text:
+            tail.append(f"DESCRIPTION:{_escape(text)}")
+        tail.append(f"LAST-MODIFIED:{self.stamp}")
+        if call.join_url:
+            tail.append(f"LOCATION:{_escape(call.join_url)}")
+        return tail
 
     def events(self) -> str:
         series, call = self.call.series, self.call
         if series.rrule is None:
             only = occurrence_at(series.start, series, call.changes.get(to_utc(series.start)))
             status = "CANCELLED" if only.status is Status.CANCELLED else "CONFIRMED"
-            return self._event(only.start, only.end, status=status)
+            return self._event(only.start, only.end, status=status, agenda=only.agenda)
         exdates = [f"EXDATE{self._moment(original.astimezone(self.zone))}"
                    for original in sorted(o for o, c in call.changes.items() if c.cancelled)]
         text = [self._event(series.start, series.start + series.duration, status="CONFIRMED",
@@ -233,7 +249,7 @@ class _FeedWriter:
             if not change.cancelled:
                 moved = occurrence_at(original, series, change)
                 text.append(self._event(moved.start, moved.end, status="CONFIRMED",
-                                        recurrence_id=original))
+                                        recurrence_id=original, agenda=moved.agenda))
         return "".join(text)
 
     def _moment(self, moment: datetime) -> str:
@@ -243,7 +259,8 @@ class _FeedWriter:
         return f":{value}Z" if tzid is None else f"{tzid}:{value}"
 
     def _event(self, start: datetime, end: datetime, *, status: str, rrule: str | None = None,
-               exdates: Sequence[str] = (), recurrence_id: datetime | None = None) -> str:
+               exdates: Sequence[str] = (), recurrence_id: datetime | None = None,
+               agenda: str | None = None) -> str:
         call = self.call
         lines = ["BEGIN:VEVENT", f"SUMMARY:{_escape(call.title)}",
                  f"DTSTART{self._moment(_when(start, self.zone))}",
@@ -255,7 +272,7 @@ class _FeedWriter:
         if rrule is not None:
             lines.append(f"RRULE:{rrule}")
         lines.extend(exdates)
-        lines.extend(self.tail)
+        lines.extend(self.tail if agenda is None else self._tail(agenda))
         lines.append(f"STATUS:{status}")
         if self.url:
             lines.append(f"URL:{self.url}")
@@ -349,7 +366,7 @@ def _vtimezone_text(key: str, year: int) -> str:
 def single(call: CallEvent, occurrence: Occurrence) -> bytes:
     """One occurrence on its own ("Add to calendar"): a one-off event with a UID of its own, so
     that a calendar which also subscribes to the feed does not take it for the series."""
-    event = _event(call, start=occurrence.start, end=occurrence.end)
+    event = _event(call, start=occurrence.start, end=occurrence.end, agenda=occurrence.agenda)
     event.pop("uid")
     event.add("uid", f"{occurrence.id:%Y%m%dT%H%M%SZ}-{call.uid}")
     event.add("status", "CANCELLED" if occurrence.status is Status.CANCELLED else "CONFIRMED")
@@ -373,7 +390,8 @@ def invitation(call: CallEvent, *, method: str, organizer: str, attendee: str,
         event = master(call)
     else:
         found = occurrence_at(occurrence, call.series, call.changes.get(occurrence))
-        event = _event(call, start=found.start, end=found.end, recurrence_id=occurrence)
+        event = _event(call, start=found.start, end=found.end, recurrence_id=occurrence,
+                       agenda=found.agenda)
     if method == "CANCEL":
         event.pop("status", None)
         event.add("status", "CANCELLED")

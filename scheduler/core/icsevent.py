@@ -24,7 +24,9 @@ which the importer lists beside the event. The policy (see also `scheduler.impor
   cancelled becomes that occurrence's move (some clients write a move so); any other makes the
   event unusable, as a call holds no dates beyond its rule.
 * An override of an occurrence the rule does not make, or that cannot be read, is left out
-  with a note; one that changes only the text changes nothing (a call has one text).
+  with a note. One whose DESCRIPTION differs from the series' (Google and Outlook write a
+  month's own agenda so) keeps that DESCRIPTION as the occurrence's agenda, moved or not;
+  one that changes only other text (its SUMMARY, say) changes nothing.
 * SUMMARY and DESCRIPTION lose their control characters (noted); a SUMMARY longer than a title
   may be is cut (noted); a DTEND before DTSTART across a gap is read as wall times.
 """
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -185,8 +187,8 @@ class CalendarReader:
             changes[to_utc(start)] = Change(original=start, start=first_move)
         self._exdates(master, series, changes, notes)
         self._rdates(master, series, changes, notes)
-        self._overrides(overrides, series, changes, notes)
         title, description = _texts(master, notes)
+        self._overrides(overrides, series, changes, notes, description)
         uid = uid_of(master)
         if len(uid) > MAX_UID:
             raise Unusable(f"its UID is {len(uid)} characters long; at most {MAX_UID}")
@@ -279,9 +281,11 @@ class CalendarReader:
                             "holds no dates beyond its rule (import it as an event of its own)")
 
     def _overrides(self, overrides: list[Component], series: Series,
-                   changes: dict[datetime, Change], notes: list[str]) -> None:
-        """RECURRENCE-ID overrides as moves and cancellations; one the series cannot hold is
-        left out, with a note."""
+                   changes: dict[datetime, Change], notes: list[str],
+                   description: str) -> None:
+        """RECURRENCE-ID overrides as moves, cancellations and agendas (a DESCRIPTION other
+        than the series' `description`); one the series cannot hold is left out, with a
+        note."""
         found: list[tuple[Component, datetime]] = []
         for override in sorted(overrides, key=lambda o: o.line):
             rid = override.first("RECURRENCE-ID")
@@ -309,6 +313,15 @@ class CalendarReader:
             except SchedulerError as e:  # Unusable, a time outside the years, a bad length
                 notes.append(f"its change of line {override.line} is left out: {one_line(e)}")
                 continue
+            try:
+                agenda = _agenda(override, description, notes)
+            except SchedulerError as e:  # too long to be an agenda: its time still counts
+                notes.append(f"the agenda of its change of line {override.line} is left out: "
+                             f"{one_line(e)}")
+                agenda = None
+            if agenda is not None:
+                change = (Change(original=original, agenda=agenda) if change is None
+                          else replace(change, agenda=agenda))
             if change is None:
                 changes.pop(original, None)
             else:
@@ -329,9 +342,26 @@ class CalendarReader:
         minutes = self._minutes(override, new_start, exact)
         same_length = minutes == int(series.duration.total_seconds() // 60)
         if to_utc(new_start) == original and same_length:
-            return None  # only its text changed: a call has one text for all occurrences
+            return None  # only its text changed (its agenda, if any: `_agenda`)
         return Change(original=original, start=new_start,
                       duration=None if same_length else timedelta(minutes=minutes))
+
+
+def _agenda(override: Component, description: str, notes: list[str]) -> str | None:
+    """An override's DESCRIPTION as its occurrence's agenda, when it differs from the series'
+    `description` (both read as `_texts` reads them); None when it is the same, or empty."""
+    body = override.first("DESCRIPTION")
+    if body is None:
+        return None
+    what = f"the DESCRIPTION of its change of line {override.line}"
+    cleaned, removed = clean(icsread.text(body.value), spaced=False)
+    text = inputs.plain_text(cleaned, field=what).strip()  # in NFC, as `_texts` reads it
+    if not text or text == description:
+        return None
+    if removed:
+        notes.append(f"{removed} control character{'s' if removed > 1 else ''} removed from "
+                     f"{what}")
+    return inputs.agenda(text, field=what)
 
 
 def _anchor(moment: datetime, exact: bool, *, recurring: bool, notes: list[str],

@@ -24,6 +24,7 @@ from scheduler.errors import InvalidValue
 
 MAX_DURATION_MINUTES = 24 * 60
 MAX_TITLE = 300
+MAX_AGENDA = 20_000  # characters: a few paragraphs of Markdown, well within any message
 # C0 controls but tab (U+0009) and newline (U+000A), DEL, and the C1 controls.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -38,6 +39,20 @@ def plain_text(text: str, *, field: str) -> str:
                            f"U+{ord(found.group()):04X} (character {found.start() + 1}); only "
                            "printable text, tabs and line breaks are accepted")
     return unicodedata.normalize("NFC", text)
+
+
+def agenda(text: str, *, field: str) -> str:
+    """One occurrence's agenda (Markdown) as stored: Windows line endings read as newlines,
+    blank lines around it removed, and `plain_text`'s rule; `InvalidValue` naming `field`
+    when nothing is left or it is longer than `MAX_AGENDA` characters."""
+    text = plain_text(text.replace("\r\n", "\n"), field=field).strip()
+    if not text:
+        raise InvalidValue(f"{field} is empty; give the agenda's text, or --clear to remove "
+                           "the agenda")
+    if len(text) > MAX_AGENDA:
+        raise InvalidValue(f"{field} is {len(text):,} characters long; an agenda holds at most "
+                           f"{MAX_AGENDA:,}")
+    return text
 
 
 def one_line(text: str, *, field: str) -> str:

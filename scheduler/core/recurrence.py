@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -87,19 +87,34 @@ class Series:
 
 @dataclass(frozen=True, kw_only=True)
 class Change:
-    """An organizer's change to one occurrence, keyed by its original start (UTC)."""
+    """An organizer's change to one occurrence, keyed by its original start (UTC): it is
+    cancelled, or moved (a new start, a new length, or both), and it may have an agenda of
+    its own. An agenda alone leaves the occurrence where it was (`reschedules` is False):
+    confirmed, not moved."""
 
     original: datetime
     cancelled: bool = False
     start: datetime | None = None
     duration: timedelta | None = None
+    agenda: str | None = None  # this occurrence's own agenda (Markdown); kept while cancelled
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "original", to_utc(self.original))
         if self.start is not None:
             object.__setattr__(self, "start", to_utc(self.start))
-        if not self.cancelled and self.start is None and self.duration is None:
-            raise ValueError("a Change either cancels or moves its occurrence")
+        if not self.reschedules and self.agenda is None:
+            raise ValueError("a Change cancels or moves its occurrence, or gives its agenda")
+
+    @property
+    def reschedules(self) -> bool:
+        """Whether it cancels or moves the occurrence (not only gives its agenda)."""
+        return self.cancelled or self.start is not None or self.duration is not None
+
+    def without_agenda(self) -> Change | None:
+        """The same change without the agenda: None when the agenda was all of it."""
+        if not self.reschedules:
+            return None
+        return replace(self, agenda=None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +126,7 @@ class Occurrence:
     end: datetime
     zone: ZoneInfo
     status: Status
+    agenda: str | None = None  # this occurrence's own agenda (Markdown), if it has one
 
     @property
     def local_start(self) -> datetime:
@@ -135,9 +151,12 @@ def occurrence_at(original: datetime, series: Series, change: Change | None) -> 
         )
     start = change.start or original
     duration = change.duration or series.duration
-    status = Status.CANCELLED if change.cancelled else Status.MOVED
+    if change.cancelled:
+        status = Status.CANCELLED
+    else:
+        status = Status.MOVED if change.reschedules else Status.CONFIRMED
     return Occurrence(id=original, start=start, end=start + duration, zone=series.zone,
-                      status=status)
+                      status=status, agenda=change.agenda)
 
 
 def _max_shift(changes: Mapping[datetime, Change]) -> timedelta:
@@ -283,21 +302,26 @@ def rekey_changes(
     """
     carried: dict[datetime, Change] = {}
     orphaned: list[str] = []
+    agendas = False  # whether an orphaned one has an agenda
     for original, change in sorted(changes.items()):
         local_day = original.astimezone(old.zone).date()
         try:
             new_original = to_utc(find_original(new, local_day))
         except (NotFound, Conflict):
             orphaned.append(f"{local_day}")
+            agendas = agendas or change.agenda is not None
             continue
         carried[new_original] = Change(
             original=new_original, cancelled=change.cancelled,
-            start=change.start, duration=change.duration,
+            start=change.start, duration=change.duration, agenda=change.agenda,
         )
     if orphaned:
+        what = ("a move or cancellation; restore those first (coalition call restore --on "
+                "DATE)" if not agendas else "a move, cancellation or agenda; restore or clear "
+                "those first (coalition call restore --on DATE, coalition call agenda --on "
+                "DATE --clear)")
         raise Conflict(
             "the new schedule has no single occurrence on "
-            f"{', '.join(orphaned)}, which {'has' if len(orphaned) == 1 else 'have'} a move or "
-            "cancellation; restore those first (coalition call restore --on DATE)"
+            f"{', '.join(orphaned)}, which {'has' if len(orphaned) == 1 else 'have'} {what}"
         )
     return carried

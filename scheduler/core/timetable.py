@@ -96,11 +96,12 @@ class ZoneRow:
     time: str
     date: str
     offset: str
-    other_day: str | None  # the weekday and date, only when it is not the anchor's date
+    day: str  # the short weekday and date ("Wed, Nov 14"), for a table that dates every row
+    other_day: str | None  # the same, only when it is not the anchor's date
 
     def as_dict(self) -> dict[str, Any]:
         return {"zone": self.zone, "label": self.label, "local": self.local.isoformat(),
-                "time": self.time, "date": self.date, "offset": self.offset,
+                "time": self.time, "date": self.date, "offset": self.offset, "day": self.day,
                 "other_day": self.other_day}
 
 
@@ -108,16 +109,20 @@ def time_table(
     start: datetime, zones: Sequence[str], *, anchor: ZoneInfo, lang: str,
     labels: Mapping[str, str] | None = None, first: str = "1",
 ) -> list[ZoneRow]:
-    """`start` in each zone, marking the rows whose date differs from the anchor zone's."""
+    """`start` in each zone, marking the rows whose date differs from the anchor zone's
+    (`other_day`); every row has its short date too (`day`), for a message whose first row,
+    the reader's, is on another day than the call's: then every row shows its day, or the
+    rows without one would read as the reader's day."""
     anchor_date = to_utc(start).astimezone(anchor).date()
     rows = []
     for name in zones:
         local = to_utc(start).astimezone(get_zone(name))
+        day = short_date(local, lang, first)
         rows.append(ZoneRow(
             zone=name, label=zone_label(name, lang, labels), local=local,
             time=local_time(local, lang), date=full_date(local, lang, first),
-            offset=format_offset(local.utcoffset()),
-            other_day=short_date(local, lang, first) if local.date() != anchor_date else None,
+            offset=format_offset(local.utcoffset()), day=day,
+            other_day=day if local.date() != anchor_date else None,
         ))
     return rows
 

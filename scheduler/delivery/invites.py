@@ -6,7 +6,8 @@ attached, which is how Gmail and Outlook recognise an invitation. The people inv
 are remembered, and every later change of the call reaches them with a higher SEQUENCE:
 
 * the series changed (edit, restore): REQUEST for the series;
-* one occurrence moved: REQUEST with its RECURRENCE-ID;
+* one occurrence moved, or its agenda set, changed or cleared: REQUEST with its RECURRENCE-ID
+  (for a one-off call, the agenda's REQUEST is the call's own);
 * one occurrence cancelled: CANCEL with its RECURRENCE-ID;
 * the call deleted: CANCEL for the series.
 
@@ -44,6 +45,7 @@ class Update(StrEnum):
 
     SERIES = "series"  # new invitation, or the series itself changed
     MOVED = "moved"
+    AGENDA = "agenda"  # one occurrence's agenda set, changed or cleared
     CANCELLED = "cancelled"
     RESTORED = "restored"
     DELETED = "deleted"
@@ -121,10 +123,11 @@ def language_of(session: Session, call: Call, address: str) -> str:
 
 def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
            now: datetime, lang: str | None = None) -> Report:
-    """Send the series, and each moved occurrence ahead, to each address of `to` ('Ada
-    <ada@exémple.fr>' or an address alone), in `lang` (default: `language_of` each); remember
-    them. Someone invited again since nothing changed gets the same invitation again, not an
-    update; one whose last message is older than the call's last change gets the update.
+    """Send the series, and each occurrence ahead that is moved or has an agenda of its own,
+    to each address of `to` ('Ada <ada@exémple.fr>' or an address alone), in `lang` (default:
+    `language_of` each); remember them. Someone invited again since nothing changed gets the
+    same invitation again, not an update; one whose last message is older than the call's last
+    change gets the update.
 
     Every address is checked (`scheduler.core.addresses.with_name`: a domain beyond ASCII goes in
     its IDNA form) before anything is read, stored or sent: one that cannot be used raises
@@ -135,11 +138,18 @@ def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
     if lang is not None:
         lang = inputs.language(lang, settings.calls.languages)
     call = get_call(session, slug)
-    moved = [o for o, c in changes_of(session, call).items()
-             if c.start is not None and not c.cancelled and c.start >= to_utc(now)]
+    # Moved occurrences ahead, and those with an agenda, go each in a REQUEST of its own, as
+    # the feed gives each an override (a one-off's own REQUEST carries its agenda).
+    changes = changes_of(session, call)
+    moved = [o for o, c in changes.items() if not c.cancelled and (
+        (c.start is not None and c.start >= to_utc(now))
+        or (c.start is None and c.agenda is not None and o >= to_utc(now)))]
+    if _one_off(call):
+        moved = [o for o in moved if changes[o].start is not None]
     assert call.id is not None
     sent_sequence = dict(session.exec(select(Invitee.email, Invitee.sequence).where(
         Invitee.call_id == call.id)).all())
+    shifted = {o for o in moved if changes[o].reschedules}
     messages = []
     for attendee in attendees:
         last = sent_sequence.get(parseaddr(attendee)[1].lower())
@@ -149,7 +159,8 @@ def invite(session: Session, settings: Settings, slug: str, to: list[str], *,
                               update=Update.SERIES, original=None, now=now, again=again,
                               lang=language))
         messages += [build(settings, session, call, attendee=attendee, method="REQUEST",
-                           update=Update.MOVED, original=o, now=now, again=again,
+                           update=Update.AGENDA if o not in shifted else Update.MOVED,
+                           original=o, now=now, again=again,
                            lang=language)
                      for o in sorted(moved)]
     report = _send(settings, messages)
@@ -171,6 +182,11 @@ def _remember(session: Session, call: Call, attendees: list[str], now: datetime)
     session.commit()
 
 
+def _one_off(call: Call) -> bool:
+    """Whether `call` is a one-off (no rule: no occurrence to override)."""
+    return call.rrule is None
+
+
 def invitees(session: Session, call: Call) -> list[str]:
     return list(session.exec(select(Invitee.email).where(Invitee.call_id == call.id)
                              .order_by(Invitee.email)).all())
@@ -184,6 +200,8 @@ def prepare_update(session: Session, settings: Settings, call: Call, update: Upd
     method = "CANCEL" if update in (Update.CANCELLED, Update.DELETED) else "REQUEST"
     # A restored occurrence: the series no longer excludes it, and it is back at its own time.
     targets = [None, original] if update is Update.RESTORED else [original]
+    if update is Update.AGENDA and _one_off(call):
+        targets = [None]  # a one-off has no occurrences to override: the call itself changed
     attendees = invitees(session, call)
     if not attendees:
         return []

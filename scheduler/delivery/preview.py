@@ -11,7 +11,14 @@ from scheduler.core import inputs
 from scheduler.core.recurrence import Occurrence, Status, occurrence_at
 from scheduler.core.timetable import ZoneRow, time_table
 from scheduler.core.zones import get_zone
-from scheduler.delivery.render import CallFacts, Message, Templates, message_context, sample_context
+from scheduler.delivery.render import (
+    CallFacts,
+    Message,
+    Templates,
+    message_context,
+    repeats,
+    sample_context,
+)
 from scheduler.errors import InvalidValue
 from scheduler.store.calls import display_zones, get_call, locate, series_of
 from scheduler.store.models import Call
@@ -22,6 +29,7 @@ def facts(call: Call, settings: Settings) -> CallFacts:
         slug=call.slug, title=call.title, description=call.description,
         register_url=call.register_url, join_url=call.join_url,
         zones=tuple(display_zones(call, settings)), feed_url=settings.feed_url(call.slug),
+        repeats=repeats(call.rrule),
     )
 
 

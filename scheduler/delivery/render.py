@@ -48,6 +48,7 @@ from jinja2.loaders import split_template_path
 from jinja2.nodes import EvalContext
 from jinja2.utils import pass_eval_context
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from markupsafe import Markup
 
 from scheduler import resources
@@ -102,6 +103,15 @@ class CallFacts:
     join_url: str | None
     zones: tuple[str, ...]
     feed_url: str
+    repeats: str | None = None  # "weekly" or "daily" (see `repeats`); None: monthly or less often
+
+
+def repeats(rrule: str | None) -> str | None:
+    """"weekly" or "daily" for a call that meets more often than monthly (the messages then
+    say "the weekly call", not "the November call"); None for a monthly, yearly or one-off
+    call."""
+    found = re.search(r"(?:^|;)FREQ=(DAILY|WEEKLY)(?:;|$)", (rrule or "").upper())
+    return found.group(1).lower() if found else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,7 +188,8 @@ def message_context(
     return {
         "lang": lang,
         "dir": direction(lang),
-        "call": {"slug": call.slug, "title": call.title, "description": call.description},
+        "call": {"slug": call.slug, "title": call.title, "description": call.description,
+                 "repeats": call.repeats},
         "occurrence": {
             "id": occurrence.id.isoformat(),
             "status": occurrence.status.value,
@@ -188,6 +199,7 @@ def message_context(
             "reader": at(reader, occurrence.start),
             "original": at(anchor, occurrence.id),
             "minutes": int((occurrence.end - occurrence.start) / timedelta(minutes=1)),
+            "agenda": occurrence.agenda,
         },
         "zones": [row.as_dict() for row in rows],
         "timing": timing(occurrence.start, now, reader, lang).as_dict(),
@@ -246,6 +258,22 @@ class OwnLanguageFirst(BaseLoader):
 # CommonMark with raw HTML off: `<script>`, `<style>` and `onerror=` stay text (escaped), and
 # markdown-it's validateLink refuses javascript:, vbscript: and data: (but images) links.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False})
+
+
+def _image_as_link(renderer: Any, tokens: Sequence[Any], idx: int, options: Any,
+                   env: Any) -> str:
+    """An image is shown as a link named by its alt text: a remote image in an email is a
+    load the sender can track, and some mail programs show a broken frame. An inline
+    (data:) image becomes its alt text alone."""
+    token = tokens[idx]
+    src = str(token.attrGet("src") or "")
+    alt = escapeHtml(renderer.renderInlineAsText(token.children or [], options, env) or src)
+    if src.lower().startswith("data:"):
+        return alt
+    return f'<a href="{escapeHtml(src)}">{alt}</a>'
+
+
+_MARKDOWN.add_render_rule("image", _image_as_link)
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 

@@ -1,4 +1,5 @@
-"""What organizers do to calls: add, edit, delete, and move, cancel or restore one occurrence.
+"""What organizers do to calls: add, edit, delete, and move, cancel or restore one occurrence
+(an occurrence's agenda: `scheduler.store.agendas`).
 
 Each operation checks all of its input before it writes, and writes in one transaction, so a
 refused command leaves nothing behind. `now` is a parameter: the caller owns the clock. Every
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -39,7 +40,7 @@ from scheduler.errors import (
     SchedulerError,
     reason,
 )
-from scheduler.store.models import Call, OccurrenceChange
+from scheduler.store.models import Call, OccurrenceAgenda, OccurrenceChange
 
 log = logging.getLogger(__name__)
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -151,16 +152,32 @@ def display_zones(call: Call, settings: Settings) -> list[str]:
 
 
 def changes_of(session: Session, call: Call) -> dict[datetime, Change]:
+    """The call's changes by original start: moves, cancellations and agendas (each
+    `Change` carries its occurrence's agenda, if any)."""
     rows = session.exec(select(OccurrenceChange).where(OccurrenceChange.call_id == call.id)).all()
-    return {row.original_start: _change(row) for row in rows}
+    found = {row.original_start: _change(row) for row in rows}
+    agendas = session.exec(select(OccurrenceAgenda).where(OccurrenceAgenda.call_id == call.id))
+    for agenda in agendas.all():
+        _with_agenda(found, agenda)
+    return found
 
 
 def all_changes(session: Session) -> dict[int, dict[datetime, Change]]:
-    """Every call's changes, in one query (planning reads them for every call at once)."""
+    """Every call's changes, agendas included, in two queries (planning reads them for every
+    call at once)."""
     found: dict[int, dict[datetime, Change]] = {}
     for row in session.exec(select(OccurrenceChange)).all():
         found.setdefault(row.call_id, {})[row.original_start] = _change(row)
+    for agenda in session.exec(select(OccurrenceAgenda)).all():
+        _with_agenda(found.setdefault(agenda.call_id, {}), agenda)
     return found
+
+
+def _with_agenda(changes: dict[datetime, Change], row: OccurrenceAgenda) -> None:
+    original = row.original_start
+    change = changes.get(original)
+    changes[original] = (Change(original=original, agenda=row.text) if change is None
+                         else replace(change, agenda=row.text))
 
 
 def _change(row: OccurrenceChange) -> Change:
@@ -257,6 +274,9 @@ def delete_call(session: Session, slug: str) -> Call:
     call = get_call(session, slug)
     for row in session.exec(select(OccurrenceChange).where(OccurrenceChange.call_id == call.id)):
         session.delete(row)
+    for agenda in session.exec(select(OccurrenceAgenda).where(
+            OccurrenceAgenda.call_id == call.id)):
+        session.delete(agenda)
     session.flush()  # the changes first: the database would otherwise cascade under the ORM
     session.delete(call)
     session.commit()
@@ -322,13 +342,27 @@ def _free_slug(session: Session, call: Call, wanted: str | None) -> str:
 
 
 def _rekey(session: Session, call: Call, old: Series, new: Series, now: datetime) -> None:
+    """Carry the moves, cancellations and agendas over to the new schedule, by date."""
     rows = session.exec(select(OccurrenceChange).where(OccurrenceChange.call_id == call.id)).all()
-    carried = rekey_changes(old, new, {row.original_start: _change(row) for row in rows})
+    agendas = session.exec(select(OccurrenceAgenda).where(
+        OccurrenceAgenda.call_id == call.id)).all()
+    changes = {row.original_start: _change(row) for row in rows}
+    for agenda in agendas:
+        _with_agenda(changes, agenda)
+    carried = rekey_changes(old, new, changes)
     for row in rows:
         session.delete(row)
+    for agenda in agendas:
+        session.delete(agenda)
     session.flush()
     for change in carried.values():
-        session.add(_row(call, change, now))
+        rescheduled = change.without_agenda()
+        if rescheduled is not None:
+            session.add(_row(call, rescheduled, now))
+        if change.agenda is not None:
+            assert call.id is not None
+            session.add(OccurrenceAgenda(call_id=call.id, original_start=change.original,
+                                         text=change.agenda, changed_at=now))
 
 
 def _row(call: Call, change: Change, now: datetime) -> OccurrenceChange:
@@ -367,7 +401,9 @@ def _matches(local: datetime, day: date | datetime) -> bool:
     return local.date() == day
 
 
-def _result(session: Session, call: Call, original: datetime, changed: bool) -> OccurrenceResult:
+def result_of(session: Session, call: Call, original: datetime, changed: bool,
+              ) -> OccurrenceResult:
+    """The occurrence whose original start is `original`, as it is stored now."""
     occurrence = occurrence_at(original, series_of(call), changes_of(session, call).get(original))
     return OccurrenceResult(call=call, occurrence=occurrence, changed=changed)
 
@@ -413,28 +449,28 @@ def move_occurrence(
         change = None  # moved back to where it was: that is a restore
     else:
         change = Change(original=original, start=new_start, duration=length)
-    if changes.get(original) == change:
-        return _result(session, call, original, changed=False)
+    current = changes.get(original)
+    if (current.without_agenda() if current is not None else None) == change:
+        return result_of(session, call, original, changed=False)
     _store(session, call, change, original, now)
-    return _result(session, call, original, changed=True)
+    return result_of(session, call, original, changed=True)
 
 
 def cancel_occurrence(session: Session, slug: str, *, on: str, now: datetime) -> OccurrenceResult:
     call = get_call(session, slug)
     original, changes = locate(session, call, on)
     if original in changes and changes[original].cancelled:
-        return _result(session, call, original, changed=False)
+        return result_of(session, call, original, changed=False)
     _store(session, call, Change(original=original, cancelled=True), original, now)
-    return _result(session, call, original, changed=True)
+    return result_of(session, call, original, changed=True)
 
 
 def restore_occurrence(session: Session, slug: str, *, on: str, now: datetime) -> OccurrenceResult:
     call = get_call(session, slug)
     original, changes = locate(session, call, on)
-    if original not in changes:
+    if original not in changes or not changes[original].reschedules:
         day = f"{original.astimezone(zone_of(call)):%Y-%m-%d}"
         raise Conflict(f"{slug}: nothing to restore: the occurrence of {day} was neither "
                        "moved nor cancelled")
     _store(session, call, None, original, now)
-    return _result(session, call, original, changed=True)
-
+    return result_of(session, call, original, changed=True)

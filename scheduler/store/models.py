@@ -103,6 +103,24 @@ class OccurrenceChange(SQLModel, table=True):
     changed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
 
+class OccurrenceAgenda(SQLModel, table=True):
+    """One occurrence's own agenda (Markdown), keyed by its original start: a move keeps it,
+    a cancellation keeps it for a restore. A table of its own, not a column of
+    `OccurrenceChange`: an occurrence with only an agenda is neither moved nor cancelled."""
+
+    __tablename__ = "occurrence_agenda"
+    __table_args__ = (UniqueConstraint("call_id", "original_start"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False,
+                         index=True)
+    )
+    original_start: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    text: str
+    changed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
 class Invitee(SQLModel, table=True):
     """Someone sent a calendar invitation for a call; they get its updates and cancellations."""
 

@@ -96,6 +96,7 @@ def _row(occurrence: Occurrence, slug: str, reader: ZoneInfo, lang: str,
                    if anchor.key != reader.key else None),
         "moved_from": (_when(occurrence.id, reader, lang, labels, first)
                        if occurrence.status is Status.MOVED else None),
+        "agenda": occurrence.agenda,  # its own agenda (Markdown), else None: the call's
         "ics": f"/calls/{slug}/{occurrence.id.astimezone(UTC):{STAMP}}.ics",
     }
     return row

@@ -104,6 +104,7 @@ def check_pages(settings: Settings) -> list[str]:
             "status": status.value, "ics": "/calls/sample-call/20181113T150000Z.ics",
             "reader": _SAMPLE_WHEN, "end": _SAMPLE_WHEN, "anchor": _SAMPLE_WHEN,
             "moved_from": _SAMPLE_WHEN if status is Status.MOVED else None,
+            "agenda": "**Theme**: the year ahead" if status is Status.CONFIRMED else None,
         } for status in Status],
     }
     contexts: dict[str, dict[str, Any]] = {
