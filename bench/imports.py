@@ -150,10 +150,11 @@ def run(tree: Path, calendar: Path) -> dict[str, float]:
 
 
 def baseline_tree(revision: str, into: Path) -> Path:
-    """The scheduler package and config.toml as they were at `revision`."""
+    """The scheduler package, cli.py and config.toml as they were at `revision` (its own cli.py:
+    this tree's imports modules the older package does not have)."""
     into.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "scheduler",
-                              "config.toml"], capture_output=True, check=False)
+                              "cli.py", "config.toml"], capture_output=True, check=False)
     if archive.returncode != 0:
         raise SystemExit(f"git archive {revision}: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
