@@ -163,9 +163,9 @@ def test_issue_17_reminders_speak_of_the_months_call_and_close_warmly(
     assert message.text.rstrip().endswith(closing[lang]) or closing[lang] in message.text
 
 
-WEEKLY = {"en": "The weekly Justice", "fr": "L’appel de la semaine, « Justice",
+WEEKLY = {"en": "The weekly Justice", "fr": "L’appel hebdomadaire, « Justice",
           "es": "La sesión semanal de «Justice", "pt": "A sessão semanal de “Justice",
-          "ar": "جلسة \u2068هذا الأسبوع\u2069 من"}  # noqa: RUF001
+          "ar": "جلسة \u2068أسبوعية\u2069 من"}  # noqa: RUF001
 MONTHS_CALL = {"en": "November Justice", "fr": "de novembre, «", "es": "de noviembre de «",
                "pt": "de novembro de “", "ar": "شهر نوفمبر"}
 
