@@ -48,12 +48,23 @@ def node_script(name: str) -> Path:
     return JS / name
 
 
-def with_icaljs(path: Path, start: datetime, end: datetime) -> Occurrences:
-    """ical.js, Thunderbird's parser, expanding with the VTIMEZONEs in the file."""
+def _icaljs(path: Path, start: datetime, end: datetime) -> Occurrences:
     ran = subprocess.run(["node", str(node_script("occurrences.mjs")), str(path), iso(start),
                           iso(end)], capture_output=True, text=True, check=True)
     found: Occurrences = json.loads(ran.stdout)
     return found
+
+
+def with_icaljs(path: Path, start: datetime, end: datetime) -> Occurrences:
+    """ical.js, Thunderbird's parser, expanding with the VTIMEZONEs in the file."""
+    return [{key: value for key, value in row.items() if key != "description"}
+            for row in _icaljs(path, start, end)]
+
+
+def icaljs_descriptions(path: Path, start: datetime, end: datetime) -> list[dict[str, str]]:
+    """ical.js: each occurrence's start and DESCRIPTION, cancelled ones left out."""
+    return [{"start": row["start"], "description": row["description"]}
+            for row in _icaljs(path, start, end) if row["status"] != "cancelled"]
 
 
 def _row(event: Component, uid: str, original: datetime, start: datetime,

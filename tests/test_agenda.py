@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from scheduler.store import calls, db, subscribers
 from scheduler.store.models import Delivery
 from scheduler.web import members
 from tests.conftest import DATA, Coalition, ConfigCase, Ran
-from tests.readers import READERS, iso, node_script
+from tests.readers import READERS, icaljs_descriptions, iso
 from tests.test_cli_calls import ADD, SLUG
 from tests.test_invites import calendar_part
 
@@ -310,15 +309,6 @@ def test_one_off_call_carries_its_agenda_in_its_only_event(coalition: Coalition)
     assert "recurrence-id" not in event and str(event["description"]) == AUGUST
 
 
-def icaljs_descriptions(path: Path) -> list[dict[str, str]]:
-    """ical.js (Thunderbird's parser): each occurrence's start and DESCRIPTION."""
-    ran = subprocess.run(["node", str(node_script("descriptions.mjs")), str(path),
-                          iso(WINDOW[0]), iso(WINDOW[1])], capture_output=True, text=True,
-                         check=True)
-    found: list[dict[str, str]] = json.loads(ran.stdout)
-    return found
-
-
 def rie_descriptions(path: Path) -> list[dict[str, str]]:
     """recurring-ical-events: each occurrence's start and DESCRIPTION."""
     calendar = Calendar.from_ical(path.read_bytes())
@@ -327,7 +317,8 @@ def rie_descriptions(path: Path) -> list[dict[str, str]]:
                   key=lambda o: o["start"])
 
 
-DESCRIBERS = {"ical.js": icaljs_descriptions, "recurring-ical-events": rie_descriptions}
+DESCRIBERS = {"ical.js": lambda path: icaljs_descriptions(path, *WINDOW),
+              "recurring-ical-events": rie_descriptions}
 
 
 @pytest.mark.parametrize("reader", DESCRIBERS)

@@ -165,7 +165,7 @@ def test_issue_17_reminders_speak_of_the_months_call_and_close_warmly(
 
 WEEKLY = {"en": "The weekly Justice", "fr": "L’appel hebdomadaire, « Justice",
           "es": "La sesión semanal de «Justice", "pt": "A sessão semanal de “Justice",
-          "ar": "جلسة \u2068أسبوعية\u2069 من"}  # noqa: RUF001
+          "ar": "جلسة \u2068أسبوعية\u2069 من"}
 MONTHS_CALL = {"en": "November Justice", "fr": "de novembre, «", "es": "de noviembre de «",
                "pt": "de novembro de “", "ar": "شهر نوفمبر"}
 

@@ -1,5 +1,5 @@
 // Expand every event of an .ics file between two instants with ical.js (Thunderbird's parser)
-// and print them as JSON: [{uid, id, start, end, status}], times in UTC ISO 8601.
+// and print them as JSON: [{uid, id, start, end, status, description}], times in UTC ISO 8601.
 // usage: node occurrences.mjs FILE.ics FROM TO
 import { readFileSync } from "node:fs";
 import ICAL from "ical.js";
@@ -28,7 +28,8 @@ for (const event of masters.values()) {
   if (!event.isRecurring()) {
     if (event.startDate.compare(rangeStart) >= 0 && event.startDate.compare(rangeEnd) < 0) {
       found.push({ uid: event.uid, id: iso(event.startDate), start: iso(event.startDate),
-                   end: iso(event.endDate), status: status(event) });
+                   end: iso(event.endDate), status: status(event),
+                   description: event.description || "" });
     }
     continue;
   }
@@ -42,7 +43,8 @@ for (const event of masters.values()) {
     const details = event.getOccurrenceDetails(next);
     if (details.startDate.compare(rangeStart) < 0 || details.startDate.compare(rangeEnd) >= 0) continue;
     found.push({ uid: event.uid, id: iso(details.recurrenceId), start: iso(details.startDate),
-                 end: iso(details.endDate), status: status(details.item) });
+                 end: iso(details.endDate), status: status(details.item),
+                 description: details.item.description || "" });
   }
 }
 found.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
