@@ -295,9 +295,12 @@ def test_cancelled_occurrence_s_agenda_stays_out_of_the_feed(call: Coalition,
                                                              december: Path) -> None:
     ok(call("call", "agenda", SLUG, "--on", "2018-12-11", "--file", str(december)))
     ok(call("call", "cancel", SLUG, "--on", "2018-12-11"))
-    (master,) = _events(feed(call))
+    (master,) = _events(feed(call))  # no override for it
     assert master["exdate"].to_ical() == b"20181211T100000"
-    assert DECEMBER.split("\n")[0] not in feed(call).read_text()
+    assert "reflect on 2018" not in str(master["description"])
+    ok(call("call", "restore", SLUG, "--on", "2018-12-11"))  # and it comes back with it
+    override = next(e for e in _events(feed(call)) if "recurrence-id" in e)
+    assert str(override["description"]).startswith(DECEMBER)
 
 
 def test_one_off_call_carries_its_agenda_in_its_only_event(coalition: Coalition) -> None:
@@ -363,17 +366,30 @@ def test_invitees_get_a_request_for_that_occurrence(invited: Coalition, december
     assert event["recurrence-id"].to_ical() == b"20181211T100000"
     assert event["dtstart"].to_ical() == b"20181211T100000"
     assert str(event["description"]).startswith(DECEMBER)
-    assert str(message["Subject"]).startswith("Updated: ")
+    assert str(message["Subject"]) == ("Agenda: Justice For All coalition call, Tuesday, "
+                                       "December 11, 2018")
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "has an agenda of its own; its time is the same:" in text
+    assert "back at its usual time" not in text
+    assert "On the agenda" in text and DECEMBER.split("\n")[0] in text
 
 
 def test_cleared_agenda_sends_the_call_s_description_again(invited: Coalition,
                                                            december: Path) -> None:
     ok(invited("call", "agenda", SLUG, "--on", "2018-12-11", "--file", str(december)))
     ok(invited("call", "agenda", SLUG, "--on", "2018-12-11", "--clear"))
-    method, calendar = calendar_part(invited.inbox()[-1])
+    message = invited.inbox()[-1]
+    method, calendar = calendar_part(message)
     (event,) = calendar.walk("VEVENT")
     assert method == "REQUEST" and event["recurrence-id"].to_ical() == b"20181211T100000"
     assert str(event["description"]).startswith(DESCRIPTION)
+    assert str(message["Subject"]).startswith("Updated: ")
+    body = message.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "no longer has an agenda of its own" in text and "About this call" in text
 
 
 def test_agenda_of_a_cancelled_occurrence_sends_no_request(invited: Coalition,

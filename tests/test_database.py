@@ -90,6 +90,19 @@ def refused(ran: Ran) -> str:
     return ran.stderr
 
 
+@pytest.mark.parametrize("extra", [PREVIOUS, "9999"])
+def test_a_database_with_two_schema_revisions_is_refused_by_every_command(
+        coalition: Coalition, extra: str) -> None:
+    """Alembic keeps one row; two (changed by hand, or by another program) say nothing
+    certain about the schema: every command refuses, `init` included, in one line."""
+    with sqlite3.connect(database_file(coalition)) as connection:
+        connection.execute("INSERT INTO alembic_version (version_num) VALUES (?)", (extra,))
+    connection.close()
+    for args in (("call", "list"), ("init",)):
+        line = refused(coalition(*args))
+        assert "several schema revisions" in line and extra in line and HEAD in line
+
+
 def test_init_creates_the_database_then_finds_it_up_to_date(
         coalition_before_init: Coalition) -> None:
     first = coalition_before_init("init")

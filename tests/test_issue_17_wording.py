@@ -182,6 +182,8 @@ def test_a_weekly_call_is_the_weekly_call_not_the_months(name: str, lang: str) -
     daily = render(name, "forum", "en", call=replace(CALL, repeats=repeats("FREQ=DAILY"))).text
     assert "The daily **" in daily
     assert repeats("FREQ=MONTHLY;BYDAY=2TU") is None and repeats(None) is None
+    assert repeats("FREQ=WEEKLY;INTERVAL=2;BYDAY=TU") is None  # not "weekly": the month
+    assert repeats("FREQ=WEEKLY;INTERVAL=1") == "weekly"
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -262,11 +264,13 @@ def test_issue_21_the_members_page_shows_an_occurrences_agenda(
             "google": "https://calendar.google.com/calendar/render?cid=x"}
     rows = [{"status": "confirmed", "ics": f"/calls/jfa/{n}.ics", "reader": when, "end": when,
              "anchor": None, "moved_from": None, "agenda": agenda}
-            for n, agenda in ((1, AGENDA), (2, None))]
+            for n, agenda in ((1, AGENDA), (2, None), (3, "Cancelled call's agenda."))]
+    rows[2]["status"] = "cancelled"  # its agenda is kept for a restore, not shown
     call = {"slug": "jfa", "title": CALL.title, "description": "Our *monthly* call.",
             "register_url": None, "feed": feed, "occurrences": rows, "next": START}
     visitor = Visitor(lang="fr", zone=NEW_YORK, zone_chosen=True, form_id="test")
     page = bytes(site.page(visitor, "index.html", calls=[call], all_feed=feed).body).decode()
     assert page.count("Au programme") == 1
     assert "Experts on the <strong>HLPF</strong> slated for July." in page
+    assert "Cancelled call" not in page
     assert "<p>Our <em>monthly</em> call.</p>" in page

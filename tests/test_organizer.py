@@ -140,31 +140,34 @@ def _sent(session: Session, slug: str, original: datetime, channel: str, recipie
     session.commit()
 
 
-def test_issue_17_a_late_move_of_a_call_never_announced_owes_no_notice(
+def test_a_late_move_of_an_established_call_reaches_every_member_even_unannounced(
         weekly: tuple[Settings, Session, str]) -> None:
-    """Added a week ahead, but its announcement never went out (the daemon was down): moved
-    21 hours ahead, it owes no "Moved" notice about a call members never heard of; the
-    reminders still ahead of it carry the new time."""
+    """Added a week ahead, its announcement never went out (the daemon was down all week):
+    members know the call from its page and feed all the same, so a move 21 hours ahead is
+    sent to the forum and to every member who follows it."""
     settings, session, slug = weekly
     _members(session, settings, "ada@example.org", "bea@example.org")
     done = organizer.move(session, settings, slug, on="2026-01-12", to="2026-01-12 11:00",
                           now=datetime(2026, 1, 11, 12, tzinfo=UTC))
-    assert done.changed and done.owed.notice == 0
-    assert [d for d in session.exec(select(Delivery)).all() if d.rule.startswith("changed-")] == []
+    notices = [(d.channel, d.recipient) for d in session.exec(select(Delivery)).all()
+               if d.rule.startswith("changed-")]
+    assert done.owed.notice == 3
+    assert sorted(notices) == [("email", "ada@example.org"), ("email", "bea@example.org"),
+                               ("forum", "topic")]
 
 
 def test_issue_17_a_late_notice_goes_only_to_whoever_heard_of_the_occurrence(
-        weekly: tuple[Settings, Session, str]) -> None:
-    """Ada got the announcement; Bea subscribed after it went out and has heard nothing yet.
-    The notice goes to the forum topic and to Ada, not to Bea (her reminders carry the new
-    time)."""
-    settings, session, slug = weekly
+        tomorrows: tuple[Settings, Session, str]) -> None:
+    """A call added within the 48 hours is known only from what was sent: Ada got the
+    announcement; Bea subscribed after it went out and has heard nothing yet. The notice goes
+    to the forum topic and to Ada, not to Bea (her reminders carry the new time)."""
+    settings, session, slug = tomorrows
     _members(session, settings, "ada@example.org", "bea@example.org")
-    original = datetime(2026, 1, 12, 9, tzinfo=UTC)
+    original = datetime(2026, 1, 6, 9, tzinfo=UTC)
     _sent(session, slug, original, "forum", "topic")
     _sent(session, slug, original, "email", "ada@example.org")
-    done = organizer.move(session, settings, slug, on="2026-01-12", to="2026-01-12 11:00",
-                          now=datetime(2026, 1, 11, 12, tzinfo=UTC))
+    done = organizer.move(session, settings, slug, on="2026-01-06", to="2026-01-06 11:00",
+                          now=NOW + timedelta(hours=1))
     notices = [(d.channel, d.recipient) for d in session.exec(select(Delivery)).all()
                if d.rule.startswith("changed-")]
     assert done.owed.notice == 2

@@ -23,6 +23,7 @@ from scheduler.delivery.render import (
     channels_of,
     message_context,
     sample_context,
+    sample_contexts,
 )
 from scheduler.errors import InvalidValue
 
@@ -186,10 +187,30 @@ def test_check_lists_every_broken_template_once() -> None:
     broken = Templates([DATA / "templates" / case for case in
                         ("sandbox_escape", "misspelled", "syntax_error", "subject_newline")]
                        + [BUILTIN_TEMPLATES])
-    problems = broken.check(["en", "fr"], sample_context)
+    problems = broken.check(["en", "fr"], sample_contexts)
     assert len(problems) == 4
     assert all(" line " in p or "line break" in p for p in problems)
-    assert builtin().check(["en", "fr"], sample_context) == []
+    assert builtin().check(["en", "fr"], sample_contexts) == []
+
+
+@pytest.mark.parametrize(("branch", "file"), [
+    ("{% if occurrence.agenda %}{{ occurrence.agenda_text }}{% endif %}", "forum/today.en.md"),
+    ("{% if occurrence.cancelled %}{{ nothing.here }}{% endif %}", "email/changed.en.txt"),
+    ("{% if invite.change == 'agenda' %}{{ invite.agenda_of }}{% endif %}",
+     "email/invitation.en.txt"),
+    ("{% if call.repeats %}{{ call.repeats.every }}{% endif %}", "forum/tomorrow.en.md"),
+])
+def test_check_tries_the_branches_a_reminder_may_take(tmp_path: Path, branch: str,
+                                                      file: str) -> None:
+    """An organizer's template broken only where an occurrence has its own agenda, is
+    cancelled, or the call meets weekly fails `check` (and so the daemon's start), not the
+    day such a reminder is due."""
+    own = tmp_path / file
+    own.parent.mkdir(parents=True)
+    own.write_text(("{% block subject %}S{% endblock %}{% block body %}" + branch
+                    + "{% endblock %}") if file.startswith("email/") else branch + "\n")
+    problems = Templates([tmp_path, BUILTIN_TEMPLATES]).check(["en"], sample_contexts)
+    assert len(problems) == 1 and file.split("/")[1] in problems[0], problems
 
 
 def test_invitation_templates_are_for_email_only() -> None:

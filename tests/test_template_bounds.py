@@ -16,7 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from scheduler.config import BUILTIN_TEMPLATES
 from scheduler.delivery.budget import BudgetExceeded, Limits
-from scheduler.delivery.render import Templates, sample_context
+from scheduler.delivery.render import Templates, sample_contexts
 from scheduler.delivery.sandbox import BoundedSandbox, TemplateFolder
 from tests.conftest import DATA, Coalition
 
@@ -38,7 +38,7 @@ def render(source: str, limits: Limits | None = None, **context: Any) -> str:
 
 def checked(case: str) -> list[str]:
     """`check`'s lines for the message templates of tests/data/templates/<case>/."""
-    return Templates([CASES / case, BUILTIN_TEMPLATES]).check(["en"], sample_context)
+    return Templates([CASES / case, BUILTIN_TEMPLATES]).check(["en"], sample_contexts)
 
 
 # --- coalition check and the daemon
@@ -147,7 +147,7 @@ def test_a_template_file_that_cannot_be_read_is_one_line_of_check(
         raise PermissionError(13, "Permission denied", f"{self.folder}/{template}")
 
     monkeypatch.setattr(TemplateFolder, "get_source", refuse)
-    problems = Templates([BUILTIN_TEMPLATES]).check(["en"], sample_context)
+    problems = Templates([BUILTIN_TEMPLATES]).check(["en"], sample_contexts)
     assert problems and all(p.endswith(": cannot read: Permission denied") for p in problems)
 
 

@@ -5,12 +5,15 @@ The notice is a delivery like any other, due at once, valid until the later of t
 new time. Its rule is named after the call's sequence (`changed-7`), so a second late change
 of the same occurrence gets a notice of its own.
 
-A notice is news only to whoever heard of the occurrence: it goes to each member that some
-message about this occurrence was sent to (its announcement, a reminder, an earlier notice),
-and to the forum topic once anything about it was sent (the thread is where members look for
-the call, whichever message they got). Nobody else gets one: a call whose announcement never
-went out (added late, or the daemon was down) is announced by the reminders still ahead of it,
-which carry the new time; a "Moved" notice would be about a call they never heard of.
+Who gets it depends on whether members can know of the occurrence without a message about it.
+A call that was there before the occurrence came within those 48 hours is known: from its
+page, its feed, the months before; its notice goes to the forum topic and every member who
+follows it, whether or not the announcement went out (a daemon down all week must not leave
+members travelling to a cancelled call). A call added within the 48 hours is known only from
+what was sent about it: the notice goes to each member some message about this occurrence
+reached, and to the forum topic once anything about it was sent; if nothing was, nobody gets
+one (its announcement, still ahead, carries the new time; a "Moved" notice beside it would be
+about a call members never heard of).
 """
 
 from __future__ import annotations
@@ -46,15 +49,18 @@ def told(session: Session, call_id: int, occurrence_id: datetime) -> set[tuple[s
 
 def queue(session: Session, call: Call, occurrence: Occurrence, *, now: datetime) -> int:
     """Queue the notice a change owes, if the occurrence is less than 48 hours ahead (where it
-    was, or where it is now), to whoever heard of it. Return how many messages that is."""
+    was, or where it is now), to whoever can know of it (see above). Return how many messages
+    that is."""
     ahead = [moment for moment in (occurrence.id, occurrence.start) if moment > now]
     if not ahead or min(ahead) >= now + WITHIN:
         return 0
     assert call.id is not None
-    heard = told(session, call.id, occurrence.id)
-    if not heard:
-        return 0
-    members = [member for member in following(session, call.slug) if (EMAIL, member) in heard]
+    members = following(session, call.slug)
+    if occurrence.id - WITHIN < call.created_at <= now:  # added late: known only from what was sent
+        heard = told(session, call.id, occurrence.id)
+        if not heard:
+            return 0
+        members = [member for member in members if (EMAIL, member) in heard]
     targets = [(FORUM, TOPIC), *((EMAIL, member) for member in members)]
     rule = f"{PREFIX}{call.sequence}"
     planned = [Planned(call_id=call.id, occurrence_id=occurrence.id, rule=rule, channel=channel,

@@ -17,7 +17,7 @@ from scheduler.delivery.render import (
     Templates,
     message_context,
     repeats,
-    sample_context,
+    sample_contexts,
 )
 from scheduler.errors import InvalidValue
 from scheduler.store.calls import display_zones, get_call, locate, series_of
@@ -81,4 +81,4 @@ def check_messages(settings: Settings) -> list[str]:
     (`scheduler.web.site.check_pages`); `scheduler.doctor.check_templates` runs both."""
     templates = Templates(settings.template_folders)
     return templates.check(settings.calls.languages,
-                           lambda lang: sample_context(lang, settings.labels))
+                           lambda lang: sample_contexts(lang, settings.labels))

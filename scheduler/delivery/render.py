@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,12 @@ def repeats(rrule: str | None) -> str | None:
     """"weekly" or "daily" for a call that meets more often than monthly (the messages then
     say "the weekly call", not "the November call"); None for a monthly, yearly or one-off
     call."""
-    found = re.search(r"(?:^|;)FREQ=(DAILY|WEEKLY)(?:;|$)", (rrule or "").upper())
-    return found.group(1).lower() if found else None
+    rule = (rrule or "").upper()
+    found = re.search(r"(?:^|;)FREQ=(DAILY|WEEKLY)(?:;|$)", rule)
+    interval = re.search(r"(?:^|;)INTERVAL=(\d+)(?:;|$)", rule)
+    if found is None or (interval is not None and int(interval.group(1)) != 1):
+        return None  # every other week is not "the weekly call": the month says which
+    return found.group(1).lower()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -375,9 +379,9 @@ class Templates:
             raise RenderError(describe(e, template)) from e
 
     def check(self, languages: Sequence[str],
-              sample: Callable[[str], Mapping[str, Any]]) -> list[str]:
-        """Render every template for every channel and language, and read each language's
-        catalog; one line per problem."""
+              samples: Callable[[str], Sequence[Mapping[str, Any]]]) -> list[str]:
+        """Render every template for every channel and language with each of `samples`'
+        contexts, and read each language's catalog; one line per problem."""
         problems = []
         try:
             expected = self.catalogs.expected()
@@ -390,15 +394,15 @@ class Templates:
                     problems.extend(self.catalogs.problems(lang, expected))
                 except SchedulerError as e:
                     problems.append(str(e))
-            context = sample(lang)
-            for name in TEMPLATES + EMAIL_ONLY:
-                for channel in channels_of(name):
-                    try:
-                        self.render(name, channel, lang, context)
-                    except SchedulerError as e:
-                        problems.append(str(e))
-                    except OSError as e:  # a template file that cannot be read
-                        problems.append(f"{e.filename}: cannot read: {e.strerror or e}")
+            for context in samples(lang):
+                for name in TEMPLATES + EMAIL_ONLY:
+                    for channel in channels_of(name):
+                        try:
+                            self.render(name, channel, lang, context)
+                        except SchedulerError as e:
+                            problems.append(str(e))
+                        except OSError as e:  # a template file that cannot be read
+                            problems.append(f"{e.filename}: cannot read: {e.strerror or e}")
             for name in ACCOUNT:
                 try:
                     self.email(name, lang, ACCOUNT_SAMPLE)
@@ -466,3 +470,31 @@ def sample_context(lang: str, labels: Mapping[str, str] | None = None) -> dict[s
                               notes="We agreed to meet again next month.")
     context["invite"] = {"again": True, "one_occurrence": False, "change": "series"}
     return context
+
+
+def sample_contexts(lang: str, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """What `check` renders every template with, so that each branch a template may take is
+    tried before a reminder is due: `sample_context`, then the same call meeting weekly whose
+    occurrence has its own agenda and moved within its day (an invitation about that
+    occurrence's agenda), then that occurrence cancelled (its invitation's cancellation)."""
+    plain = sample_context(lang, labels)
+    new_york = get_zone("America/New_York")
+    start = datetime(2018, 11, 13, 15, tzinfo=UTC)
+    moved = Occurrence(id=start, start=start + timedelta(hours=2),
+                       end=start + timedelta(hours=3), zone=new_york, status=Status.MOVED,
+                       agenda="**Experts** on the year ahead.\n\n- regional updates\n"
+                              "- ![the map](https://example.org/map.png)")
+    call = CallFacts(
+        slug="sample-call", title="Sample coalition call", description="",
+        register_url=None, join_url=None, zones=("America/New_York", "Asia/Jakarta"),
+        feed_url="https://calls.example.org/calendars/sample-call.ics", repeats="weekly",
+    )
+    variants = [plain]
+    for occurrence, change in ((moved, "agenda"), (replace(moved, status=Status.CANCELLED),
+                                                   "cancelled")):
+        context = message_context(call, occurrence, lang=lang, reader=get_zone("Pacific/Chatham"),
+                                  now=start + timedelta(minutes=150), labels=labels,
+                                  recording_url=None, notes=None)
+        context["invite"] = {"again": True, "one_occurrence": True, "change": change}
+        variants.append(context)
+    return variants

@@ -161,8 +161,13 @@ def _current(connection: Connection) -> str | None:
     """The revision Alembic wrote into the database (None: no schema yet)."""
     if not inspect(connection).has_table("alembic_version"):
         return None
-    found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    return None if found is None else str(found)
+    found = sorted(str(row) for row in
+                   connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    if len(found) > 1:  # Alembic writes one row for our one line of migrations
+        raise DatabaseError(f"database {_where(connection.engine)} has several schema "
+                            f"revisions ({', '.join(found)}): it was changed by hand or by "
+                            "another program; restore it from a backup")
+    return found[0] if found else None
 
 
 @contextmanager
