@@ -34,7 +34,7 @@ from scheduler.core.recurrence import Status
 from scheduler.delivery import feeds, followups, invites, planning, preview, sender
 from scheduler.errors import DatabaseError, NotFound, SchedulerError
 from scheduler.store import backup as backups
-from scheduler.store import calls, db, subscribers
+from scheduler.store import calls, db, preferences, rsvp, subscribers
 from scheduler.store.agendas import agendas_of
 from scheduler.store.models import Call, DeliveryStatus, SubscriberStatus
 
@@ -868,11 +868,14 @@ def subscriber_add(
 def subscriber_import(
     ctx: typer.Context,
     file: Path = typer.Argument(..., metavar="FILE", help="a CSV file of "
-                                "email,name,language,timezone (a header line is optional); "
-                                "- for standard input"),
+                                "email,name,language,timezone[,calls,reminders] (a header "
+                                "line is optional); - for standard input"),
     json_out: bool = JSON,
 ) -> None:
     """Add everyone in a CSV file of email,name,language,timezone (all of them, or none).
+
+    Two optional columns follow: calls (slugs, separated by spaces; empty: every call) and
+    reminders (names, separated by spaces; empty: every one), as `subscriber show` lists them.
 
     \b
     Example:
@@ -907,6 +910,22 @@ def subscriber_list(
         return _json(found)
     _print(present.dict_table(found, ["email", "name", "language", "timezone", "status"])
            if found else "no subscribers yet")
+
+
+@subscriber_app.command("show")
+def subscriber_show(ctx: typer.Context, email: str = EMAIL_ARG, json_out: bool = JSON) -> None:
+    """One member and what they chose: language, zone, calls, and each call's reminders.
+
+    \b
+    Example:
+      coalition subscriber show ada@example.org --json
+    """
+    with _session(ctx) as (settings, session):
+        shown = preferences.show(session, settings, email)
+    if json_out:
+        return _json(shown)
+    for line in preferences.show_lines(shown):
+        typer.echo(line)
 
 
 @subscriber_app.command("remove")
@@ -1191,6 +1210,32 @@ def check(ctx: typer.Context, json_out: bool = JSON) -> None:
     if not json_out:
         folders = ", ".join(str(f) for f in settings.template_folders)
         typer.echo(f"templates in {folders}: ok")
+
+
+# --- who is coming (issue 19)
+
+rsvp_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Members' answers: who will be at a call.")
+app.add_typer(rsvp_app, name="rsvp")
+
+
+@rsvp_app.command("list")
+def rsvp_list(ctx: typer.Context, slug: str = SLUG_ARG, on: str = ON,
+              json_out: bool = JSON) -> None:
+    """Who said "I'll be there" or "Can't make it" for one occurrence, and how many.
+
+    \b
+    Example:
+      coalition rsvp list justice-for-all-coalition-call --on next --json
+    """
+    with _session(ctx) as (_, session):
+        call = calls.get_call(session, slug)
+        occurrence = preview.find_occurrence(session, call, _on(session, slug, on))
+        found = rsvp.listing(session, call, occurrence)
+    if json_out:
+        return _json(found)
+    for line in rsvp.listing_lines(found):
+        typer.echo(line)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
+from scheduler.store import rsvp
 from scheduler.store.models import Delivery
 
 REGISTRY = CollectorRegistry()
@@ -39,6 +40,13 @@ class OutboxCollector(Collector):
         for status, channel, count in rows:
             family.add_metric([status, channel], count)
         yield family
+        answers = GaugeMetricFamily("coalition_rsvp_answers", "Members' answers for occurrences "
+                                    "(yes: I'll be there, no: can't make it), by call",
+                                    labels=["call", "answer"])
+        with Session(self.engine) as session:
+            for slug, answer, count in rsvp.counts(session):
+                answers.add_metric([slug, answer], count)
+        yield answers
 
 
 def exposition(engine: Engine | None) -> bytes:

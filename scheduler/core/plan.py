@@ -68,14 +68,41 @@ def parse_offset(text: str) -> tuple[int, timedelta]:
     return 0, timedelta(hours=number) if unit == "h" else timedelta(minutes=number)
 
 
+EVERY_CALL = "*"  # in `Recipient.off`: the reminders off for every call without its own choice
+
+
 @dataclass(frozen=True, kw_only=True)
 class Recipient:
+    """A member, with their choices: which calls, which reminders of each (`off`: by call
+    slug or EVERY_CALL, the names of the rules they do not want; a call's own entry wins over
+    EVERY_CALL), and the occurrences they said they cannot make (`declined`: call id,
+    occurrence id), which owe them no reminder meant for those who come (`for_those_coming`)."""
+
     address: str
     since: datetime  # when they subscribed (confirmed)
     calls: frozenset[str] | None = None  # slugs followed; None: all
+    off: tuple[tuple[str, frozenset[str]], ...] = ()
+    declined: frozenset[tuple[int, datetime]] = frozenset()
 
     def follows(self, slug: str) -> bool:
         return self.calls is None or slug in self.calls
+
+    def wants(self, slug: str, rule: str) -> bool:
+        """Whether they get the reminder `rule` of the call `slug` (if they follow it)."""
+        chosen = dict(self.off)
+        return rule not in chosen.get(slug, chosen.get(EVERY_CALL, frozenset()))
+
+    def owed(self, call: CallOccurrences, occurrence: Occurrence, rule: Rule) -> bool:
+        if not self.wants(call.slug, rule.name):
+            return False
+        return not (for_those_coming(rule) and (call.call_id, occurrence.id) in self.declined)
+
+
+def for_those_coming(rule: Rule) -> bool:
+    """A reminder hours or minutes ahead ("later today", "starts soon") is for those who will
+    join: someone who said they cannot make it does not get it. Reminders days ahead (the
+    announcement, "tomorrow") still go: they carry the news of the call."""
+    return rule.kind is RuleKind.REMINDER and not rule.days
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +161,9 @@ def plan(calls: Iterable[CallOccurrences], rules: Sequence[Rule],
                     if expires <= due:
                         continue
                     targets = ([(TOPIC, call.created)] if channel == FORUM
-                               else [(r.address, r.since) for r in followers])
+                               else [(r.address, r.since) for r in followers
+                                     if not (r.off or r.declined)  # most: no choice made
+                                     or r.owed(call, occurrence, rule)])
                     planned += [Planned(call.call_id, occurrence.id, rule.name, channel, address,
                                         due, expires, expires > since)
                                 for address, since in targets]

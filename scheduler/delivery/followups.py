@@ -45,8 +45,8 @@ def add(session: Session, slug: str, *, on: str, recording: str | None, notes: s
                          notes=notes.strip(), created_at=now))
     session.commit()
     return outbox.queue(session, call_id=call.id, occurrence_id=occurrence.id, rule=RULE.name,
-                        members=following(session, call.slug), expires=now + VALID_FOR,
-                        now=now)
+                        members=following(session, call.slug, rule=RULE.name),
+                        expires=now + VALID_FOR, now=now)
 
 
 def extras(session: Session, call_id: int, occurrence_id: datetime) -> dict[str, str | None]:

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from scheduler.config import Settings
 from scheduler.core.plan import CallOccurrences, Recipient, Rule, Step, plan
 from scheduler.core.recurrence import Change, occurrences
-from scheduler.store import outbox
+from scheduler.store import outbox, preferences, rsvp
 from scheduler.store.calls import all_changes, list_calls, series_of, skipped
 from scheduler.store.models import Call, Subscriber, SubscriberStatus
 
@@ -32,8 +32,15 @@ def _plan_inputs(session: Session, now: datetime) -> tuple[
     """Calls, their changes, and who is subscribed, as planning reads them."""
     # A pass at a moment before someone subscribed (a preview with --now) counts them as
     # subscribed by that moment: they get what is still ahead of it.
+    # Their choices too (`preferences`, `rsvp`): a change to them is a change of the inputs,
+    # so the next pass cancels what is queued but no longer owed.
+    # Answers are keyed by original starts: a month's slack keeps those of occurrences moved
+    # later, short of a move by more than a month.
+    declined = rsvp.declined(session, since=now - LOOK_BACK - timedelta(days=31))
     recipients = [Recipient(address=s.email, since=min(s.confirmed_at or s.created_at, now),
-                            calls=frozenset(s.calls) if s.calls is not None else None)
+                            calls=frozenset(s.calls) if s.calls is not None else None,
+                            off=preferences.off_table(s),
+                            declined=declined.get(s.id or 0, frozenset()))
                   for s in session.exec(select(Subscriber).where(
                       Subscriber.status == SubscriberStatus.CONFIRMED)).all()]
     return list_calls(session), all_changes(session), recipients

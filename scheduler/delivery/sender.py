@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parseaddr
 from urllib.parse import quote
 
@@ -104,8 +104,13 @@ def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zo
                               reader=get_zone(zone), now=now, labels=settings.labels,
                               recording_url=job.extras.get("recording_url"),
                               notes=job.extras.get("notes"), folders=settings.template_folders)
-    if unsubscribe is not None:
+    if unsubscribe is not None:  # an email to a member: their own links (`TOKEN`)
         context["unsubscribe"] = unsubscribe
+        context["manage"] = f"{settings.web.base_url}/manage/{TOKEN}"
+        if job.rule.kind is RuleKind.REMINDER and job.occurrence.status is not Status.CANCELLED:
+            answer = (f"{settings.web.base_url}/rsvp/{TOKEN}/{job.call.slug}/"
+                      f"{job.occurrence.id.astimezone(UTC):%Y%m%dT%H%M%SZ}/")
+            context["rsvp_yes"], context["rsvp_no"] = answer + "yes", answer + "no"
     return templates.render(job.rule.template, job.delivery.channel, lang, context)
 
 

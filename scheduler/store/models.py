@@ -151,6 +151,10 @@ class Subscriber(SQLModel, table=True):
     status: str = Field(max_length=16)  # a SubscriberStatus
     # The calls they follow by slug; None: every call.
     calls: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The reminders they do not want, by call slug ("*": every call without its own entry);
+    # None: every reminder, as before they could choose (`scheduler.store.preferences`).
+    reminders_off: dict[str, list[str]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True))
     token: str = Field(max_length=64, unique=True)  # secret in their unsubscribe link
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     confirmed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
@@ -221,3 +225,32 @@ class TransportOutage(SQLModel, table=True):
     since: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     retry_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     last_error: str = ""
+
+
+class RsvpAnswer(StrEnum):
+    """`Rsvp.answer`: what a member said about one occurrence."""
+
+    YES = "yes"  # "I'll be there"
+    NO = "no"  # "Can't make it"
+
+
+class Rsvp(SQLModel, table=True):
+    """A member's answer for one occurrence, keyed by its original start: a move keeps it, a
+    cancellation keeps it (listings mark it), a restore finds it again
+    (`scheduler.store.rsvp`)."""
+
+    __tablename__ = "rsvp"
+    __table_args__ = (UniqueConstraint("subscriber_id", "call_id", "occurrence_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"),
+                         nullable=False)
+    )
+    call_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("call.id", ondelete="CASCADE"), nullable=False,
+                         index=True)
+    )
+    occurrence_id: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    answer: str = Field(max_length=8)  # an RsvpAnswer
+    answered_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

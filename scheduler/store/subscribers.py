@@ -19,6 +19,7 @@ from scheduler.core.plan import EMAIL
 from scheduler.core.zones import get_zone
 from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
 from scheduler.store import outbox
+from scheduler.store.calls import list_calls
 from scheduler.store.models import Subscriber, SubscriberStatus
 
 
@@ -72,7 +73,15 @@ def add(session: Session, settings: Settings, data: NewSubscriber, *, now: datet
 def import_csv(session: Session, settings: Settings, data: bytes, *, source: str,
                now: datetime) -> int:
     """email,name,language,timezone per line (a header line is optional); all rows or none.
-    `data` is what the file `source` holds (its name, for messages)."""
+    `data` is what the file `source` holds (its name, for messages).
+
+    Two more columns may follow: calls (the slugs of the calls they follow, separated by
+    spaces or semicolons; empty: every call) and reminders (the reminders they get of each,
+    as `preferences.choosable` names them; empty: every one). Without them a member keeps
+    what they chose before."""
+    from scheduler.store import preferences  # it builds on this module
+
+    known_calls = [c.slug for c in list_calls(session)]
     try:
         reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
         rows: list[tuple[int, list[str]]] = []
@@ -90,14 +99,20 @@ def import_csv(session: Session, settings: Settings, data: bytes, *, source: str
         for number, row in rows:
             if not any(cell.strip() for cell in row):
                 continue
-            if len(row) > 4:
+            if len(row) > 6:
                 raise InvalidValue(f"{source} line {number}: has {len(row)} columns; expected "
-                                   "email,name,language,timezone")
-            cells = [*row, "", "", ""][:4]
+                                   "email,name,language,timezone (then calls,reminders)")
+            cells = [*row, "", "", "", "", ""][:6]
             wanted = NewSubscriber(email=cells[0], name=cells[1], language=cells[2] or None,
                                    timezone=cells[3] or None)
             try:
                 subscriber = add(session, settings, wanted, now=now, commit=False)
+                if len(row) > 4:
+                    subscriber.calls = preferences.call_slugs(cells[4], known_calls,
+                                                              field="calls")
+                    names = preferences.reminder_names(cells[5], settings, field="reminders")
+                    subscriber.reminders_off = preferences.off_from_wanted(
+                        settings, {"*": names}) if names else None
             except SchedulerError as e:
                 raise SchedulerError(f"{source} line {number}: {e}") from e
             if subscriber.email in seen:
@@ -158,8 +173,16 @@ def _unsubscribe(session: Session, subscriber: Subscriber, now: datetime) -> Sub
     return subscriber
 
 
-def following(session: Session, slug: str) -> list[str]:
-    """The confirmed addresses that get messages about the call `slug`."""
+def following(session: Session, slug: str, *, rule: str | None = None) -> list[str]:
+    """The confirmed addresses that get messages about the call `slug` (and, given a `rule`,
+    want that one: `preferences`)."""
     return [s.email for s in session.exec(select(Subscriber).where(
         Subscriber.status == SubscriberStatus.CONFIRMED)).all()
-        if s.calls is None or slug in s.calls]
+        if (s.calls is None or slug in s.calls) and (rule is None or wants(s, slug, rule))]
+
+
+def wants(subscriber: Subscriber, slug: str, rule: str) -> bool:
+    """Whether they chose to get the reminder `rule` of the call `slug` (`preferences`): a
+    call's own choice, else the one for every call ("*"), else every reminder."""
+    chosen = subscriber.reminders_off or {}
+    return rule not in chosen.get(slug, chosen.get("*", []))

@@ -36,6 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from scheduler import metrics
 from scheduler.config import Settings
 from scheduler.errors import InvalidValue, NotFound, SchedulerError
+from scheduler.web.manage import ManagePage
+from scheduler.web.rsvp import RsvpPage
 from scheduler.web.signup import PageError
 from scheduler.web.site import Site
 
@@ -261,6 +263,8 @@ def create_app(settings: Settings, engine: Engine | None = None, *,
         Route("/healthz", healthz),
         Route("/metrics", metrics_page),
         *site.routes(),
+        *ManagePage(site).routes(),
+        *RsvpPage(site).routes(),
     ]
 
     def problem(status: int, text: str) -> Callable[[Request, Exception], Response]:

@@ -113,7 +113,12 @@ def check_pages(settings: Settings) -> list[str]:
                            "invalid": "", "values": {"email": "", "name": "", "language": "en",
                                                      "zone": "UTC", "all": True, "calls": []}},
         "notice.html": {"title": "Title", "text": "Text", "button": "confirm_button",
-                        "unsubscribe": "/unsubscribe/x"},
+                        "unsubscribe": "/unsubscribe/x", "manage": "/manage/x"},
+        "manage.html": {"email": "a@example.org", "token": "x", "calls": [
+            ("sample-call", "Sample call")], "reminder_labels": [("tomorrow", "tomorrow")],
+            "values": {"name": "", "language": "en", "zone": "UTC", "all": True, "calls": [],
+                       "reminders": {"sample-call": ["tomorrow"]}},
+            "saved": True, "error": "", "invalid": ""},
     }
     site = Site(settings, None, clock=lambda: datetime.now(UTC), secret="check")
     problems = []
@@ -349,7 +354,8 @@ class Site:
             s, self.settings, wanted, issued=issued, now=self.clock()))
         visitor.cookies.setdefault("lang", subscriber.language)
         return self.notice(visitor, "confirmed_title", "confirmed_text", fill=summary,
-                           unsubscribe=f"/unsubscribe/{subscriber.token}")
+                           unsubscribe=f"/unsubscribe/{subscriber.token}",
+                           manage=f"/manage/{subscriber.token}")
 
     async def unsubscribe(self, request: Request) -> Response:
         """GET: a page with one button. POST: unsubscribe; a mail provider's RFC 8058 one-click

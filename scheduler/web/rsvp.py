@@ -1,0 +1,102 @@
+"""One click to say "I'll be there" or "Can't make it" for one occurrence, from an email.
+
+    GET  /rsvp/<token>/<slug>/<when>/<answer>   a page with the occurrence and one button
+    POST /rsvp/<token>/<slug>/<when>/<answer>   that button: the answer is recorded
+
+`<when>` is the occurrence's original start in UTC (as in /calls/<slug>/<when>.ics), so a link
+keeps working after the occurrence moves; `<answer>` is yes or no. Looking (GET, HEAD: a mail
+scanner following links) records nothing. The token is the member's own secret, as in their
+unsubscribe and manage links; the button's form carries the CSRF token too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scheduler.config import Settings
+from scheduler.core.recurrence import Occurrence, Status, occurrence_at
+from scheduler.core.zones import get_zone
+from scheduler.delivery.feeds import call_event
+from scheduler.delivery.render import first_of_month
+from scheduler.errors import NotFound
+from scheduler.store import rsvp
+from scheduler.store.calls import changes_of, get_call
+from scheduler.store.models import Call, RsvpAnswer, Subscriber
+from scheduler.web import members
+from scheduler.web.manage import member
+from scheduler.web.site import Site
+
+
+def link(base_url: str, token: str, slug: str, occurrence_id: datetime, answer: str) -> str:
+    return (f"{base_url}/rsvp/{token}/{slug}/{occurrence_id.astimezone(UTC):{members.STAMP}}"
+            f"/{answer}")
+
+
+def find(session: Session, token: str, slug: str, stamp: str) -> \
+        tuple[Subscriber, Call, Occurrence]:
+    """The member, the call and the occurrence a link names; `NotFound` for anything else."""
+    subscriber = member(session, token)
+    try:
+        original = datetime.strptime(stamp, members.STAMP).replace(tzinfo=UTC)
+        call = get_call(session, slug)
+    except (ValueError, NotFound) as e:
+        raise NotFound("link_invalid") from e
+    event = call_event(call, changes_of(session, call))
+    if next(event.series.originals(original), None) != original:
+        raise NotFound("link_invalid")
+    return subscriber, call, occurrence_at(original, event.series, event.changes.get(original))
+
+
+def when(settings: Settings, occurrence: Occurrence, subscriber: Subscriber,
+         lang: str) -> dict[str, str]:
+    return members._when(occurrence.start, get_zone(subscriber.timezone), lang, settings.labels,
+                         first_of_month(lang, settings.template_folders))
+
+
+class RsvpPage:
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    async def answer(self, request: Request) -> Response:
+        params = request.path_params
+        token, answer_text = params["token"], params["answer"]
+        if answer_text not in list(RsvpAnswer):
+            raise NotFound("link_invalid")
+        answer = RsvpAnswer(answer_text)
+        subscriber, call, occurrence = await self.site._db(lambda s: find(
+            s, token, params["slug"], params["stamp"]))
+        visitor = self.site.visitor(request)
+        if "lang" not in request.query_params and "lang" not in request.cookies:
+            visitor.lang = subscriber.language
+        context: dict[str, Any] = {
+            "call_title": call.title, "when": when(self.site.settings, occurrence, subscriber,
+                                                   visitor.lang),
+            "answer": answer.value, "cancelled": occurrence.status is Status.CANCELLED,
+            "manage": f"/manage/{token}", "recorded": False, "error": "", "current": None,
+            "other": f"/rsvp/{token}/{params['slug']}/{params['stamp']}/"
+                     f"{'no' if answer is RsvpAnswer.YES else 'yes'}"}
+        if request.method != "POST":  # GET or HEAD (a link checker): look, change nothing
+            current = await self.site._db(lambda s: rsvp.answer_for(
+                s, subscriber, call, occurrence.id))
+            return self.site.page(visitor, "rsvp.html", **{**context, "current": current})
+        form = await request.form(max_files=0)
+        if not self.site._form_ok(visitor, str(form.get("form_token", ""))):
+            return self.site.page(visitor, "rsvp.html", 403, **{
+                **context, "error": self.site.words(visitor).say("form_expired")})
+
+        def save(session: Session) -> None:
+            found, call_now, _ = find(session, token, params["slug"], params["stamp"])
+            rsvp.record(session, found, call_now, occurrence.id, answer, now=self.site.clock())
+        await self.site._db(save)
+        return self.site.page(visitor, "rsvp.html", **{**context, "recorded": True,
+                                                        "current": answer.value})
+
+    def routes(self) -> list[Route]:
+        return [Route("/rsvp/{token}/{slug}/{stamp}/{answer}", self.answer,
+                      methods=["GET", "POST"])]
