@@ -52,7 +52,7 @@ def test_a_member_turns_off_tomorrow_on_a_phone_with_the_keyboard_and_no_javascr
 
     tab_to("#reminder-justice-tomorrow")
     keyboard.press("Space")
-    tab_to("main form button[type=submit]")
+    tab_to("form.manage button[type=submit]")
     with page.expect_navigation():
         keyboard.press("Enter")
     assert page.locator("[role=status]").count() == 1
@@ -90,4 +90,37 @@ def test_the_manage_page_reads_right_to_left_in_arabic_on_a_phone(
     assert page.locator("html").get_attribute("dir") == "rtl"
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "manage-page-phone-arabic")
+    context.close()
+
+
+def test_a_member_says_cant_make_it_from_the_page_on_a_phone_with_the_keyboard(
+        browser: Browser, service: Service) -> None:
+    """The first occurrence offered, its second button, pressed with Enter: no JavaScript."""
+    ran = service.coalition("subscriber", "add", "amina@example.org", "--lang", "fr", "--tz",
+                            "Asia/Jakarta")
+    assert ran.exit_code == 0, ran.stderr
+    context = browser.new_context(timezone_id="Asia/Jakarta", locale="fr-FR", viewport=PHONE,
+                                  java_script_enabled=False)
+    page = context.new_page()
+    page.goto(manage_link(service, "amina@example.org"))
+    first = page.locator("form.answer").first
+    slug, stamp = str(first.locator("input[name=occurrence]").get_attribute("value")).split("/")
+    assert first.locator("legend").inner_text().strip()  # the group is named by its date
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "manage-page-answers-phone-french")
+    button = first.locator("button[value=no]")
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if button.evaluate("e => e === document.activeElement"):
+            break
+    else:
+        raise AssertionError("Tab never reaches the first \"Can't make it\"")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "vous ne pourrez pas participer" in page.locator("[role=status]").inner_text()
+    assert "Je ne pourrai pas venir" in page.locator("form.answer").first.inner_text()
+    on = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}"
+    listed = json.loads(service.coalition("rsvp", "list", slug, "--on", on, "--json").stdout)
+    assert [(a["email"], a["answer"]) for a in listed["answers"]] == [
+        ("amina@example.org", "no")]
     context.close()

@@ -185,6 +185,20 @@ def test_arabic_counts_with_its_six_plural_forms(templates: Templates, hours: in
     assert f"(الرابط صالح لمدة {words.replace(str(hours), f'{FSI}{hours}{PDI}')}):" in text
 
 
+@pytest.mark.parametrize(("coming", "words"), [
+    (1, "أكّد عضو واحد حضوره."), (2, "أكّد عضوان حضورهما."), (3, "أكّد 3 أعضاء حضورهم."),
+    (11, "أكّد 11 عضوًا حضورهم."), (100, "أكّد 100 عضو حضورهم."),
+])
+def test_arabic_says_how_many_are_coming_in_its_own_plural_forms(templates: Templates,
+                                                                  coming: int,
+                                                                  words: str) -> None:
+    context = message_context(CALL, occurrence(), lang="ar", reader=NEW_YORK,
+                              now=START - timedelta(hours=3), coming=coming)
+    for name in ("announcement", "today"):
+        text = templates.render(name, "email", "ar", context).text
+        assert words.replace(str(coming), f"{FSI}{coming}{PDI}") in text
+
+
 @pytest.mark.parametrize(("lang", "one", "many"), [
     ("en", "it works for 1 hour)", "it works for 48 hours)"),
     ("fr", "il est valable 1 heure)", "il est valable 48 heures)"),

@@ -6,7 +6,9 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import httpx2
 import pytest
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
@@ -21,6 +23,8 @@ from tests.conftest import Coalition
 
 SECRET = "a-test-secret-that-is-long-enough-to-sign-with"
 SLUG = "justice-for-all-coalition-call"
+NOW = datetime(2019, 3, 5, 14, 50, 30, tzinfo=UTC)  # the site's clock: a week before 12 March
+MARCH = "20190312T140000Z"  # the next occurrence: 10:00 New York on 12 March 2019
 
 
 @dataclass
@@ -61,7 +65,7 @@ def site(organizer: Callable[[str], Coalition]) -> Iterator[Site]:
     with Session(engine) as session:
         token = session.exec(select(Subscriber.token).where(
             Subscriber.email == "ada@example.org")).one()
-    with TestClient(create_app(settings, engine, secret=SECRET),
+    with TestClient(create_app(settings, engine, secret=SECRET, clock=lambda: NOW),
                     base_url="http://127.0.0.1:8080") as client:
         yield Site(coalition, client, token, settings)
     engine.dispose()
@@ -93,7 +97,9 @@ def test_every_field_has_a_label_and_the_groups_are_fieldsets(site: Site) -> Non
     page = site.client.get(site.link).text
     ids = re.findall(r'<(?:input|select)[^>]* id="([^"]+)"', page)
     assert ids and all(f'<label for="{i}"' in page for i in ids)
-    assert page.count("<fieldset") == page.count("<legend>") == 2  # calls, one call's emails
+    choices = page.split('<form class="signup manage"')[1].split("</form>")[0]
+    assert choices.count("<fieldset") == choices.count("<legend>") == 2  # calls, its emails
+    assert page.count("<fieldset") == page.count("<legend>") == 2 + 3  # and 3 occurrences
 
 
 def test_saving_turns_off_tomorrow_and_changes_language_and_zone(site: Site) -> None:
@@ -210,3 +216,125 @@ def test_the_page_renders_in_every_shipped_language(site: Site, lang: str) -> No
 
 def test_check_finds_no_problem_in_the_manage_page(site: Site) -> None:
     assert check_pages(site.settings) == []
+
+
+# --- "I'll be there" / "Can't make it" from the page
+
+
+def answer_forms(page: str) -> list[str]:
+    """The page's forms for one occurrence each, in the order shown."""
+    return re.findall(r'<form class="answer".*?</form>', page, flags=re.S)
+
+
+def answered(site: Site, occurrence: str, answer: str, **changes: str) -> httpx2.Response:
+    """Presses one occurrence's button, as the browser sends it."""
+    token = re.search(r'name="form_token" value="([^"]+)"', site.client.get(site.link).text)
+    assert token
+    data = {"form_token": token.group(1), "occurrence": occurrence, "answer": answer}
+    return site.client.post(f"{site.link}?lang=en", data={**data, **changes})
+
+
+def listed(site: Site, on: str = "2019-03-12") -> dict[str, object]:
+    ran = site.coalition("rsvp", "list", SLUG, "--on", on, "--json")
+    assert ran.exit_code == 0, ran.stderr
+    found: dict[str, object] = json.loads(ran.stdout)
+    return found
+
+
+def test_the_page_offers_the_next_three_occurrences_each_in_a_fieldset_naming_its_date(
+        site: Site) -> None:
+    page = site.client.get(f"{site.link}?lang=en").text
+    forms = answer_forms(page)
+    assert len(forms) == 3
+    for form, date in zip(forms, ("Tuesday, March 12, 2019", "Tuesday, April 9, 2019",
+                                  "Tuesday, May 14, 2019"), strict=True):
+        legend = re.search(r"<legend>(.*?)</legend>", form, flags=re.S)
+        assert legend and date in legend.group(1) and "3:00 PM Kinshasa" in legend.group(1)
+        assert "Justice For All coalition call" in legend.group(1)
+        assert '<button type="submit" name="answer" value="yes">I\'ll be there</button>' in form
+        assert '<button type="submit" name="answer" value="no">Can\'t make it</button>' in form
+        assert 'name="form_token"' in form and "No answer yet" in form
+    assert "<script" not in "".join(forms)
+
+
+def test_cant_make_it_from_the_page_is_recorded_as_from_an_email(site: Site) -> None:
+    """The same record as the RSVP page's: listed for the organizer, shown on the page, and
+    the member gets no "starts soon" for that occurrence; a second press changes it."""
+    response = answered(site, f"{SLUG}/{MARCH}", "no")
+    assert response.status_code == 200
+    text = response.text
+    assert re.search(r'<div class="saved" role="status"><p>Noted: you cannot make it to '
+                     r"<bdi>Justice For All coalition call</bdi> on Tuesday, March 12, 2019\.",
+                     text)
+    assert "Your answer so far: Can't make it" in answer_forms(text)[0]
+    assert "No answer yet" in answer_forms(text)[1]
+    found = listed(site)
+    assert (found["coming"], found["not_coming"]) == (0, 1)
+    assert site.coalition("run-once", "--now", "2019-03-12T13:31:00Z").exit_code == 0
+    soon = [d["recipient"] for d in site.coalition.deliveries()
+            if d["rule"] == "starts-soon" and d["channel"] == "email"]
+    assert soon == ["bea@example.org"]
+    text = answered(site, f"{SLUG}/{MARCH}", "yes").text
+    assert "Noted: you will be at <bdi>Justice For All coalition call</bdi> on Tuesday" in text
+    assert "Your answer so far: I'll be there" in answer_forms(text)[0]
+    found = listed(site)
+    assert (found["coming"], found["not_coming"]) == (1, 0)
+
+
+def test_a_cancelled_occurrence_is_not_offered_and_the_one_after_is(site: Site) -> None:
+    assert site.coalition("call", "cancel", SLUG, "--on", "2019-04-09").exit_code == 0
+    forms = answer_forms(site.client.get(f"{site.link}?lang=en").text)
+    assert [re.findall(r'name="occurrence" value="[^/]+/(\w+)"', f) for f in forms] == [
+        [MARCH], ["20190514T140000Z"], ["20190611T140000Z"]]
+
+
+def test_only_the_calls_the_member_follows_are_offered(site: Site) -> None:
+    ran = site.coalition("call", "add", "--title", "Media call", "--start", "2019-03-07 09:00",
+                         "--tz", "Europe/Brussels", "--rrule", "FREQ=WEEKLY")
+    assert ran.exit_code == 0, ran.stderr
+    page = site.client.get(f"{site.link}?lang=en").text
+    assert len(answer_forms(page)) == 6
+    assert "Media call" in answer_forms(page)[0]  # soonest first: Thursday 7 March
+    response = site.client.post(site.link, data=site.form(all="", calls=[SLUG]))
+    assert response.status_code == 200
+    forms = answer_forms(response.text)
+    assert len(forms) == 3 and not any("Media call" in f for f in forms)
+
+
+def test_an_answer_without_the_forms_token_or_from_another_site_records_nothing(
+        site: Site) -> None:
+    assert answered(site, f"{SLUG}/{MARCH}", "yes",
+                    form_token="forged").status_code == 403
+    token = re.search(r'name="form_token" value="([^"]+)"', site.client.get(site.link).text)
+    assert token
+    response = site.client.post(site.link, headers={"Origin": "https://evil.example"}, data={
+        "form_token": token.group(1), "occurrence": f"{SLUG}/{MARCH}", "answer": "yes"})
+    assert response.status_code == 403
+    assert listed(site)["answers"] == []
+
+
+@pytest.mark.parametrize(("occurrence", "answer", "status"), [
+    pytest.param(f"{SLUG}/{MARCH}", "maybe", 400, id="answer"),
+    pytest.param(f"{SLUG}/20190313T140000Z", "yes", 404, id="not-an-occurrence"),
+    pytest.param(f"no-such-call/{MARCH}", "yes", 404, id="call"),
+    pytest.param("", "yes", 404, id="nothing"),
+])
+def test_an_answer_that_names_nothing_records_nothing(site: Site, occurrence: str, answer: str,
+                                                       status: int) -> None:
+    response = answered(site, occurrence, answer)
+    assert response.status_code == status
+    assert listed(site)["answers"] == []
+    assert site.shown()["language"] == "fr"  # and the member's choices are as they were
+
+
+@pytest.mark.parametrize(("lang", "heading", "yes", "no"), [
+    ("fr", "Vos prochains appels", "Je serai là", "Je ne pourrai pas venir"),
+    ("es", "Tus próximas sesiones", "Allí estaré", "No podré ir"),
+    ("pt", "As suas próximas sessões", "Vou estar presente", "Não vou poder ir"),
+    ("ar", "جلساتك القادمة", "سأحضر", "لن أتمكن من الحضور"),
+])
+def test_the_answers_are_offered_in_every_shipped_language(site: Site, lang: str, heading: str,
+                                                           yes: str, no: str) -> None:
+    page = site.client.get(f"{site.link}?lang={lang}").text
+    assert f'<h2 id="next-calls">{heading}</h2>' in page
+    assert f'value="yes">{yes}</button>' in page and f'value="no">{no}</button>' in page

@@ -162,3 +162,57 @@ def test_rsvp_list_of_a_day_without_an_occurrence_is_one_line(site: Site) -> Non
 def test_the_answer_page_renders_in_every_shipped_language(site: Site, lang: str) -> None:
     page = site.client.get(site.link("ada", "no") + f"?lang={lang}")
     assert page.status_code == 200 and f'<html lang="{lang}"' in page.text
+
+
+def html_body(mail: EmailMessage) -> str:
+    part = mail.get_body(("html",))
+    assert isinstance(part, EmailMessage)
+    return str(part.get_content())
+
+
+def test_the_announcement_says_how_many_have_said_they_will_come(site: Site) -> None:
+    """Each member in their language, in both parts of the email, and the forum post."""
+    assert site.answer("ada", "yes") == 200
+    assert site.answer("bea", "yes") == 200
+    assert site.coalition("run-once", "--now", "2019-03-05T15:00:00Z").exit_code == 0
+    mails = {str(m["To"]): m for m in site.coalition.inbox()}
+    ada = next(m for to, m in mails.items() if "ada@" in to)
+    bea = next(m for to, m in mails.items() if "bea@" in to)
+    assert "2 membres ont annoncé leur venue.\n" in body(ada)  # Ada reads French
+    assert "<p>2 membres ont annoncé leur venue.</p>" in html_body(ada)
+    assert "2 members have said they will come.\nWe hope to see you there!" in body(bea)
+    assert "<p>2 members have said they will come.</p>" in html_body(bea)
+    (post,) = site.coalition.forum_posts(SLUG)
+    assert "2 members have said they will come." in post.read_text(encoding="utf-8")
+
+
+def test_only_those_coming_are_counted_and_nothing_is_said_before_anyone_is(
+        site: Site) -> None:
+    """"Can't make it" is no one coming: the line appears only once someone will be there."""
+    assert site.answer("ada", "no") == 200
+    assert site.coalition("run-once", "--now", "2019-03-05T15:00:00Z").exit_code == 0
+    mails = site.coalition.inbox()
+    assert len(mails) == 2
+    for mail in mails:
+        assert "venue" not in body(mail) and "will come" not in body(mail)
+        assert "venue" not in html_body(mail) and "will come" not in html_body(mail)
+    (post,) = site.coalition.forum_posts(SLUG)
+    assert "will come" not in post.read_text(encoding="utf-8")
+
+
+def test_the_today_preview_counts_who_is_coming_and_not_who_left(site: Site) -> None:
+    def today(lang: str) -> str:
+        ran = site.coalition("render", SLUG, "--on", "2019-03-12", "--template", "today",
+                             "--channel", "email", "--lang", lang,
+                             "--now", "2019-03-12T11:00:00Z")
+        assert ran.exit_code == 0, ran.stderr
+        return ran.stdout
+
+    assert "will come" not in today("en")
+    site.answer("ada", "yes")
+    assert "1 member has said they will come." in today("en")
+    assert "1 membre a annoncé sa venue." in today("fr")
+    site.answer("bea", "yes")
+    assert "2 members have said they will come." in today("en")
+    assert site.client.post(f"/unsubscribe/{site.tokens['bea']}").status_code == 200
+    assert "1 member has said they will come." in today("en")

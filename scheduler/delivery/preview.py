@@ -20,6 +20,7 @@ from scheduler.delivery.render import (
     sample_contexts,
 )
 from scheduler.errors import InvalidValue
+from scheduler.store import rsvp
 from scheduler.store.calls import display_zones, get_call, locate, series_of
 from scheduler.store.models import Call
 
@@ -57,7 +58,8 @@ def render_message(
     now: datetime, lang: str | None = None, reader_zone: str | None = None,
     recording_url: str | None = None, notes: str | None = None,
 ) -> Message:
-    """One message as it would go out at `now`, for a reader in `reader_zone`."""
+    """One message as it would go out at `now`, for a reader in `reader_zone`, with the
+    members who have said they will come so far."""
     call = get_call(session, slug)
     occurrence = find_occurrence(session, call, on)
     if occurrence.status is Status.CANCELLED:
@@ -70,6 +72,7 @@ def render_message(
         facts(call, settings), occurrence, lang=lang, reader=reader, now=now,
         labels=settings.labels, recording_url=recording_url, notes=notes,
         folders=settings.template_folders,
+        coming=rsvp.coming(session, call.id, occurrence.id) if call.id is not None else 0,
     )
     return Templates(settings.template_folders).render(template, channel, lang, context)
 

@@ -170,11 +170,12 @@ def first_of_month(lang: str, folders: Sequence[Path] | None = None) -> str:
 def message_context(
     call: CallFacts, occurrence: Occurrence, *, lang: str, reader: ZoneInfo, now: datetime,
     labels: Mapping[str, str] | None = None, recording_url: str | None = None,
-    notes: str | None = None, folders: Sequence[Path] | None = None,
+    notes: str | None = None, folders: Sequence[Path] | None = None, coming: int = 0,
 ) -> dict[str, Any]:
     """Everything a template may use, for one reader (their zone first) at the moment `now`.
     `folders`: the template folders whose catalogs say how dates are written (by default the
-    built-in one)."""
+    built-in one). `coming`: how many members have said "I'll be there" for this occurrence
+    (`occurrence.coming`; the announcement and the "today" reminder say so when any have)."""
     anchor = occurrence.zone
     zones = list(dict.fromkeys([reader.key, *call.zones]))
     first = first_of_month(lang, folders)
@@ -204,6 +205,7 @@ def message_context(
             "original": at(anchor, occurrence.id),
             "minutes": int((occurrence.end - occurrence.start) / timedelta(minutes=1)),
             "agenda": occurrence.agenda,
+            "coming": coming,
         },
         "zones": [row.as_dict() for row in rows],
         "timing": timing(occurrence.start, now, reader, lang).as_dict(),
@@ -475,8 +477,9 @@ def sample_context(lang: str, labels: Mapping[str, str] | None = None) -> dict[s
 def sample_contexts(lang: str, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """What `check` renders every template with, so that each branch a template may take is
     tried before a reminder is due: `sample_context`, then the same call meeting weekly whose
-    occurrence has its own agenda and moved within its day (an invitation about that
-    occurrence's agenda), then that occurrence cancelled (its invitation's cancellation)."""
+    occurrence has its own agenda, moved within its day and three members coming (an
+    invitation about that occurrence's agenda), then that occurrence cancelled (its
+    invitation's cancellation)."""
     plain = sample_context(lang, labels)
     new_york = get_zone("America/New_York")
     start = datetime(2018, 11, 13, 15, tzinfo=UTC)
@@ -494,7 +497,7 @@ def sample_contexts(lang: str, labels: Mapping[str, str] | None = None) -> list[
                                                    "cancelled")):
         context = message_context(call, occurrence, lang=lang, reader=get_zone("Pacific/Chatham"),
                                   now=start + timedelta(minutes=150), labels=labels,
-                                  recording_url=None, notes=None)
+                                  recording_url=None, notes=None, coming=3)
         context["invite"] = {"again": True, "one_occurrence": True, "change": change}
         variants.append(context)
     return variants

@@ -48,7 +48,7 @@ from scheduler.delivery import followups, notices, planning
 from scheduler.delivery.preview import facts
 from scheduler.delivery.render import Message, Templates, message_context
 from scheduler.errors import DatabaseError, SchedulerError, reason
-from scheduler.store import outbox
+from scheduler.store import outbox, rsvp
 from scheduler.store.calls import all_changes, list_calls, series_of
 from scheduler.store.models import Call, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from scheduler.store.recorder import Claimed, Recorder
@@ -96,6 +96,7 @@ class Job:
     occurrence: Occurrence
     rule: Rule
     extras: dict[str, str | None] = field(default_factory=dict)  # a follow-up's recording
+    coming: int = 0  # members who said "I'll be there" (`rsvp.coming`), for every recipient
 
 
 def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zone: str,
@@ -103,7 +104,8 @@ def _render(settings: Settings, templates: Templates, job: Job, *, lang: str, zo
     context = message_context(facts(job.call, settings), job.occurrence, lang=lang,
                               reader=get_zone(zone), now=now, labels=settings.labels,
                               recording_url=job.extras.get("recording_url"),
-                              notes=job.extras.get("notes"), folders=settings.template_folders)
+                              notes=job.extras.get("notes"), folders=settings.template_folders,
+                              coming=job.coming)
     if unsubscribe is not None:  # an email to a member: their own links (`TOKEN`)
         context["unsubscribe"] = unsubscribe
         context["manage"] = f"{settings.web.base_url}/manage/{TOKEN}"
@@ -190,9 +192,10 @@ def record_post(session: Session, settings: Settings, job: Job, result: Result, 
 
 def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
          changes: Mapping[int, Mapping[datetime, Change]],
-         rules: Mapping[str, Rule]) -> Job | str:
+         rules: Mapping[str, Rule], coming: dict[tuple[int, datetime], int]) -> Job | str:
     """A claimed delivery with what rendering it needs, or why it is owed no more (the
-    reason it is cancelled with)."""
+    reason it is cancelled with). `coming` keeps each occurrence's count of members coming,
+    counted once a batch, not once a recipient."""
     call = calls.get(delivery.call_id)
     rule = rules.get(delivery.rule) or notices.rule_for(delivery.rule)
     if call is None or rule is None:
@@ -203,7 +206,11 @@ def _job(session: Session, delivery: Delivery, calls: Mapping[int | None, Call],
         return "the occurrence is cancelled"
     extras = (followups.extras(session, delivery.call_id, delivery.occurrence_id)
               if rule.kind is RuleKind.FOLLOWUP else {})
-    return Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras)
+    key = (delivery.call_id, delivery.occurrence_id)
+    if rule.kind is RuleKind.REMINDER and key not in coming:
+        coming[key] = rsvp.coming(session, *key)
+    return Job(delivery=delivery, call=call, occurrence=current, rule=rule, extras=extras,
+               coming=coming.get(key, 0))
 
 
 def send_pass(session: Session, settings: Settings, *, now: datetime, worker: str,
@@ -255,6 +262,7 @@ def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: 
         states[delivery.id] = outcome
     calls = {c.id: c for c in list_calls(session)}
     changes = all_changes(session)
+    coming: dict[tuple[int, datetime], int] = {}  # members coming, by occurrence
     recipients = sorted({d.recipient for d in claimed if d.channel == EMAIL})
     subscribers = {s.email: s for s in session.exec(select(Subscriber).where(
         col(Subscriber.email).in_(recipients))).all()} if recipients else {}
@@ -300,7 +308,7 @@ def _send_batch(session: Session, settings: Settings, *, now: datetime, worker: 
     try:  # whatever stops the pass, the forum's client is closed
         for delivery in claimed:
             try:
-                job = _job(session, delivery, calls, changes, rules)
+                job = _job(session, delivery, calls, changes, rules, coming)
                 if isinstance(job, str):
                     drop(delivery, job)
                 elif delivery.channel == FORUM:

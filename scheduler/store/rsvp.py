@@ -9,7 +9,7 @@ answer. A member who cannot make it gets no reminder meant for those who come
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,32 @@ def answer_for(session: Session, subscriber: Subscriber, call: Call,
         Rsvp.subscriber_id == subscriber.id, Rsvp.call_id == call.id,
         Rsvp.occurrence_id == occurrence_id)).first()
     return None if found is None else str(found)
+
+
+def answers_of(session: Session, subscriber: Subscriber,
+               occurrences: Iterable[tuple[int, datetime]]) -> dict[tuple[int, datetime], str]:
+    """`subscriber`'s answers for `occurrences` (call id, original start), by the same key:
+    what their manage page shows beside each coming occurrence. One with no answer is left
+    out."""
+    wanted = set(occurrences)
+    if not wanted:
+        return {}
+    rows = session.exec(select(Rsvp.call_id, Rsvp.occurrence_id, Rsvp.answer).where(
+        Rsvp.subscriber_id == subscriber.id,
+        col(Rsvp.occurrence_id).in_({start for _, start in wanted}))).all()
+    return {(call_id, start): str(answer) for call_id, start, answer in rows
+            if (call_id, start) in wanted}
+
+
+def coming(session: Session, call_id: int, occurrence_id: datetime) -> int:
+    """How many members (still subscribed) have said "I'll be there" for the occurrence whose
+    original start is `occurrence_id`: what the announcement and the "today" reminder say."""
+    found = session.exec(select(func.count()).select_from(Rsvp).join(
+        Subscriber, col(Subscriber.id) == Rsvp.subscriber_id).where(
+        Rsvp.call_id == call_id, Rsvp.occurrence_id == occurrence_id,
+        Rsvp.answer == RsvpAnswer.YES,
+        Subscriber.status == SubscriberStatus.CONFIRMED)).one()
+    return int(found)
 
 
 def declined(session: Session, *, since: datetime | None = None) -> \

@@ -19,44 +19,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scheduler.config import Settings
-from scheduler.core.recurrence import Occurrence, Status, occurrence_at
-from scheduler.core.zones import get_zone
-from scheduler.delivery.feeds import call_event
-from scheduler.delivery.render import first_of_month
+from scheduler.core.recurrence import Status
 from scheduler.errors import NotFound
 from scheduler.store import rsvp
-from scheduler.store.calls import changes_of, get_call
-from scheduler.store.models import Call, RsvpAnswer, Subscriber
+from scheduler.store.models import RsvpAnswer
 from scheduler.web import members
-from scheduler.web.manage import member
+from scheduler.web.manage import find, when
 from scheduler.web.site import Site
 
 
 def link(base_url: str, token: str, slug: str, occurrence_id: datetime, answer: str) -> str:
     return (f"{base_url}/rsvp/{token}/{slug}/{occurrence_id.astimezone(UTC):{members.STAMP}}"
             f"/{answer}")
-
-
-def find(session: Session, token: str, slug: str, stamp: str) -> \
-        tuple[Subscriber, Call, Occurrence]:
-    """The member, the call and the occurrence a link names; `NotFound` for anything else."""
-    subscriber = member(session, token)
-    try:
-        original = datetime.strptime(stamp, members.STAMP).replace(tzinfo=UTC)
-        call = get_call(session, slug)
-    except (ValueError, NotFound) as e:
-        raise NotFound("link_invalid") from e
-    event = call_event(call, changes_of(session, call))
-    if next(event.series.originals(original), None) != original:
-        raise NotFound("link_invalid")
-    return subscriber, call, occurrence_at(original, event.series, event.changes.get(original))
-
-
-def when(settings: Settings, occurrence: Occurrence, subscriber: Subscriber,
-         lang: str) -> dict[str, str]:
-    return members._when(occurrence.start, get_zone(subscriber.timezone), lang, settings.labels,
-                         first_of_month(lang, settings.template_folders))
 
 
 class RsvpPage:

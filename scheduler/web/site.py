@@ -118,7 +118,12 @@ def check_pages(settings: Settings) -> list[str]:
             ("sample-call", "Sample call")], "reminder_labels": [("tomorrow", "tomorrow")],
             "values": {"name": "", "language": "en", "zone": "UTC", "all": True, "calls": [],
                        "reminders": {"sample-call": ["tomorrow"]}},
-            "saved": True, "error": "", "invalid": ""},
+            "saved": True, "error": "", "invalid": "",
+            "answered": {"answer": "no", "title": "Sample call", "when": _SAMPLE_WHEN},
+            "upcoming": [{"slug": "sample-call", "title": "Sample call",
+                          "stamp": "20181113T150000Z", "when": _SAMPLE_WHEN, "moved": moved,
+                          "answer": answer}
+                         for moved, answer in ((False, "yes"), (True, "no"), (False, None))]},
     }
     site = Site(settings, None, clock=lambda: datetime.now(UTC), secret="check")
     problems = []
