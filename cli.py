@@ -1130,11 +1130,6 @@ def render(
     notes_text = _read_text(notes, "--notes") if notes else None
     with _session(ctx) as (settings, session):
         day = _on(session, slug, on)
-        if template is Template.CHANGED:
-            o = preview.find_occurrence(session, calls.get_call(session, slug), day)
-            if o.status is Status.CONFIRMED:
-                raise SchedulerError(f"{slug}: the occurrence on {o.original_local:%Y-%m-%d} "
-                                     "was not moved")
         message = preview.render_message(
             session, settings, slug, on=day, template=template,
             channel=channel, now=moment, lang=lang, reader_zone=tz, recording_url=recording,

@@ -67,11 +67,24 @@ def test_issue_17_render_changed_of_an_occurrence_that_never_moved_is_refused(
     ran = with_call("render", SLUG, "--on", "2019-02-12", "--template", "changed",
                     "--channel", "email", "--now", "2019-02-10T12:00:00Z")
     assert ran.exit_code == 2
-    assert ran.stderr == f"error: {SLUG}: the occurrence on 2019-02-12 was not moved\n"
+    assert ran.stderr == (f"error: {SLUG}: the occurrence on 2019-02-12 was neither moved nor "
+                          "cancelled\n")
     ok(with_call("call", "move", SLUG, "--on", "2019-02-12", "--to", "2019-02-13 10:00"))
     moved = ok(with_call("render", SLUG, "--on", "2019-02-12", "--template", "changed",
                          "--channel", "email", "--now", "2019-02-10T12:00:00Z"))
     assert moved.stdout.startswith("Subject: Moved:")
+
+
+def test_render_previews_the_notice_of_a_cancelled_occurrence(with_call: Coalition) -> None:
+    """The cancellation notice is the one message a cancelled occurrence still gets; every
+    other template of it is refused."""
+    ok(with_call("call", "cancel", SLUG, "--on", "2019-02-12"))
+    notice = ok(with_call("render", SLUG, "--on", "2019-02-12", "--template", "changed",
+                          "--channel", "email", "--now", "2019-02-11T12:00:00Z"))
+    assert notice.stdout.startswith("Subject: Cancelled:")
+    ran = with_call("render", SLUG, "--on", "2019-02-12", "--template", "tomorrow",
+                    "--now", "2019-02-11T12:00:00Z")
+    assert ran.exit_code == 2 and "is cancelled; restore it first" in ran.stderr
 
 
 def test_issue_17_render_offers_only_the_templates_it_can_render(with_call: Coalition) -> None:

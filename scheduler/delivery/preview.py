@@ -62,7 +62,11 @@ def render_message(
     members who have said they will come so far."""
     call = get_call(session, slug)
     occurrence = find_occurrence(session, call, on)
-    if occurrence.status is Status.CANCELLED:
+    if template == "changed":  # the notice of a move or a cancellation
+        if occurrence.status is Status.CONFIRMED:
+            raise InvalidValue(f"{slug}: the occurrence on {occurrence.original_local:%Y-%m-%d} "
+                               "was neither moved nor cancelled")
+    elif occurrence.status is Status.CANCELLED:
         raise InvalidValue(f"{slug}: the occurrence of {on} is cancelled; restore it first")
     lang = language_for(call, settings, lang)
     reader = get_zone(reader_zone) if reader_zone else occurrence.zone
