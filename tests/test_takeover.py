@@ -60,11 +60,13 @@ def postgresql(config_case: ConfigCase, postgres_url: str,
 
 def kill_connection_of(engine: Engine, worker: str) -> None:
     """What the server sees of a process killed with -9: the connection that holds the
-    worker's lock ends (found by the lock, ended from another connection)."""
+    worker's lock ends (found by the lock, ended from another connection). The server is
+    asked to wait until that backend is gone (PostgreSQL 14 and later), so its lock is
+    released when this returns: without it, the next claim could run first."""
     key = outbox._lock_key(worker)
     with engine.connect() as connection:
         ended = connection.execute(text(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory' "
             "AND granted AND objsubid = 1 AND classid = :high AND objid = :low "
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
             {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}).scalars().all()
