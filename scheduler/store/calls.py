@@ -154,10 +154,22 @@ def display_zones(call: Call, settings: Settings) -> list[str]:
 def changes_of(session: Session, call: Call) -> dict[datetime, Change]:
     """The call's changes by original start: moves, cancellations and agendas (each
     `Change` carries its occurrence's agenda, if any)."""
+    return _merged(*_stored_changes(session, call))
+
+
+def _stored_changes(session: Session, call: Call) -> tuple[
+        list[OccurrenceChange], list[OccurrenceAgenda]]:
+    """The call's rows of moves and cancellations, and of agendas."""
     rows = session.exec(select(OccurrenceChange).where(OccurrenceChange.call_id == call.id)).all()
+    agendas = session.exec(select(OccurrenceAgenda).where(
+        OccurrenceAgenda.call_id == call.id)).all()
+    return list(rows), list(agendas)
+
+
+def _merged(rows: list[OccurrenceChange],
+            agendas: list[OccurrenceAgenda]) -> dict[datetime, Change]:
     found = {row.original_start: _change(row) for row in rows}
-    agendas = session.exec(select(OccurrenceAgenda).where(OccurrenceAgenda.call_id == call.id))
-    for agenda in agendas.all():
+    for agenda in agendas:
         _with_agenda(found, agenda)
     return found
 
@@ -272,11 +284,9 @@ def edit_call(
 
 def delete_call(session: Session, slug: str) -> Call:
     call = get_call(session, slug)
-    for row in session.exec(select(OccurrenceChange).where(OccurrenceChange.call_id == call.id)):
+    rows, agendas = _stored_changes(session, call)
+    for row in (*rows, *agendas):
         session.delete(row)
-    for agenda in session.exec(select(OccurrenceAgenda).where(
-            OccurrenceAgenda.call_id == call.id)):
-        session.delete(agenda)
     session.flush()  # the changes first: the database would otherwise cascade under the ORM
     session.delete(call)
     session.commit()
@@ -343,17 +353,10 @@ def _free_slug(session: Session, call: Call, wanted: str | None) -> str:
 
 def _rekey(session: Session, call: Call, old: Series, new: Series, now: datetime) -> None:
     """Carry the moves, cancellations and agendas over to the new schedule, by date."""
-    rows = session.exec(select(OccurrenceChange).where(OccurrenceChange.call_id == call.id)).all()
-    agendas = session.exec(select(OccurrenceAgenda).where(
-        OccurrenceAgenda.call_id == call.id)).all()
-    changes = {row.original_start: _change(row) for row in rows}
-    for agenda in agendas:
-        _with_agenda(changes, agenda)
-    carried = rekey_changes(old, new, changes)
-    for row in rows:
+    rows, agendas = _stored_changes(session, call)
+    carried = rekey_changes(old, new, _merged(rows, agendas))
+    for row in (*rows, *agendas):
         session.delete(row)
-    for agenda in agendas:
-        session.delete(agenda)
     session.flush()
     for change in carried.values():
         rescheduled = change.without_agenda()
