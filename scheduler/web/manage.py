@@ -28,13 +28,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scheduler.config import Settings
-from scheduler.core.recurrence import Change, Occurrence, Series, Status, occurrence_at, occurrences
+from scheduler.core.recurrence import Change, Occurrence, Series, Status, occurrences
 from scheduler.core.zones import get_zone
-from scheduler.delivery.feeds import call_event
 from scheduler.delivery.render import first_of_month
 from scheduler.errors import InvalidValue, NotFound
 from scheduler.store import preferences, rsvp
-from scheduler.store.calls import all_changes, changes_of, get_call, list_calls, series_of, skipped
+from scheduler.store.calls import all_changes, list_calls, series_of, skipped
 from scheduler.store.models import Call, RsvpAnswer, Subscriber, SubscriberStatus
 from scheduler.web import members, signup
 from scheduler.web.site import Site, Visitor
@@ -60,14 +59,10 @@ def find(session: Session, token: str, slug: str, stamp: str) -> \
     /calls/<slug>/<when>.ics) that an answer names; `NotFound` for anything else."""
     subscriber = member(session, token)
     try:
-        original = datetime.strptime(stamp, members.STAMP).replace(tzinfo=UTC)
-        call = get_call(session, slug)
-    except (ValueError, NotFound) as e:
+        call, _, occurrence = members.named_occurrence(session, slug, stamp)
+    except (InvalidValue, NotFound) as e:
         raise NotFound("link_invalid") from e
-    event = call_event(call, changes_of(session, call))
-    if next(event.series.originals(original), None) != original:
-        raise NotFound("link_invalid")
-    return subscriber, call, occurrence_at(original, event.series, event.changes.get(original))
+    return subscriber, call, occurrence
 
 
 def when(settings: Settings, occurrence: Occurrence, subscriber: Subscriber, lang: str,

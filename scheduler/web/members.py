@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from scheduler.config import Settings
 from scheduler.core import ics
+from scheduler.core.ics import CallEvent
 from scheduler.core.recurrence import Occurrence, Status, occurrence_at, occurrences
 from scheduler.core.timetable import format_offset, full_date, local_time, zone_label
 from scheduler.core.zones import to_utc
@@ -26,6 +27,7 @@ from scheduler.delivery.feeds import call_event
 from scheduler.delivery.render import first_of_month
 from scheduler.errors import InvalidValue, NotFound
 from scheduler.store.calls import all_changes, changes_of, get_call, list_calls, series_of, skipped
+from scheduler.store.models import Call
 
 log = logging.getLogger(__name__)
 PER_CALL = 4  # occurrences shown for each call
@@ -136,8 +138,10 @@ def page(session: Session, settings: Settings, *, now: datetime, reader: ZoneInf
     return calls
 
 
-def occurrence_ics(session: Session, slug: str, stamp: str) -> tuple[bytes, Occurrence]:
-    """One occurrence as its own small calendar, for "Add to calendar"."""
+def named_occurrence(session: Session, slug: str, stamp: str) -> tuple[Call, CallEvent,
+                                                                       Occurrence]:
+    """The call `slug` and its occurrence whose original start is `stamp` (`STAMP`, as URLs
+    name it); `InvalidValue` for a stamp that is no time, `NotFound` for no such occurrence."""
     try:
         original = datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
     except ValueError as e:
@@ -146,5 +150,10 @@ def occurrence_ics(session: Session, slug: str, stamp: str) -> tuple[bytes, Occu
     event = call_event(call, changes_of(session, call))
     if next(event.series.originals(original), None) != original:
         raise NotFound(f"{call.title} has no occurrence at {original:%Y-%m-%d %H:%M} UTC")
-    occurrence = occurrence_at(original, event.series, event.changes.get(original))
+    return call, event, occurrence_at(original, event.series, event.changes.get(original))
+
+
+def occurrence_ics(session: Session, slug: str, stamp: str) -> tuple[bytes, Occurrence]:
+    """One occurrence as its own small calendar, for "Add to calendar"."""
+    _, event, occurrence = named_occurrence(session, slug, stamp)
     return ics.single(event, occurrence), occurrence
