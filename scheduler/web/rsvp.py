@@ -11,7 +11,6 @@ unsubscribe and manage links; the button's form carries the CSRF token too.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session
@@ -23,14 +22,8 @@ from scheduler.core.recurrence import Status
 from scheduler.errors import NotFound
 from scheduler.store import rsvp
 from scheduler.store.models import RsvpAnswer
-from scheduler.web import members
 from scheduler.web.manage import find, when
 from scheduler.web.site import Site
-
-
-def link(base_url: str, token: str, slug: str, occurrence_id: datetime, answer: str) -> str:
-    return (f"{base_url}/rsvp/{token}/{slug}/{occurrence_id.astimezone(UTC):{members.STAMP}}"
-            f"/{answer}")
 
 
 class RsvpPage:
