@@ -17,15 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from scheduler.core.recurrence import Occurrence
-from scheduler.errors import InvalidValue
 from scheduler.store.models import Call, Rsvp, RsvpAnswer, Subscriber, SubscriberStatus
-
-
-def answer_of(text: str) -> RsvpAnswer:
-    try:
-        return RsvpAnswer(text)
-    except ValueError as e:
-        raise InvalidValue(f"answer must be {' or '.join(RsvpAnswer)}, not {text!r}") from e
 
 
 def record(session: Session, subscriber: Subscriber, call: Call, occurrence_id: datetime,
@@ -47,10 +39,9 @@ def record(session: Session, subscriber: Subscriber, call: Call, occurrence_id: 
 
 def answer_for(session: Session, subscriber: Subscriber, call: Call,
                occurrence_id: datetime) -> str | None:
-    found = session.exec(select(Rsvp.answer).where(
-        Rsvp.subscriber_id == subscriber.id, Rsvp.call_id == call.id,
-        Rsvp.occurrence_id == occurrence_id)).first()
-    return None if found is None else str(found)
+    """`subscriber`'s answer for one occurrence (None: none yet)."""
+    key = (call.id or 0, occurrence_id)
+    return answers_of(session, subscriber, [key]).get(key)
 
 
 def answers_of(session: Session, subscriber: Subscriber,
