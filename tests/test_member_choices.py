@@ -33,7 +33,7 @@ class World:
     session: Session
 
     def member(self, email: str) -> Subscriber:
-        return preferences.find(self.session, email)
+        return subscribers.find(self.session, email)
 
     def choose(self, email: str, *, calls: tuple[str, ...] | None = None,
                reminders: dict[str, tuple[str, ...]] | None = None) -> None:
@@ -218,7 +218,7 @@ def test_members_from_before_keep_every_reminder_after_the_upgrade(
             "'2025-01-01 00:00:00')"))
     assert db.migrate(engine).after == db.head_revision() == "0008"
     with Session(engine, expire_on_commit=False) as session:
-        old = preferences.find(session, "old@example.org")
+        old = subscribers.find(session, "old@example.org")
         assert old.reminders_off is None
         assert all(preferences.gets(old, "any-call", n) for n in preferences.choosable(settings))
     engine.dispose()

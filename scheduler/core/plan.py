@@ -16,7 +16,7 @@ minutes before the start), never a stale one, and no "missed" records either.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -89,13 +89,19 @@ class Recipient:
 
     def wants(self, slug: str, rule: str) -> bool:
         """Whether they get the reminder `rule` of the call `slug` (if they follow it)."""
-        chosen = dict(self.off)
-        return rule not in chosen.get(slug, chosen.get(EVERY_CALL, frozenset()))
+        return wanted(dict(self.off), slug, rule)
 
     def owed(self, call: CallOccurrences, occurrence: Occurrence, rule: Rule) -> bool:
         if not self.wants(call.slug, rule.name):
             return False
         return not (for_those_coming(rule) and (call.call_id, occurrence.id) in self.declined)
+
+
+def wanted(off: Mapping[str, Collection[str]], slug: str, rule: str) -> bool:
+    """Whether someone who turned `off` these reminders (by call slug, or EVERY_CALL) gets the
+    reminder `rule` of the call `slug`: the call's own choice, else the one for every call,
+    else every reminder."""
+    return rule not in off.get(slug, off.get(EVERY_CALL, ()))
 
 
 def for_those_coming(rule: Rule) -> bool:

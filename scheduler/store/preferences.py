@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from scheduler.config import Settings
-from scheduler.core import addresses
 from scheduler.core.plan import EMAIL, EVERY_CALL
-from scheduler.errors import InvalidValue, NotFound
+from scheduler.errors import InvalidValue
 from scheduler.store import subscribers
 from scheduler.store.calls import list_calls
 from scheduler.store.models import Subscriber
@@ -121,24 +120,9 @@ def rotate(session: Session, subscriber: Subscriber) -> str:
     return subscriber.token
 
 
-def find(session: Session, email: str) -> Subscriber:
-    """The subscriber with this address (as typed, or as it would be stored)."""
-    typed = email.strip().lower()
-    found = session.exec(select(Subscriber).where(Subscriber.email == typed)).first()
-    if found is None:
-        try:
-            stored = addresses.mailbox(email)
-        except InvalidValue:
-            stored = typed
-        found = session.exec(select(Subscriber).where(Subscriber.email == stored)).first()
-    if found is None:
-        raise NotFound(f"no subscriber {email.strip()!r}")
-    return found
-
-
 def show(session: Session, settings: Settings, email: str) -> dict[str, Any]:
     """One member and their choices: the calls they get, and for each the reminders."""
-    subscriber = find(session, email)
+    subscriber = subscribers.find(session, email)
     slugs = [c.slug for c in list_calls(session)]
     followed = [s for s in slugs if subscriber.calls is None or s in subscriber.calls]
     return {

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from scheduler.config import Settings
 from scheduler.core import addresses, inputs
-from scheduler.core.plan import EMAIL
+from scheduler.core.plan import EMAIL, wanted
 from scheduler.core.zones import get_zone
 from scheduler.errors import Conflict, InvalidValue, NotFound, SchedulerError
 from scheduler.store import outbox
@@ -142,16 +142,21 @@ def as_dict(subscriber: Subscriber) -> dict[str, Any]:
             "status": subscriber.status, "calls": subscriber.calls}
 
 
-def unsubscribe(session: Session, email: str, *, now: datetime) -> Subscriber:
-    """They get nothing more: status unsubscribed, and their pending deliveries cancelled."""
-    typed = {email.strip().lower()}  # as typed, and as it would be stored now
+def find(session: Session, email: str) -> Subscriber:
+    """The subscriber with this address, as typed or as it would be stored now."""
+    typed = {email.strip().lower()}
     with contextlib.suppress(InvalidValue):
         typed.add(addresses.mailbox(email))
     subscriber = session.exec(select(Subscriber).where(
         col(Subscriber.email).in_(sorted(typed)))).first()
     if subscriber is None:
         raise NotFound(f"no subscriber {email.strip()!r}")
-    return _unsubscribe(session, subscriber, now)
+    return subscriber
+
+
+def unsubscribe(session: Session, email: str, *, now: datetime) -> Subscriber:
+    """They get nothing more: status unsubscribed, and their pending deliveries cancelled."""
+    return _unsubscribe(session, find(session, email), now)
 
 
 def unsubscribe_by_token(session: Session, token: str, *, now: datetime) -> Subscriber:
@@ -184,5 +189,4 @@ def following(session: Session, slug: str, *, rule: str | None = None) -> list[s
 def wants(subscriber: Subscriber, slug: str, rule: str) -> bool:
     """Whether they chose to get the reminder `rule` of the call `slug` (`preferences`): a
     call's own choice, else the one for every call ("*"), else every reminder."""
-    chosen = subscriber.reminders_off or {}
-    return rule not in chosen.get(slug, chosen.get("*", []))
+    return wanted(subscriber.reminders_off or {}, slug, rule)
